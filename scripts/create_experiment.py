@@ -1,0 +1,109 @@
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "mlflow>=3.7",
+#     "python-dotenv>=1.0",
+#     "requests>=2.31",
+# ]
+# ///
+"""Create an MLflow experiment, idempotently, with a description and tags.
+
+Usage:
+  uv run scripts/create_experiment.py --name NAME [--description TEXT] [--tag K=V ...]
+                                      [--artifact-location URI] [--restore] [--update]
+
+An experiment that already exists and is active is reported with its id (exit 0) and left
+as it is; --update sets the given description and tags on it. A deleted experiment is not
+reused silently: --restore brings it back.
+
+Examples:
+  uv run scripts/create_experiment.py --name btc-momentum
+  uv run scripts/create_experiment.py --name btc-momentum \\
+      --description "Momentum strategies on BTC-USD, daily bars" --tag team=quant --tag asset=BTC
+  uv run scripts/create_experiment.py --name old-study --restore
+  doppler run -- uv run scripts/create_experiment.py --name btc-momentum --format json
+"""
+
+from __future__ import annotations
+
+import sys
+
+import _common as c
+
+SCRIPT = "create_experiment.py"
+
+
+def build_parser():
+    parser = c.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
+    parser.add_argument("--name", required=True, help="experiment name (a path like /Users/me/x on Databricks)")
+    parser.add_argument("--description", help="description shown by the MLflow UI (tag mlflow.note.content)")
+    parser.add_argument("--tag", action="append", metavar="K=V", help="experiment tag; repeatable")
+    parser.add_argument("--artifact-location", help="where the runs' artifacts go (default: the server's)")
+    parser.add_argument("--restore", action="store_true", help="restore the experiment if it was deleted")
+    parser.add_argument("--update", action="store_true", help="set --description/--tag on an existing experiment")
+    return parser
+
+
+def command(ctx: c.Context) -> int:
+    args = ctx.args
+    tags = c.parse_key_values(args.tag, "--tag")
+    experiment, status = c.ensure_experiment(
+        ctx.store,
+        args.name,
+        description=args.description,
+        tags=tags,
+        artifact_location=args.artifact_location,
+        restore=args.restore,
+        update=args.update,
+    )
+    unapplied = experiment.pop("_unapplied", [])
+    result = shape(ctx, experiment, status, unapplied)
+    ctx.emit(c.to_json(result) if ctx.fmt == "json" else render(result))
+    return c.EXIT_OK
+
+
+def shape(ctx: c.Context, experiment: dict, status: str, unapplied: list[str]) -> dict:
+    tags = c.kv(experiment.get("tags"))
+    description = tags.pop(c.DESCRIPTION_TAG, None)
+    url = f"{ctx.settings.display_uri.rstrip('/')}/#/experiments/{experiment['experiment_id']}" if ctx.settings.is_http else None
+    return {
+        "status": status,
+        "experiment_id": experiment["experiment_id"],
+        "name": experiment["name"],
+        "lifecycle_stage": experiment.get("lifecycle_stage"),
+        "artifact_location": experiment.get("artifact_location"),
+        "description": description,
+        "tags": {k: v for k, v in tags.items() if not k.startswith("mlflow.")},
+        "url": url,
+        "unapplied": unapplied,
+    }
+
+
+def render(result: dict) -> str:
+    verb = {
+        "created": "Created",
+        "exists": "Already exists:",
+        "updated": "Updated",
+        "restored": "Restored",
+    }[result["status"]]
+    lines = [f"{verb} experiment **{result['name']}** (id {result['experiment_id']})", ""]
+    if result["description"]:
+        lines.append(f"- description: {c.truncate(result['description'], 200)}")
+    if result["tags"]:
+        lines.append("- tags: " + ", ".join(f"{k}={c.truncate(v, 60)}" for k, v in sorted(result["tags"].items())))
+    lines.append(f"- artifact location: {result['artifact_location']}")
+    if result["url"]:
+        lines.append(f"- link: {result['url']}")
+    if result["unapplied"]:
+        lines.append(
+            "- not changed: " + ", ".join(result["unapplied"]) + " differ from what you passed; add --update to set them"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return c.run_main(build_parser(), command, argv, SCRIPT)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

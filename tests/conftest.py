@@ -1,0 +1,253 @@
+"""Fixtures: real MLflow tracking servers on 127.0.0.1 and a way to drive the scripts.
+
+- `server`: `mlflow server` with a sqlite backend and proxied artifacts in a temp dir (session).
+- `auth_server`: the same in basic-auth mode; admin and a READ-only user (session).
+- `run_script`: calls a script's main(argv) in this process with a clean environment and
+  returns (code, stdout, stderr); fast, so most tests use it.
+- `uv_run`: runs `uv run scripts/<name>.py` in a subprocess, exactly as an agent does.
+
+Set MLFLOW_SKILL_TEST_SERVER=http://127.0.0.1:PORT to run the suite against a server you
+started yourself (e.g. a PostgreSQL-backed one); the fixture then starts none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "Adm1n-sentinel-PW-7f3c"  # a sentinel: tests assert it never appears in output
+READER_USER = "reader"
+READER_PASSWORD = "Read3r-sentinel-PW-91ab"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_health(url: str, proc: subprocess.Popen | None, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited early:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url + "/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"mlflow server at {url} did not become healthy:\n{log.read_text()[-3000:]}")
+
+
+@dataclass
+class Server:
+    uri: str
+    tmp: Path
+    proc: subprocess.Popen | None = None
+    admin: tuple[str, str] | None = None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def start_server(tmp: Path, auth: bool = False, workers: int = 1, backend_uri: str | None = None) -> Server:
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", backend_uri or f"sqlite:///{tmp / 'mlflow.db'}",
+        "--artifacts-destination", str(tmp / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+    ]  # fmt: skip
+    if auth:
+        ini = tmp / "basic_auth.ini"
+        ini.write_text(
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = sqlite:///{tmp / 'basic_auth.db'}\n"
+            f"admin_username = {ADMIN_USER}\n"
+            f"admin_password = {ADMIN_PASSWORD}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = uuid.uuid4().hex
+        cmd += ["--app-name", "basic-auth"]
+    log = tmp / "server.log"
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    server = Server(uri=f"http://127.0.0.1:{port}", tmp=tmp, proc=proc)
+    try:
+        wait_for_health(server.uri, proc, log)
+    except Exception:
+        server.stop()
+        raise
+    if auth:
+        server.admin = (ADMIN_USER, ADMIN_PASSWORD)
+        resp = requests.post(
+            f"{server.uri}/api/2.0/mlflow/users/create",
+            json={"username": READER_USER, "password": READER_PASSWORD},
+            auth=server.admin,
+            timeout=10,
+        )
+        resp.raise_for_status()
+    return server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    external = os.environ.get("MLFLOW_SKILL_TEST_SERVER")
+    if external:
+        yield Server(uri=external, tmp=tmp_path_factory.mktemp("external"))
+        return
+    srv = start_server(tmp_path_factory.mktemp("server"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory):
+    srv = start_server(tmp_path_factory.mktemp("auth_server"), auth=True)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    """MLflow's own client, for seeding data and checking what the scripts wrote."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=server.uri)
+
+
+@pytest.fixture(scope="session")
+def empty_env_dir(tmp_path_factory):
+    """Where the scripts look for .env files during tests: empty unless a test writes one."""
+    return tmp_path_factory.mktemp("envdir")
+
+
+def clean_env(extra: dict[str, str] | None = None, env_dir: Path | None = None) -> dict[str, str]:
+    """The process environment minus every MLflow/Doppler setting of the person running the tests."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_", "DATABRICKS_", "DOPPLER_")) and k != "PYTEST_CURRENT_TEST"
+    }
+    if env_dir is not None:
+        env["MLFLOW_SKILL_ENV_DIR"] = str(env_dir)
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def both(self) -> str:
+        return self.out + self.err
+
+
+_modules: dict[str, object] = {}
+
+
+def load_script(name: str):
+    """Import scripts/<name>.py as a module (cached)."""
+    if name not in _modules:
+        path = SCRIPTS / (name if name.endswith(".py") else name + ".py")
+        spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_") + "_under_test", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _modules[name] = module
+    return _modules[name]
+
+
+@pytest.fixture
+def run_script(server, empty_env_dir, monkeypatch):
+    """run_script("query_experiments", "runs", ..., env={...}, uri=...) -> Result.
+
+    By default the script talks to the `server` fixture through MLFLOW_TRACKING_URI; pass
+    uri=None (and env) to test other configuration paths.
+    """
+    import _common
+
+    def run(name: str, *args: str, env: dict[str, str] | None = None, uri: str | None = "server", cwd: Path | None = None) -> Result:
+        base = clean_env(env_dir=empty_env_dir)
+        if uri == "server":
+            base["MLFLOW_TRACKING_URI"] = server.uri
+        elif uri:
+            base["MLFLOW_TRACKING_URI"] = uri
+        base.update(env or {})
+        with monkeypatch.context() as m:
+            for key in list(os.environ):
+                if key not in base:
+                    m.delenv(key)
+            for key, value in base.items():
+                m.setenv(key, value)
+            if cwd:
+                m.chdir(cwd)
+            _common._SECRETS.clear()
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = load_script(name).main([str(a) for a in args])
+        return Result(code, out.getvalue(), err.getvalue())
+
+    return run
+
+
+UV = shutil.which("uv") or "uv"
+
+
+@pytest.fixture
+def uv_run(server, empty_env_dir):
+    """uv_run("query_experiments", "experiments", env=..., uri=..., cwd=...) in a subprocess."""
+
+    def run(name: str, *args: str, env: dict[str, str] | None = None, uri: str | None = "server", cwd: Path | None = None, timeout: float = 300) -> Result:
+        base = clean_env(env_dir=empty_env_dir)
+        base.setdefault("UV_PYTHON_DOWNLOADS", "never")
+        base.setdefault("UV_COMPILE_BYTECODE", "1")
+        if uri == "server":
+            base["MLFLOW_TRACKING_URI"] = server.uri
+        elif uri:
+            base["MLFLOW_TRACKING_URI"] = uri
+        base.update(env or {})
+        script = SCRIPTS / (name if name.endswith(".py") else name + ".py")
+        proc = subprocess.run(
+            [UV, "run", "--quiet", str(script), *[str(a) for a in args]],
+            capture_output=True,
+            text=True,
+            env=base,
+            cwd=cwd or ROOT,
+            timeout=timeout,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+def unique(prefix: str) -> str:
+    """A fresh experiment name, so tests sharing the session server never collide."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
