@@ -449,12 +449,15 @@ class InProcessStore(Store):
                 f"{uri} is MLflow's old file store, which MLflow refuses since 3.13: migrate it, "
                 "or set MLFLOW_ALLOW_FILE_STORE=true"
             )
+        artifact_root = str(Path("mlruns").resolve())  # where MLflow's client puts them too
         os.environ["_MLFLOW_SERVER_FILE_STORE"] = uri
-        os.environ.setdefault("_MLFLOW_SERVER_ARTIFACT_ROOT", str(Path("mlruns").resolve()))
-        os.environ.setdefault("MLFLOW_TRACKING_URI", uri)  # artifact helpers inside MLflow read it
+        os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = artifact_root
         with _quiet_mlflow_logging():
-            from mlflow.server import app
+            from mlflow.server import app, handlers
 
+            # The handlers cache one store per process; point them at this one.
+            handlers._tracking_store = None
+            handlers._get_tracking_store(uri, artifact_root)
             self._client = app.test_client()
 
     def _request(self, method, path, params, body):

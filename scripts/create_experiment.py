@@ -5,6 +5,8 @@
 #     "python-dotenv>=1.0",
 #     "requests>=2.31",
 # ]
+# [tool.uv]
+# compile-bytecode = true  # MLflow is imported for non-server stores: compile once, not per call
 # ///
 """Create an MLflow experiment, idempotently, with a description and tags.
 

@@ -201,6 +201,7 @@ def run_script(server, empty_env_dir, monkeypatch):
         elif uri:
             base["MLFLOW_TRACKING_URI"] = uri
         base.update(env or {})
+        saved_env = dict(os.environ)
         with monkeypatch.context() as m:
             for key in list(os.environ):
                 if key not in base:
@@ -213,6 +214,8 @@ def run_script(server, empty_env_dir, monkeypatch):
             out, err = io.StringIO(), io.StringIO()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 code = load_script(name).main([str(a) for a in args])
+        os.environ.clear()
+        os.environ.update(saved_env)  # scripts may set variables (the in-process store does)
         return Result(code, out.getvalue(), err.getvalue())
 
     return run
