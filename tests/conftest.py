@@ -133,6 +133,72 @@ def auth_server(tmp_path_factory):
     srv.stop()
 
 
+def postgres_bin() -> Path | None:
+    """The newest PostgreSQL server binaries from Debian's packages, if installed."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+    return versions[-1].parent if versions else None
+
+
+@dataclass
+class Postgres:
+    uri: str
+    data: Path
+    bin: Path
+    user: str | None
+
+    def stop(self) -> None:
+        _as_user(self.user, [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"], check=False)
+        shutil.rmtree(self.data.parent, ignore_errors=True)
+
+
+def _as_user(user: str | None, cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    if user:  # PostgreSQL refuses to run as root
+        cmd = ["runuser", "-u", user, "--", *cmd]
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=120)
+
+
+def start_postgres() -> Postgres:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 (Debian's package), trust auth, one database."""
+    import tempfile
+
+    pgbin = postgres_bin()
+    if pgbin is None:
+        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
+    user = "postgres" if os.geteuid() == 0 else None
+    base = Path(tempfile.mkdtemp(prefix="mlflow-skill-pg-"))
+    base.chmod(0o755)
+    data, sockets = base / "data", base / "sock"
+    sockets.mkdir()
+    if user:
+        shutil.chown(base, user)
+        shutil.chown(sockets, user)
+    port = free_port()
+    _as_user(user, [str(pgbin / "initdb"), "-D", str(data), "-A", "trust", "-U", "mlflow", "--no-sync", "-E", "UTF8"])
+    _as_user(user, [
+        str(pgbin / "pg_ctl"), "-D", str(data), "-l", str(base / "pg.log"), "-w", "-t", "60",
+        "-o", f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c full_page_writes=off",
+        "start",
+    ])  # fmt: skip
+    _as_user(user, [str(pgbin / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"])
+    return Postgres(uri=f"postgresql+psycopg2://mlflow@127.0.0.1:{port}/mlflow", data=data, bin=pgbin, user=user)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """Production-shaped: PostgreSQL backend, proxied artifact serving, two workers."""
+    if postgres_bin() is None and not os.environ.get("CI"):
+        pytest.skip("PostgreSQL is not installed here (CI installs it: apt-get install postgresql)")
+    pg = start_postgres()
+    try:
+        srv = start_server(tmp_path_factory.mktemp("pg_server"), workers=2, backend_uri=pg.uri)
+    except Exception:
+        pg.stop()
+        raise
+    yield srv
+    srv.stop()
+    pg.stop()
+
+
 @pytest.fixture(scope="session")
 def client(server):
     """MLflow's own client, for seeding data and checking what the scripts wrote."""
