@@ -1,0 +1,118 @@
+"""A loopback HTTP proxy in front of a real tracking server that injects faults on demand.
+
+Modes (set `proxy.mode` between or during commands):
+- "pass": forward everything;
+- "status": answer `proxy.status` (e.g. 503) to the next `proxy.fault_count` requests, then forward;
+- "slow": sleep `proxy.delay` seconds before forwarding;
+- "refuse_after": forward `proxy.fault_count` requests, then cut every connection without answer
+  (a server that dies in the middle of a command).
+`proxy.requests` records (method, path, answered status) for every request seen.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+
+class FaultProxy:
+    def __init__(self, upstream: str):
+        self.upstream = upstream.rstrip("/")
+        self.mode = "pass"
+        self.status = 503
+        self.fault_count = 0
+        self.delay = 0.0
+        self.requests: list[tuple[str, str, int]] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                action = proxy._next_action()
+                if action == "refuse":
+                    proxy._record(self.command, self.path, 0)
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                if action == "status":
+                    payload = b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "injected fault"}'
+                    self.send_response(proxy.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    proxy._record(self.command, self.path, proxy.status)
+                    return
+                if action == "slow":
+                    time.sleep(proxy.delay)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                try:
+                    resp = requests.request(
+                        self.command, proxy.upstream + self.path, data=body, headers=headers, timeout=60
+                    )
+                except requests.RequestException:
+                    self.close_connection = True
+                    return
+                content = resp.content
+                try:
+                    self.send_response(resp.status_code)
+                    for key, value in resp.headers.items():
+                        if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                proxy._record(self.command, self.path, resp.status_code)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.uri = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _next_action(self) -> str:
+        with self._lock:
+            if self.mode == "status" and self.fault_count > 0:
+                self.fault_count -= 1
+                return "status"
+            if self.mode == "slow":
+                return "slow"
+            if self.mode == "refuse_after":
+                if self.fault_count > 0:
+                    self.fault_count -= 1
+                    return "pass"
+                return "refuse"
+            return "pass"
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.requests.append((method, path, status))
+
+    def reset(self, mode: str = "pass", **settings) -> None:
+        with self._lock:
+            self.mode = mode
+            self.requests.clear()
+            for key, value in settings.items():
+                setattr(self, key, value)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

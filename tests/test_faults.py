@@ -1,0 +1,80 @@
+"""Faults between the scripts and the server: 5xx, slowness, refusal, auth; bounded and explained.
+
+A loopback proxy (tests/faultproxy.py) in front of the real server fixture injects the faults.
+"""
+
+import time
+
+import pytest
+
+from conftest import ADMIN_USER, unique
+from faultproxy import FaultProxy
+
+
+@pytest.fixture(scope="module")
+def proxy(server):
+    p = FaultProxy(server.uri)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def via_proxy(proxy):
+    proxy.reset()
+    yield proxy
+    proxy.reset()
+
+
+def test_transient_503_is_retried_and_succeeds(run_script, via_proxy, client):
+    name = unique("retry")
+    via_proxy.reset("status", status=503, fault_count=2)
+    res = run_script("create_experiment", "--name", name, uri=via_proxy.uri)
+    assert res.code == 0, res.err
+    assert [s for _, _, s in via_proxy.requests][:2] == [503, 503]
+    assert client.get_experiment_by_name(name) is not None
+
+
+def test_persistent_500_gives_server_error_after_bounded_tries(run_script, via_proxy):
+    via_proxy.reset("status", status=500, fault_count=100)
+    start = time.time()
+    res = run_script("create_experiment", "--name", unique("x"), uri=via_proxy.uri)
+    assert res.code == 6
+    assert "answered 500" in res.err and len(res.err.strip().splitlines()) == 1
+    assert len(via_proxy.requests) == 3  # one try + MLFLOW_SKILL_HTTP_RETRIES=2 (default)
+    assert time.time() - start < 10
+
+
+def test_slow_server_times_out_within_bound(run_script, via_proxy):
+    via_proxy.reset("slow", delay=5.0)
+    start = time.time()
+    res = run_script("create_experiment", "--name", unique("x"), "--timeout", "0.5", uri=via_proxy.uri,
+                     env={"MLFLOW_SKILL_HTTP_RETRIES": "1"})
+    elapsed = time.time() - start
+    assert res.code == 4
+    assert "timed out" in res.err and "--timeout" in res.err
+    assert elapsed < 6
+
+
+def test_server_that_stops_answering_mid_command(run_script, via_proxy):
+    via_proxy.reset("refuse_after", fault_count=1)  # the look-up passes, the create is cut off
+    res = run_script("create_experiment", "--name", unique("x"), uri=via_proxy.uri)
+    assert res.code == 4
+    assert "not reachable" in res.err and "Traceback" not in res.err
+
+
+def test_no_server_at_all_fails_fast(run_script):
+    start = time.time()
+    res = run_script("create_experiment", "--name", "x", uri="http://127.0.0.1:9")
+    assert res.code == 4
+    assert time.time() - start < 5  # default retries, refused connections answer at once
+
+
+def test_401_is_not_retried(run_script, auth_server):
+    proxy = FaultProxy(auth_server.uri)
+    try:
+        res = run_script("create_experiment", "--name", "x", uri=proxy.uri,
+                         env={"MLFLOW_TRACKING_USERNAME": ADMIN_USER, "MLFLOW_TRACKING_PASSWORD": "nope-wrong"})
+        assert res.code == 5
+        assert [s for _, _, s in proxy.requests] == [401]
+    finally:
+        proxy.close()
