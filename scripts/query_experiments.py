@@ -396,14 +396,33 @@ def iter_group(store: c.Store, query: Query, group: Group, limit: int | None, pa
     if not query.exp_ids:
         return
     server_limit = None if group.client else limit
-    size = min(page_size, server_limit) if server_limit else page_size
     kept = 0
-    for run in c.paged(store, SEARCH_RUNS, query.body(group), "runs", limit=server_limit, page_size=size):
+    for run in stream_search(store, query.body(group), server_limit, page_size):
         if group.accepts(run):
             yield run
             kept += 1
             if limit is not None and kept >= limit:
                 return
+
+
+def stream_search(store: c.Store, body: dict, limit: int | None, page_size: int) -> Iterator[dict]:
+    """Follow next_page_token; each run is released as soon as it is consumed and a page is
+    dropped before the next is requested, so at most one page of raw JSON is alive."""
+    body = dict(body)
+    seen = 0
+    while True:
+        body["max_results"] = min(page_size, limit - seen) if limit is not None else page_size
+        page = store.post(SEARCH_RUNS, body)
+        token = page.get("next_page_token")
+        runs = page.pop("runs", None) or []
+        del page
+        runs.reverse()
+        while runs:
+            yield runs.pop()
+            seen += 1
+        if not token or (limit is not None and seen >= limit):
+            return
+        body["page_token"] = token
 
 
 def iter_runs(store: c.Store, query: Query, limit: int | None = None, page_size: int = SCAN_PAGE) -> Iterator[dict]:
@@ -1087,10 +1106,11 @@ def cmd_export(ctx: c.Context) -> int:
         raise c.UsageError("--page-size must be between 1 and 50000 (the server's maximum)")
     query = build_query(ctx, args.filter, args.order_by)
     names = exp_name_map(query)
-    rows, keys = collect_rows(iter_runs(ctx.store, query, args.limit, args.page_size), names, args.all_tags)
-    data = render_csv(rows, keys) if kind == "csv" else render_json_rows(rows)
+    rows, index = collect_rows(iter_runs(ctx.store, query, args.limit, args.page_size), names, args.all_tags)
+    data = render_csv(rows, index) if kind == "csv" else render_json_rows(rows, index)
+    del rows
     c.write_atomic(target, data, force=args.force)
-    columns = len(EXPORT_FIXED) + sum(len(k) for k in keys)
+    columns = len(index)
     summary = {"path": str(target), "format": kind, "runs": len(rows), "columns": columns, "bytes": target.stat().st_size,
                "client_side": query.notes()}  # fmt: skip
     if ctx.fmt == "json":
@@ -1111,46 +1131,63 @@ def export_kind(target: Path, fmt: str) -> str:
     raise c.UsageError(f"cannot tell the file format of {target}: name it .csv or .json, or pass --format csv|json")
 
 
-def collect_rows(runs: Iterable[dict], names: dict[str, str], all_tags: bool) -> tuple[list[tuple], tuple[list[str], list[str], list[str]]]:
-    """Runs -> compact rows (fixed values, metrics, params, tags), page by page, no raw JSON kept."""
+def collect_rows(runs: Iterable[dict], names: dict[str, str], all_tags: bool) -> tuple[list[list], dict[str, int]]:
+    """Runs -> compact rows: a list per run, values placed by a column index that grows as new
+    metric/param/tag keys appear. No raw JSON is kept, so memory stays near one page."""
+    columns: dict[str, int] = {name: i for i, name in enumerate(EXPORT_FIXED)}
     rows = []
-    mkeys: dict[str, None] = {}
-    pkeys: dict[str, None] = {}
-    tkeys: dict[str, None] = {}
     for run in runs:
         info = run["info"]
         data = run.get("data", {})
-        metrics = {m["key"]: m.get("value") for m in data.get("metrics", ()) or ()}
-        params = {p["key"]: p.get("value", "") for p in data.get("params", ()) or ()}
-        tags = {t["key"]: t.get("value", "") for t in data.get("tags", ()) or () if all_tags or not t["key"].startswith("mlflow.")}
-        fixed = (
+        row: list[Any] = [
             info["run_id"], info.get("run_name") or "", info.get("experiment_id"), names.get(info.get("experiment_id"), ""),
             info.get("status"), c.iso_time(info.get("start_time")), c.iso_time(info.get("end_time")),
-        )  # fmt: skip
-        mkeys.update(dict.fromkeys(metrics))
-        pkeys.update(dict.fromkeys(params))
-        tkeys.update(dict.fromkeys(tags))
-        rows.append((fixed, metrics, params, tags))
-    return rows, (sorted(mkeys), sorted(pkeys), sorted(tkeys))
+        ]  # fmt: skip
+        for kind, items in (("metrics", data.get("metrics")), ("params", data.get("params")), ("tags", data.get("tags"))):
+            for item in items or ():
+                key = item["key"]
+                if kind == "tags" and not all_tags and key.startswith("mlflow."):
+                    continue
+                idx = columns.setdefault(f"{kind}.{key}", len(columns))
+                if idx >= len(row):
+                    row.extend([None] * (idx + 1 - len(row)))
+                row[idx] = item.get("value", "")
+        rows.append(row)
+    return rows, columns
 
 
-def render_csv(rows: list[tuple], keys: tuple[list[str], list[str], list[str]]) -> str:
-    mkeys, pkeys, tkeys = keys
+def ordered_columns(columns: dict[str, int]) -> list[tuple[str, int]]:
+    """Fixed columns first, then metrics.*, params.*, tags.*, each sorted by key."""
+    rank = {"metrics": 0, "params": 1, "tags": 2}
+    fixed = [(name, columns[name]) for name in EXPORT_FIXED]
+    rest = sorted((name, i) for name, i in columns.items() if name not in EXPORT_FIXED)
+    rest.sort(key=lambda item: (rank[item[0].split(".", 1)[0]], item[0]))
+    return fixed + rest
+
+
+def render_csv(rows: list[list], columns: dict[str, int]) -> str:
+    order = ordered_columns(columns)
+    idxs = [i for _, i in order]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*EXPORT_FIXED, *(f"metrics.{k}" for k in mkeys), *(f"params.{k}" for k in pkeys), *(f"tags.{k}" for k in tkeys)])
-    for fixed, metrics, params, tags in rows:
-        writer.writerow([
-            *fixed, *(metrics.get(k, "") for k in mkeys), *(params.get(k, "") for k in pkeys), *(tags.get(k, "") for k in tkeys)
-        ])  # fmt: skip
+    writer.writerow([name for name, _ in order])
+    for row in rows:
+        n = len(row)
+        writer.writerow([("" if (i >= n or row[i] is None) else row[i]) for i in idxs])
     return buf.getvalue()
 
 
-def render_json_rows(rows: list[tuple]) -> str:
-    records = [
-        {**dict(zip(EXPORT_FIXED, fixed)), "metrics": {k: _json_number(v) for k, v in m.items()}, "params": p, "tags": t}
-        for fixed, m, p, t in rows
-    ]
+def render_json_rows(rows: list[list], columns: dict[str, int]) -> str:
+    records = []
+    for row in rows:
+        record: dict[str, Any] = {name: row[i] for name, i in columns.items() if name in EXPORT_FIXED}
+        record.update(metrics={}, params={}, tags={})
+        for name, i in columns.items():
+            if name in EXPORT_FIXED or i >= len(row) or row[i] is None:
+                continue
+            kind, key = name.split(".", 1)
+            record[kind][key] = _json_number(row[i]) if kind == "metrics" else row[i]
+        records.append(record)
     return json.dumps(records, ensure_ascii=False, allow_nan=False)
 
 

@@ -138,3 +138,12 @@ def test_skill_md_is_a_short_router():
     assert "--help" in text
     for ref in (ROOT / "references").glob("*.md"):
         assert f"references/{ref.name}" in text, f"SKILL.md does not link references/{ref.name}"
+
+
+def test_example_outputs_in_docs_come_from_real_runs():
+    """Regenerate with: uv run python tests/examples.py"""
+    from examples import EXAMPLE_RE, drift, generate
+
+    assert sum(1 for _ in EXAMPLE_RE.finditer((ROOT / "SKILL.md").read_text())) >= 6
+    problems = drift(generate())
+    assert not problems, "\n\n".join(problems) + "\n\nregenerate: uv run python tests/examples.py"
