@@ -67,7 +67,7 @@ PROG = f"uv run scripts/{SCRIPT}"
 SEARCH_RUNS = f"{c.API}/runs/search"
 VIEWS = {"active": "ACTIVE_ONLY", "deleted": "DELETED_ONLY", "all": "ALL"}
 FORMATS = ("markdown", "json", "csv")
-SCAN_PAGE = 10_000  # page size when every matching run is needed (server maximum 50,000)
+SCAN_PAGE = 2_000  # runs per request when every match is needed: measured as fast as 10,000 at half the memory
 OFFSET_PREFIX = "offset-"  # page tokens of client-side queries: an offset into the merged result
 ERROR_WORDS = ("error", "exception", "traceback", "failure", "fail_reason")
 LOWER_IS_BETTER_WORDS = ("loss", "error", "err", "mse", "mae", "rmse", "mape", "drawdown", "perplexity", "latency", "wer", "cer")
@@ -1108,15 +1108,16 @@ def cmd_export(ctx: c.Context) -> int:
     names = exp_name_map(query)
     rows, index = collect_rows(iter_runs(ctx.store, query, args.limit, args.page_size), names, args.all_tags)
     data = render_csv(rows, index) if kind == "csv" else render_json_rows(rows, index)
+    count = len(rows)
     del rows
     c.write_atomic(target, data, force=args.force)
     columns = len(index)
-    summary = {"path": str(target), "format": kind, "runs": len(rows), "columns": columns, "bytes": target.stat().st_size,
+    summary = {"path": str(target), "format": kind, "runs": count, "columns": columns, "bytes": target.stat().st_size,
                "client_side": query.notes()}  # fmt: skip
     if ctx.fmt == "json":
         ctx.emit(c.to_json(summary))
         return 0
-    out = [f"Exported {len(rows)} runs {scope_line(query)} to {target} ({kind.upper()}, {columns} columns, {c.fmt_bytes(summary['bytes'])})"]
+    out = [f"Exported {count} runs {scope_line(query)} to {target} ({kind.upper()}, {columns} columns, {c.fmt_bytes(summary['bytes'])})"]
     out += query.notes()
     ctx.emit("\n".join(out))
     return 0
@@ -1298,7 +1299,7 @@ the metric), mean, min, max. Reads every matching run (all pages).
 Examples:
   uv run scripts/query_experiments.py aggregate --experiment btc-momentum --group-by params.fast --metric sharpe
   uv run scripts/query_experiments.py aggregate --group-by params.model,tags.team --metric acc --metric loss""",
-    "export": """Every matching run (all pages; --page-size runs per request, default 10000, max 50000) to a
+    "export": """Every matching run (all pages; --page-size runs per request, default 2000, max 50000) to a
 CSV or JSON file, written atomically. The file format comes from the extension (.csv/.json),
 else from --format csv|json. Columns: run_id, run_name, experiment_id, experiment, status,
 start_time, end_time, metrics.*, params.*, tags.* (non-system; --all-tags for mlflow.*).

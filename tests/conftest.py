@@ -246,6 +246,7 @@ def load_script(name: str):
         path = SCRIPTS / (name if name.endswith(".py") else name + ".py")
         spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_") + "_under_test", path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         _modules[name] = module
     return _modules[name]
