@@ -628,6 +628,15 @@ def run_labels(runs: dict[str, dict]) -> dict[str, str]:
     return {r: (f"{n} ({r[:6]})" if counts[n] > 1 else n) for r, n in names.items()}
 
 
+def experiment_label(store: c.Store, experiment_id: str | None) -> str:
+    """'name (id)': names before ids; the id alone if the look-up fails."""
+    try:
+        name = store.get(f"{c.API}/experiments/get", {"experiment_id": experiment_id})["experiment"]["name"]
+    except c.SkillError:
+        return str(experiment_id)
+    return f"**{name}** ({experiment_id})"
+
+
 def render_markdown(ctx, runs, names, results, summaries, limit, window, hidden, args) -> str:
     lines: list[str] = []
     window_text = f" · steps {fmt_window(window)}" if window else ""
@@ -636,7 +645,8 @@ def render_markdown(ctx, runs, names, results, summaries, limit, window, hidden,
         by_key.setdefault(summ["metric"], []).append(summ)
     if len(runs) == 1:
         run_id, run = next(iter(runs.items()))
-        lines.append(f"## Run **{names[run_id]}** ({run_id}), experiment {run['info'].get('experiment_id')}{window_text}")
+        experiment = experiment_label(ctx.store, run["info"].get("experiment_id"))
+        lines.append(f"## Run **{names[run_id]}** ({run_id}), experiment {experiment}{window_text}")
         for key, _ in results:
             for summ in by_key.get(key, []):
                 lines.append("")

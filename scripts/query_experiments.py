@@ -818,7 +818,7 @@ def render_run(r: dict) -> str:
     user = f" · user {r['user']}" if r["user"] and r["user"] != "unknown" else ""
     lines = [
         f"**{r['run_name'] or '(no name)'}** · {r['run_id']} · {r['status']}{deleted}{took}",
-        f"experiment {r['experiment']['name']} ({r['experiment']['id']}) · start "
+        f"experiment {r['experiment']['name']} ({r['experiment']['id']}) · "
         f"{(r['start_time'] or '?')[:19].replace('T', ' ')}{user}",
     ]
     if r["parent"]:

@@ -283,7 +283,7 @@ def test_run_describes_everything_compactly(run_script, seed):
     assert res.code == 0, res.err
     out = res.out
     assert f"**alpha** · {seed.ids['alpha']} · FINISHED · 1m05s" in out
-    assert f"experiment {seed.names['a']} ({seed.a}) · start 2023-11-14 22:13:20" in out
+    assert f"experiment {seed.names['a']} ({seed.a}) · 2023-11-14 22:13:20" in out
     for k, v in A_RUNS["alpha"][0].items():
         assert f"{k}={v}" in out
     assert "metrics (step 3): acc=0.9; loss=0.3; sharpe=1.5; train_loss=0.1; val_loss=0.35" in out

@@ -94,7 +94,7 @@ def make_traces(mlflow) -> dict[str, str]:
 
     ids = {}
     ids["A"] = agent("hello", "s1", "alice", {"env": "prod"})
-    ids["B"] = agent("slow question", "s1", "bob", {"env": "prod"}, delay=0.35, tokens=(20, 10))
+    ids["B"] = agent("slow question", "s1", "bob", {"env": "prod"}, delay=0.6, tokens=(20, 10))
     ids["C"] = agent("bad request", "s2", "alice", {"env": "staging"})
     ids["D"] = agent("refund please", "s2", "carol", {"quote": "it's"})
 
@@ -121,8 +121,15 @@ def make_traces(mlflow) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def traces(server):
     name = unique("traces")
-    with mlflow_target(server.uri, name) as (mlflow, exp_id):
+    with mlflow_target(server.uri, name + "-warmup") as (mlflow, _):
+        mlflow.trace(lambda: 1, name="warmup")()  # the first trace pays MLflow's set-up time
+        exp_id = mlflow.set_experiment(name).experiment_id
         ids = make_traces(mlflow)
+    from mlflow.tracking import MlflowClient
+
+    tc = MlflowClient(server.uri)
+    # The machine is shared: read the real durations instead of assuming them.
+    ids["_dur"] = {k: tc.get_trace(v).info.execution_duration for k, v in ids.items()}
     ids["_exp"] = name
     ids["_exp_id"] = exp_id
     return ids
@@ -149,8 +156,6 @@ def search(run_script, traces, *args):
         (("--session", "s1"), ["B", "A"]),
         (("--session", "s1", "--order-by", "timestamp_ms ASC"), ["A", "B"]),
         (("--user", "alice"), ["C", "A"]),
-        (("--slower-than", "300"), ["B"]),
-        (("--order-by", "execution_time_ms DESC", "--max-results", "1"), ["B"]),
         (("--tag", "env=prod"), ["B", "A"]),
         (("--tag", "quote=it's"), ["D"]),
         (("--metadata", "mlflow.trace.user=bob"), ["B"]),
@@ -167,6 +172,19 @@ def test_search_flags(run_script, traces, args, expected):
     r = search(run_script, traces, *args)
     assert ids_in(r.out, traces) == expected
     assert f"{len(expected)} traces shown" in r.out
+
+
+def test_search_slower_than_and_order_by_duration(run_script, traces):
+    dur = traces["_dur"]
+    assert dur["B"] >= 600  # it slept 0.6 s
+    threshold = dur["B"] - 50
+    expected = [k for k in "EDCBA" if dur[k] > threshold]
+    r = search(run_script, traces, "--slower-than", str(threshold))
+    assert ids_in(r.out, traces) == expected and "B" in expected
+    slowest = max("ABCDE", key=lambda k: dur[k])
+    r = search(run_script, traces, "--order-by", "execution_time_ms DESC", "--max-results", "2")
+    assert ids_in(r.out, traces) == sorted("ABCDE", key=lambda k: -dur[k])[:2] and ids_in(r.out, traces)[0] == slowest
+    assert "ordered by execution_time_ms DESC" in r.out
 
 
 def test_search_table_columns_and_error_preview(run_script, traces):
@@ -221,7 +239,9 @@ def test_group_by_session(run_script, traces):
     s1, s2 = groups["s1"], groups["s2"]
     assert (s1["traces"], s1["errors"], s1["total_tokens"]) == (2, 0, 45)
     assert (s2["traces"], s2["errors"], s2["error_rate"]) == (2, 1, 0.5)
-    assert s1["p95_ms"] > 300 and s1["p50_ms"] < s1["p95_ms"]  # B slept 0.35 s
+    lo, hi = sorted([traces["_dur"]["A"], traces["_dur"]["B"]])
+    assert s1["p50_ms"] == pytest.approx((lo + hi) / 2, abs=1)
+    assert s1["p95_ms"] == pytest.approx(lo + 0.95 * (hi - lo), abs=1)
     md = search(run_script, traces, "--group-by", "status")
     rows = {line.split("|")[1].strip(): line for line in md.out.splitlines() if line.startswith("| ")}
     assert rows["OK"].split("|")[2].strip() == "4" and rows["ERROR"].split("|")[4].strip() == "100.0%"
@@ -271,7 +291,7 @@ def test_get_trace_tokens_slowest_and_json(run_script, traces):
     assert r.code == 0, r.err
     assert "tokens: 20 in / 10 out, 30 total" in r.out
     slow = next(line for line in r.out.splitlines() if line.startswith("- slowest"))
-    assert slow.split(": ", 1)[1].startswith("retriever ")  # it slept 0.35 s itself
+    assert slow.split(": ", 1)[1].startswith("retriever ")  # it slept 0.6 s itself
     j = run_script("get_trace", "--trace-id", traces["B"], "--format", "json")
     data = json.loads(j.out)
     assert [(s["name"], s["depth"], s["type"]) for s in data["spans"]] == [
@@ -279,7 +299,7 @@ def test_get_trace_tokens_slowest_and_json(run_script, traces):
         ("tool", 1, "TOOL"), ("llm", 1, "CHAT_MODEL"),
     ]  # fmt: skip
     assert data["spans"][4]["tokens"]["total_tokens"] == 30 and data["session"] == "s1"
-    assert data["spans"][1]["share"] > 0.5 and data["slowest"][0]["name"] == "retriever"
+    assert data["spans"][1]["share"] > 0.3 and data["slowest"][0]["name"] == "retriever"
 
 
 def test_get_trace_span_detail_and_output(run_script, traces, tmp_path):
