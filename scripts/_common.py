@@ -247,8 +247,12 @@ def resolve_settings(flag_uri: str | None = None, timeout: float | None = None) 
 
     env_timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")
     if timeout is None:
-        timeout = float(env_timeout) if env_timeout else 30.0
+        timeout = _number_setting(env_timeout, "MLFLOW_HTTP_REQUEST_TIMEOUT", float) if env_timeout else 30.0
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     retries_env = os.environ.get("MLFLOW_SKILL_HTTP_RETRIES")
+    if retries_env and not (_number_setting(retries_env, "MLFLOW_SKILL_HTTP_RETRIES", int) >= 0):
+        raise UsageError(f"MLFLOW_SKILL_HTTP_RETRIES must be 0 or more, got {retries_env!r}")
     return Settings(
         tracking_uri=uri,
         source=source or "",
@@ -262,6 +266,13 @@ def resolve_settings(flag_uri: str | None = None, timeout: float | None = None) 
         retries=int(retries_env) if retries_env else 2,
         embedded=embedded,
     )
+
+
+def _number_setting(text: str, name: str, kind: type) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise UsageError(f"{name}={text!r} is not a number: fix or unset it") from None
 
 
 def _strip_userinfo(uri: str) -> str:
@@ -328,7 +339,7 @@ class Store:
             message = str(payload.get("message", ""))
         else:
             message = str(payload or "").strip().splitlines()[0] if payload else ""
-        message = scrub(message)[:400]
+        message = " ".join(scrub(message).split())[:400]  # one line: server messages may hold SQL over lines
         where = self.settings.display_uri
         if status == 401:
             return AuthError(

@@ -93,6 +93,8 @@ def parse_steps(text: str | None) -> tuple[int, int] | None:
         raise c.UsageError(f"--steps takes START:END (e.g. 1000:5000, 1000: or :5000), got {text!r}")
     start = int(match.group(1)) if match.group(1) is not None else STEP_MIN
     end = int(match.group(2)) if match.group(2) is not None else STEP_MAX
+    if not STEP_MIN <= start <= STEP_MAX or not STEP_MIN <= end <= STEP_MAX:
+        raise c.UsageError(f"--steps {text}: steps are 64-bit integers (at most {STEP_MAX})")
     if start > end:
         raise c.UsageError(f"--steps {text}: START must not be greater than END")
     return start, end

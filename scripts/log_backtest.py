@@ -314,7 +314,7 @@ def to_series(table: Table, dates, values, col: str, flag: str, prices: bool, no
     sorted_dates = dates.values[order]
     dup = (sorted_dates[1:] == sorted_dates[:-1]).nonzero()[0]
     if len(dup):
-        a, b = sorted(int(order[dup[0]]), int(order[dup[0] + 1]))
+        a, b = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
         when = pd.Timestamp(sorted_dates[dup[0]]).isoformat().replace("T00:00:00", "")
         raise c.UsageError(
             f"{flag} {table.path.name}: {table.row_name(a)} and {table.row_name(b)} have the same time {when}: "
@@ -526,7 +526,7 @@ def _path_not_unique(name: str) -> bool:
     import posixpath
 
     norm = posixpath.normpath(name)
-    return norm != name or norm == "." or norm.startswith("..") or norm.startswith("/")
+    return norm != name or norm == "." or norm.startswith(("..", "/"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -632,7 +632,7 @@ def series_metrics(qs, s, rf: float, ppy: float) -> tuple[dict[str, float], dict
         facts.update(max_drawdown_start=str(worst["start"]), max_drawdown_valley=str(worst["valley"]), max_drawdown_end=str(worst["end"]))
     else:  # never below a peak: no drawdown at all (averages over no drawdowns are undefined)
         out.update(max_drawdown=0.0, max_drawdown_days=0, longest_drawdown_days=0, avg_drawdown=math.nan, avg_drawdown_days=math.nan)
-    out["drawdown_count"] = int(len(details))
+    out["drawdown_count"] = len(details)
     out["current_drawdown"] = float(dd.iloc[-1]) if len(dd) else math.nan
     out["recovery_factor"] = st.recovery_factor(s)
     out["ulcer_index"] = st.ulcer_index(s)
@@ -666,8 +666,11 @@ def benchmark_metrics(qs, s, b, rf: float, ppy: float) -> dict[str, float]:
     out["beta"] = math.nan if flat else float(greeks["beta"])
     out["correlation"] = float(b.corr(s))
     out["r_squared"] = _scalar(st.r_squared(s, b, prepare_returns=False), np)
-    out["information_ratio"] = _scalar(st.information_ratio(s, b, prepare_returns=False), np)
-    out["treynor_ratio"] = math.nan if flat else _scalar(st.treynor_ratio(s, b, ppy, rf), np)
+    # QuantStats answers 0 where these are undefined (identical series, zero beta): not logged
+    same = float(np.std((s - b).to_numpy(), ddof=1)) == 0.0
+    out["information_ratio"] = math.nan if same else _scalar(st.information_ratio(s, b, prepare_returns=False), np)
+    zero_beta = flat or out["beta"] == 0.0
+    out["treynor_ratio"] = math.nan if zero_beta else _scalar(st.treynor_ratio(s, b, ppy, rf), np)
     return out
 
 
@@ -678,7 +681,7 @@ def compute(qs, data: dict, rf: float, ppy: float) -> dict:
         metrics, facts = series_metrics(qs, s, rf, ppy)
         if b is not None:
             metrics.update(benchmark_metrics(qs, s, b, rf, ppy))
-            bench_metrics, bench_facts = series_metrics(qs, b, rf, ppy)
+            bench_metrics, _ = series_metrics(qs, b, rf, ppy)
             metrics.update({f"benchmark_{k}": v for k, v in bench_metrics.items()})
     defined = {k: v for k, v in metrics.items() if math.isfinite(v)}
     undefined = sorted(k for k, v in metrics.items() if not math.isfinite(v))
@@ -696,9 +699,14 @@ def _np_quiet():
 def write_tearsheet(qs, data: dict, rf: float, ppy: float, title: str, path: Path) -> None:
     """QuantStats' HTML tearsheet, offline: benchmark passed as a Series (never a ticker to
     download), Agg backend, output to a file (never a browser download)."""
+    import logging
+
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    fonts = logging.getLogger("matplotlib.font_manager")  # "findfont: Font family 'Arial' not found" x100
+    level = fonts.level
+    fonts.setLevel(logging.ERROR)
     with warnings.catch_warnings(), _np_quiet(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")
         qs.reports.html(
@@ -710,6 +718,7 @@ def write_tearsheet(qs, data: dict, rf: float, ppy: float, title: str, path: Pat
             compounded=True,
             periods_per_year=ppy,
         )
+    fonts.setLevel(level)
     import matplotlib.pyplot as plt
 
     plt.close("all")

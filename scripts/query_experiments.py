@@ -68,6 +68,7 @@ SEARCH_RUNS = f"{c.API}/runs/search"
 VIEWS = {"active": "ACTIVE_ONLY", "deleted": "DELETED_ONLY", "all": "ALL"}
 FORMATS = ("markdown", "json", "csv")
 SCAN_PAGE = 2_000  # runs per request when every match is needed: measured as fast as 10,000 at half the memory
+MAX_OR_GROUPS = 100  # each OR group is one server search (or a full scan): bound what one filter costs
 OFFSET_PREFIX = "offset-"  # page tokens of client-side queries: an offset into the merged result
 ERROR_WORDS = ("error", "exception", "traceback", "failure", "fail_reason")
 LOWER_IS_BETTER_WORDS = ("loss", "error", "err", "mse", "mae", "rmse", "mape", "drawdown", "perplexity", "latency", "wer", "cer")
@@ -251,7 +252,13 @@ def parse_filter(text: str | None) -> tuple[list[Group], list[tuple[str, str]]]:
     tokens = tokenize(text)
     groups: list[Group] = []
     refs: list[tuple[str, str]] = []
-    for or_part in split_tokens(tokens, "or"):
+    or_parts = split_tokens(tokens, "or")
+    if len(or_parts) > MAX_OR_GROUPS:
+        raise c.UsageError(
+            f"--filter has {len(or_parts)} OR branches, at most {MAX_OR_GROUPS}: use IN ('a', 'b', ...) for many "
+            "values of one key, or several narrower queries"
+        )
+    for or_part in or_parts:
         if not or_part:
             raise c.UsageError(f"empty OR branch in --filter {text!r}: write `A OR B`, each side a condition")
         group = Group()
@@ -668,6 +675,10 @@ def emit_runs(ctx: c.Context, query: Query, page: Page, title: str, extra_cols: 
 def cmd_experiments(ctx: c.Context) -> int:
     args = ctx.args
     clauses = [args.filter] if args.filter else []
+    if args.max_results < 1 or (args.count_runs and args.count_limit < 1):
+        raise c.UsageError("--max-results and --count-limit must be at least 1")
+    if args.name_like and len(args.name_like) > 500:
+        raise c.UsageError("--name-like is longer than any experiment name (at most 500 characters)")
     if args.name_like:
         if "'" in args.name_like:
             raise c.UsageError("--name-like cannot contain a single quote: use --filter \"name LIKE '...'\"")
@@ -926,6 +937,8 @@ def metric_direction(metric: str, args: argparse.Namespace) -> tuple[bool, str]:
 
 def cmd_best(ctx: c.Context) -> int:
     args = ctx.args
+    if args.top < 1:
+        raise c.UsageError("--top must be at least 1")
     higher, why = metric_direction(args.metric, args)
     order = f"metrics.{quote_key(args.metric)} {'DESC' if higher else 'ASC'}"
     query = build_query(ctx, args.filter, [order])
@@ -1033,6 +1046,8 @@ def cmd_aggregate(ctx: c.Context) -> int:
     if not all(col.kind in ("params", "tags", "attr") for col in group_cols):
         raise c.UsageError("--group-by takes params.KEY, tags.KEY or an attribute such as status")
     metrics = [m.strip() for m in ",".join(args.metric).split(",") if m.strip()]
+    if not metrics:
+        raise c.UsageError("--metric is empty: pass metric names like --metric sharpe")
     query = build_query(ctx, args.filter)
     groups: dict[tuple, dict[str, list[float]]] = {}
     sizes: Counter = Counter()
@@ -1102,6 +1117,8 @@ def cmd_export(ctx: c.Context) -> int:
     kind = export_kind(target, ctx.fmt)
     if target.exists() and not args.force:  # fail before fetching thousands of runs
         raise c.UsageError(f"{target} exists: pass --force to overwrite it, or choose another --output")
+    if args.limit is not None and args.limit < 1:
+        raise c.UsageError("--limit must be at least 1 (leave it out for every run)")
     if not 1 <= args.page_size <= 50_000:
         raise c.UsageError("--page-size must be between 1 and 50000 (the server's maximum)")
     query = build_query(ctx, args.filter, args.order_by)

@@ -16,7 +16,7 @@ from conftest import ROOT, SCRIPTS, load_script
 
 SCRIPT_NAMES = sorted(p.stem for p in SCRIPTS.glob("*.py") if not p.name.startswith("_"))
 DOCS = [ROOT / "SKILL.md", ROOT / "README.md", *sorted((ROOT / "references").glob("*.md"))]
-COMMAND_RE = re.compile(r"scripts/([a-z_]+)\.py")
+COMMAND_RE = re.compile(r"scripts/([a-z][a-z_]*)\.py")
 
 
 def doc_commands(path: Path) -> list[tuple[int, str, list[str]]]:
@@ -58,7 +58,7 @@ def split_command(text: str) -> tuple[str, list[str]] | None:
     text = text.strip().removeprefix("$ ")
     text = re.split(r"\s(?:\||>|2>|&&|;)\s", text)[0]  # pipes and redirections are the shell's
     try:
-        words = shlex.split(text)
+        words = shlex.split(text, comments=True)
     except ValueError:
         return None
     for i, word in enumerate(words):
