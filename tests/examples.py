@@ -33,7 +33,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 DOCS = [ROOT / "SKILL.md", ROOT / "README.md"]
-EXAMPLE_RE = re.compile(r"(<!-- example -->\n```bash\n)(?P<cmd>.*?)(\n```\n```text\n)(?P<out>.*?)(\n```)", re.S)
+EXAMPLE_RE = re.compile(
+    r"(<!-- example -->\n```bash\n)(?P<cmd>[^`]*?)(\n```\n```text\n)(?P<out>(?:(?!```)[^\n]*\n)*?)(```)"
+)
 
 VOLATILE = [
     (re.compile(r"\b(tr-)?[0-9a-f]{32}\b"), "<id>"),
@@ -89,7 +91,7 @@ def seed_demo(uri: str, workdir: Path) -> dict[str, str]:
     client.set_tag(failed.info.run_id, "error", "loss became NaN at step 3")
     client.set_terminated(failed.info.run_id, "FAILED", end_time=1_790_000_410_000)
 
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(9)  # a plausible strategy: Sharpe about 1
     dates = pd.bdate_range("2022-01-03", periods=756)
     returns = pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "returns": rng.normal(0.0006, 0.011, len(dates)).round(6)})
     returns.to_csv(workdir / "returns.csv", index=False)
@@ -162,7 +164,7 @@ def render_examples(uri: str, workdir: Path, ids: dict[str, str], text: str) -> 
         args = words[words.index(f"scripts/{script}.py") + 1 :]
         args = [ids.get(a, a) for a in args]
         output = run_cmd(uri, workdir, script, args).rstrip()
-        return match.group(1) + match.group("cmd") + match.group(3) + output + match.group(5)
+        return match.group(1) + match.group("cmd") + match.group(3) + output + "\n" + match.group(5)
 
     return EXAMPLE_RE.sub(replace, text)
 

@@ -65,7 +65,7 @@ def test_reader_lists_experiments(as_reader, admin_data):
 def test_reader_searches_runs_with_or_and_client_side(as_reader, admin_data):
     ids = admin_data["ids"]
     data = ok_json(as_reader("query_experiments", "runs", "-e", admin_data["name"], "--filter",
-                             "params.lr < 0.005 OR attributes.status = 'FAILED'", "--order-by", "metrics.loss ASC",
+                             "params.lr < 0.05 OR attributes.status = 'FAILED'", "--order-by", "metrics.loss ASC",
                              "--format", "json"))  # fmt: skip
     assert [r["run_id"] for r in data["runs"]] == [ids["better"], ids["crashed"]]
 
