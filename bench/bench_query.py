@@ -25,58 +25,23 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import random
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from bulk_seed import seed  # noqa: E402  (shared with tests/test_load.py)
 from conftest import clean_env, start_server  # noqa: E402
 
 PY = sys.executable
 MLFLOW_CLI = str(Path(PY).parent / "mlflow")
 SCRIPT = str(ROOT / "scripts" / "query_experiments.py")
-
-
-def seed(db: Path, experiment_id: str, n: int) -> str:
-    """n finished runs with 5 metrics, 5 params, 5 tags each, written in bulk; returns one run id."""
-    rng = random.Random(7)
-    t0 = 1_700_000_000_000
-    runs, metrics, params, tags = [], [], [], []
-    for i in range(n):
-        rid = uuid.uuid4().hex
-        start = t0 + i * 1000
-        name = f"run-{i:05d}"
-        runs.append((rid, name, "LOCAL", "bench", "", "bench", "FINISHED", start, start + 60_000, "", "active",
-                     f"mlflow-artifacts:/{experiment_id}/{rid}/artifacts", int(experiment_id)))  # fmt: skip
-        for key in ("sharpe", "sortino", "max_drawdown", "cagr", "win_rate"):
-            metrics.append((key, rng.uniform(-1, 3), start, rid, 0, 0))
-        for key, value in (("fast", rng.randint(5, 50)), ("slow", rng.randint(50, 200)), ("lr", rng.random() / 100),
-                           ("symbol", "BTC-USD"), ("strategy", rng.choice(["momentum", "meanrev", "breakout"]))):  # fmt: skip
-            params.append((key, str(value), rid))
-        tags += [("mlflow.runName", name, rid), ("mlflow.user", "bench", rid), ("mlflow.source.name", "backtest.py", rid),
-                 ("mlflow.source.type", "LOCAL", rid), ("team", "quant", rid)]  # fmt: skip
-    con = sqlite3.connect(db, timeout=60)
-    with con:
-        con.executemany("INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
-                        "start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", runs)  # fmt: skip
-        con.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?,?,?,?,?,?)", metrics)
-        con.executemany(
-            "INSERT INTO latest_metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?,?,?,?,?,?)", metrics
-        )
-        con.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?,?,?)", params)
-        con.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?,?,?)", tags)
-    con.close()
-    return runs[-1][0]
 
 
 def timed(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float, str]:

@@ -38,7 +38,7 @@ EXAMPLE_RE = re.compile(
 )
 
 VOLATILE = [
-    (re.compile(r"\b(tr-)?[0-9a-f]{32}\b"), "<id>"),
+    (re.compile(r"\b(tr-)?([0-9a-f]{32}|[0-9a-f]{16})\b"), "<id>"),  # run, trace and span ids
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:<port>"),
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?(\.\d+)?Z?"), "<time>"),
     (re.compile(r"\b\d+(\.\d+)?\s?(ms|s|m\d\ds)\b"), "<dur>"),
