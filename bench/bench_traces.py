@@ -13,7 +13,8 @@ Measures, in one run against one local `mlflow server` (sqlite, 1 worker):
   2. characters printed by `get_trace.py` for a 50-span trace against `mlflow traces get`,
      checking that every span's name appears in ours.
 
-Seeding uses MLflow's tracing API in this process (asynchronous export, then a flush): an
+Seeding uses MLflow's tracing API in this process, writing into the server's sqlite file
+before the server starts (about 0.2 s per trace here; exporting over HTTP was 1.2 s): an
 agent span with a retriever, a tool and a chat-model span with token usage, realistic
 message-sized inputs and outputs, 10% failing in the tool, 50 sessions and 20 users.
 """
@@ -193,7 +194,7 @@ def run_bench(server, args, exp_id: str, big_id: str, names: list[str], seed_s: 
         t_cli, out_cli = median_time(cli, env, args.repeat)
         t_ours, out_ours = median_time(ours, env, args.repeat)
         shown = out_ours.count("| tr-")
-        assert shown == 25, f"expected 25 rows, got {shown}"
+        assert shown == 25 or (flt and shown == args.traces // 10), f"expected 25 rows, got {shown}"
         rows.append((label, t_ours, t_cli, len(out_ours), len(out_cli)))
 
     _, out_cli_get, err, code = timed([MLFLOW_CLI, "traces", "get", "--trace-id", big_id], env)

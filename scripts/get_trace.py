@@ -139,6 +139,8 @@ def shape(info: dict, spans: list[dict], args) -> dict:
         (v for v in span_views if v["self_ms"] is not None and v["depth"] > 0),
         key=lambda v: -v["self_ms"],
     )[:3]
+    # Spans taking under 1% of the trace are not worth calling out.
+    slowest = [v for v in slowest if total_ms and v["self_ms"] >= 0.01 * total_ms] or slowest[:1]
     if not slowest and span_views:
         slowest = span_views[:1]
     result = {

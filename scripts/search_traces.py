@@ -287,7 +287,7 @@ def render(result: dict, output: str | None) -> str:
     if result["next_page_command"]:
         tail += f"; more match. Next page: {result['next_page_command']}"
     elif result["count"]:
-        tail += " (all that match)" if result["count"] else ""
+        tail += " (all that match)"
     lines.append(tail)
     if result["traces"]:
         lines.append("One trace in detail: uv run scripts/get_trace.py --trace-id TRACE_ID")
@@ -381,7 +381,7 @@ def group_command(ctx: c.Context, exp_ids: list[str], filter_string: str, scope:
     lines.append(c.md_table(headers, table))
     lines.append("")
     total_err = sum(s["errors"] for s in stats)
-    tail = f"{len(stats)} groups over {len(rows)} traces ({total_err} errors)"
+    tail = f"{len(stats)} groups over {len(rows)} traces ({total_err} error{'' if total_err == 1 else 's'})"
     if len(shown) < len(stats):
         tail += f"; largest {len(shown)} groups shown (all in --format json/csv)"
     if truncated:

@@ -71,13 +71,6 @@ def credentials_env(username: str | None, password: str | None):
                 os.environ[key] = value
 
 
-def seed_client(uri: str, auth: tuple[str, str] | None = None):
-    """An MlflowClient for seeding; with auth, call it inside credentials_env(*auth)."""
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
 def make_trace(uri: str, experiment_name: str, auth: tuple[str, str] | None = None) -> tuple[str, str]:
     """One small trace (agent -> tool) logged with MLflow's tracing API; (experiment id, trace id)."""
     from test_traces import mlflow_target
