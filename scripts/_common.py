@@ -407,6 +407,12 @@ class HttpStore(Store):
                     f"TLS error talking to {self.settings.display_uri}: set MLFLOW_TRACKING_SERVER_CERT_PATH "
                     "to the server's CA bundle (or MLFLOW_TRACKING_INSECURE_TLS=true for a test server)"
                 ) from exc
+            except self._requests.exceptions.ReadTimeout as exc:
+                # The server has the request and is still working on it: sending it again would
+                # add load (an expensive search) or apply a write twice. Fail now; --timeout helps.
+                last_exc = exc
+                attempts = attempt + 1
+                break
             except (self._requests.exceptions.ConnectionError, self._requests.exceptions.Timeout) as exc:
                 last_exc = exc
                 continue

@@ -786,15 +786,18 @@ def upload_artifacts(ctx: c.Context, artifact_uri: str, files: list[Path]) -> li
     return done
 
 
-def mark_failed(store: c.Store, run_id: str, message: str) -> None:
-    """Best effort: the error in a tag, the run FAILED. Never raises."""
+def mark_failed(store: c.Store, run_id: str, message: str) -> bool:
+    """Best effort: the error in a tag, the run FAILED. Never raises; says whether it worked."""
     with contextlib.suppress(Exception):
         store.post(
             f"{c.API}/runs/log-batch",
             {"run_id": run_id, "tags": [{"key": ERROR_TAG, "value": message[:MAX_TAG_VALUE]}]},
         )
-    with contextlib.suppress(Exception):
+    try:
         store.post(f"{c.API}/runs/update", {"run_id": run_id, "status": "FAILED", "end_time": int(time.time() * 1000)})
+    except Exception:
+        return False
+    return True
 
 
 def normalised_csv(data: dict) -> str:
@@ -907,13 +910,16 @@ def log_run(ctx, args, data, result, params, tags, summary, qs) -> None:
     except BaseException as exc:
         message = str(exc) if isinstance(exc, c.SkillError) else f"{type(exc).__name__}: {exc}"
         message = c.scrub(" ".join(message.split()))[:500] or type(exc).__name__
-        mark_failed(store, run_id, message)
+        marked = mark_failed(store, run_id, message)
         if isinstance(exc, KeyboardInterrupt):
             raise
         code = exc.exit_code if isinstance(exc, c.SkillError) else c.EXIT_ERROR
-        raise c.SkillError(
-            f"run {run_id} in experiment {experiment['name']!r} marked FAILED (tag {ERROR_TAG}): {message}", exit_code=code
-        ) from exc
+        state = (
+            f"marked FAILED (tag {ERROR_TAG})"
+            if marked
+            else "left RUNNING, never FINISHED (the server could not be told it failed)"
+        )
+        raise c.SkillError(f"run {run_id} in experiment {experiment['name']!r} {state}: {message}", exit_code=code) from exc
 
 
 def fmt_metric(key: str, value: float | None) -> str:

@@ -4,6 +4,8 @@ Modes (set `proxy.mode` between or during commands):
 - "pass": forward everything;
 - "status": answer `proxy.status` (e.g. 503) to the next `proxy.fault_count` requests, then forward;
 - "slow": sleep `proxy.delay` seconds before forwarding;
+- "path_status": answer `proxy.status` to the next `proxy.fault_count` requests whose path
+  contains `proxy.fault_path`, forward the rest;
 - "refuse_after": forward `proxy.fault_count` requests, then cut every connection without answer
   (a server that dies in the middle of a command).
 `proxy.requests` records (method, path, answered status) for every request seen.
@@ -26,6 +28,7 @@ class FaultProxy:
         self.status = 503
         self.fault_count = 0
         self.delay = 0.0
+        self.fault_path = ""
         self.requests: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
         proxy = self
@@ -39,7 +42,7 @@ class FaultProxy:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                action = proxy._next_action()
+                action = proxy._next_action(self.path)
                 if action == "refuse":
                     proxy._record(self.command, self.path, 0)
                     self.close_connection = True
@@ -88,9 +91,12 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
-    def _next_action(self) -> str:
+    def _next_action(self, path: str = "") -> str:
         with self._lock:
             if self.mode == "status" and self.fault_count > 0:
+                self.fault_count -= 1
+                return "status"
+            if self.mode == "path_status" and self.fault_count > 0 and self.fault_path in path:
                 self.fault_count -= 1
                 return "status"
             if self.mode == "slow":

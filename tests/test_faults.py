@@ -78,3 +78,42 @@ def test_401_is_not_retried(run_script, auth_server):
         assert [s for _, _, s in proxy.requests] == [401]
     finally:
         proxy.close()
+
+
+def test_server_stops_in_the_middle_of_log_backtest(run_script, via_proxy, client, tmp_path):
+    """The server goes away after the run was created: a clear error, and the run never looks
+    FINISHED (it stays RUNNING, as the server could not be told otherwise)."""
+    from reliability import write_returns_csv
+
+    name = unique("midlog")
+    exp_id = client.create_experiment(name)
+    returns = write_returns_csv(tmp_path / "r.csv")
+    # get-by-name, experiments/get, runs/create pass; the first log-batch is cut off.
+    via_proxy.reset("refuse_after", fault_count=3)
+    start = time.time()
+    res = run_script("log_backtest", "--returns", returns, "--experiment", name, "--no-tearsheet", uri=via_proxy.uri)
+    assert res.code == 4, res.err
+    assert time.time() - start < 60
+    assert len(res.err.strip().splitlines()) == 1 and "Traceback" not in res.err
+    assert "left RUNNING, never FINISHED" in res.err
+    runs = client.search_runs([exp_id])
+    assert len(runs) == 1
+    assert runs[0].info.status == "RUNNING"
+    assert runs[0].data.metrics == {}
+
+
+def test_server_error_during_log_backtest_marks_run_failed(run_script, via_proxy, client, tmp_path):
+    """The metrics batch keeps failing with 500 (beyond the retries), the rest of the server works:
+    the run ends FAILED with the error in a tag, never FINISHED."""
+    from reliability import write_returns_csv
+
+    name = unique("midfail")
+    exp_id = client.create_experiment(name)
+    returns = write_returns_csv(tmp_path / "r.csv")
+    via_proxy.reset("path_status", status=500, fault_path="/runs/log-batch", fault_count=3)
+    res = run_script("log_backtest", "--returns", returns, "--experiment", name, "--no-tearsheet", uri=via_proxy.uri)
+    assert res.code == 6, res.err
+    assert "marked FAILED" in res.err and len(res.err.strip().splitlines()) == 1
+    run = client.search_runs([exp_id])[0]
+    assert run.info.status == "FAILED"
+    assert "500" in run.data.tags["backtest.error"]
