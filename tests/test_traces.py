@@ -358,3 +358,18 @@ def test_uv_run_subprocess(uv_run, traces):
     assert [t["trace_id"] for t in data["traces"]] == [traces["C"], traces["A"]]
     r = uv_run("get_trace.py", "--trace-id", "tr-ffffffffffffffffffffffffffffffff")
     assert r.code == 3 and "no trace with id" in r.err and "Traceback" not in r.err
+
+
+def test_search_by_run_id(run_script, server):
+    """Traces made inside a run are found with --run-id alone (its experiment is used)."""
+    name = unique("run-traces")
+    with mlflow_target(server.uri, name) as (mlflow, _):
+        mlflow.trace(lambda: 0, name="outside")()
+        with mlflow.start_run() as run:
+            inside = mlflow.trace(lambda: 1, name="inside")
+            inside()
+            inside()
+    r = run_script("search_traces", "--run-id", run.info.run_id)
+    assert r.code == 0, r.err
+    assert "2 traces shown" in r.out
+    assert "inside" in r.out and "outside" not in r.out
