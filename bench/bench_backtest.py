@@ -18,11 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +28,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402
+from _bench import median_time, timed  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "log_backtest.py"
 BASELINE = (
@@ -42,23 +40,6 @@ BASELINE = (
     "m = quantstats.reports.metrics(r, mode='full', display=False)\n"
     "print(len(m))\n"
 )
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return elapsed, proc.stdout
-
-
-def median_of(cmd: list[str], env: dict[str, str], repeat: int) -> tuple[float, str]:
-    times, out = [], ""
-    for _ in range(repeat):
-        elapsed, out = timed(cmd, env)
-        times.append(elapsed)
-    return statistics.median(times), out
 
 
 def main() -> int:
@@ -85,13 +66,13 @@ def main() -> int:
         timed([sys.executable, "-c", BASELINE, str(csv)], env)  # warm the OS file cache
 
         rows = []
-        base, _ = median_of([sys.executable, "-c", BASELINE, str(csv)], env, opts.repeat)
-        lean_uv, _ = median_of(uv_ours + ["--no-history", "--no-tearsheet"], env, opts.repeat)
-        lean_py, out = median_of(py_ours + ["--no-history", "--no-tearsheet", "--format", "json"], env, opts.repeat)
+        base, _ = median_time([sys.executable, "-c", BASELINE, str(csv)], env, opts.repeat, warm_up=False)
+        lean_uv, _ = median_time(uv_ours + ["--no-history", "--no-tearsheet"], env, opts.repeat, warm_up=False)
+        lean_py, out = median_time(py_ours + ["--no-history", "--no-tearsheet", "--format", "json"], env, opts.repeat, warm_up=False)
         logged = json.loads(out)
-        hist, out = median_of(py_ours + ["--no-tearsheet", "--format", "json"], env, opts.repeat)
+        hist, out = median_time(py_ours + ["--no-tearsheet", "--format", "json"], env, opts.repeat, warm_up=False)
         points = sum(json.loads(out)["histories"].values())
-        sheet, _ = median_of(py_ours + ["--no-history"], env, opts.repeat)
+        sheet, _ = median_time(py_ours + ["--no-history"], env, opts.repeat, warm_up=False)
 
         rows.append(("QuantStats baseline: import + reports.metrics(full), fresh process", base, 1.0))
         rows.append(("`uv run scripts/log_backtest.py --no-history --no-tearsheet`", lean_uv, lean_uv / base))

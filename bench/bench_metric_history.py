@@ -17,7 +17,6 @@ import argparse
 import math
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402
+from _bench import timed  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "get_metric_history.py"
 BASELINE = (
@@ -52,15 +52,6 @@ def seed(uri: str, n: int) -> str:
     return run
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return elapsed, proc.stdout
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=200_000)
@@ -81,12 +72,12 @@ def main() -> int:
 
         ours_times, output = [], ""
         for _ in range(opts.repeat):
-            elapsed, output = timed(ours, env)
+            elapsed, _, output = timed(ours, env)
             ours_times.append(elapsed)
         exact_times = [timed(ours + ["--exact"], env)[0] for _ in range(max(1, opts.repeat - 2))]
         base_times, base_out = [], ""
         for _ in range(max(1, opts.repeat - 1)):
-            elapsed, base_out = timed([sys.executable, "-c", BASELINE, run_id], env)
+            elapsed, _, base_out = timed([sys.executable, "-c", BASELINE, run_id], env)
             base_times.append(elapsed)
 
         ours_med, base_med, exact_med = (statistics.median(x) for x in (ours_times, base_times, exact_times))

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,31 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from bulk_seed import seed  # noqa: E402  (shared with tests/test_load.py)
 from conftest import clean_env, start_server  # noqa: E402
+from _bench import median_time, timed  # noqa: E402
 
 PY = sys.executable
 MLFLOW_CLI = str(Path(PY).parent / "mlflow")
 SCRIPT = str(ROOT / "scripts" / "query_experiments.py")
-
-
-def timed(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MB of the child and its descendants, stdout)."""
-    out = tempfile.TemporaryFile()
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, env=env, cwd=cwd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    out.seek(0)
-    text = out.read().decode(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} exited {proc.returncode}: {err[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024, text
-
-
-def median_time(cmd: list[str], env: dict[str, str], repeat: int) -> float:
-    timed(cmd, env)  # warm-up: uv's environment cache, the OS page cache
-    return statistics.median(timed(cmd, env)[0] for _ in range(repeat))
 
 
 def main() -> int:
@@ -96,10 +73,10 @@ def run_bench(server, tmp: Path, args) -> int:
         "import requests,sys; r=requests.post(sys.argv[1]+'/api/2.0/mlflow/experiments/search',"
         "json={'max_results':25}); r.raise_for_status(); print(len(r.json()['experiments']))"
     )
-    t_cli = median_time([MLFLOW_CLI, "experiments", "search"], env, args.repeat)
-    t_exp = median_time([*uv, "experiments"], env, args.repeat)
-    t_runs = median_time([*uv, "runs", "--experiment", "bench-small", "--max-results", "25"], env, args.repeat)
-    t_floor = median_time([PY, "-c", floor_code, uri], env, args.repeat)
+    t_cli, _ = median_time([MLFLOW_CLI, "experiments", "search"], env, args.repeat)
+    t_exp, _ = median_time([*uv, "experiments"], env, args.repeat)
+    t_runs, _ = median_time([*uv, "runs", "--experiment", "bench-small", "--max-results", "25"], env, args.repeat)
+    t_floor, _ = median_time([PY, "-c", floor_code, uri], env, args.repeat)
 
     # 2. export
     ours_csv, theirs_csv = tmp / "ours.csv", tmp / "theirs.csv"

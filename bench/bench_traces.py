@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import clean_env, start_server  # noqa: E402
+from _bench import median_time, timed  # noqa: E402
 
 PY = sys.executable
 MLFLOW_CLI = str(Path(PY).parent / "mlflow")
@@ -128,19 +127,6 @@ def seed(mlflow, n: int) -> tuple[str, list[str]]:
     return big_id, names
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str, str, int]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    return time.perf_counter() - start, proc.stdout, proc.stderr, proc.returncode
-
-
-def median_time(cmd: list[str], env: dict[str, str], repeat: int) -> tuple[float, str]:
-    _, out, err, code = timed(cmd, env)  # warm-up: uv's environment cache, the OS page cache
-    if code != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({code}): {err[-2000:]}")
-    return statistics.median(timed(cmd, env)[0] for _ in range(repeat)), out
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--traces", type=int, default=1000)
@@ -197,10 +183,8 @@ def run_bench(server, args, exp_id: str, big_id: str, names: list[str], seed_s: 
         assert shown == 25 or (flt and shown == args.traces // 10), f"expected 25 rows, got {shown}"
         rows.append((label, t_ours, t_cli, len(out_ours), len(out_cli)))
 
-    _, out_cli_get, err, code = timed([MLFLOW_CLI, "traces", "get", "--trace-id", big_id], env)
-    assert code == 0, err
-    _, out_get, err, code = timed([*uv, GET, "--trace-id", big_id], env)
-    assert code == 0, err
+    _, _, out_cli_get = timed([MLFLOW_CLI, "traces", "get", "--trace-id", big_id], env)
+    _, _, out_get = timed([*uv, GET, "--trace-id", big_id], env)
     missing = [n for n in names if f" {n} ·" not in out_get and f"**{n}**" not in out_get]
     tree_lines = out_get.split("### Spans")[1].split("###")[0].count("- ")
 

@@ -466,6 +466,7 @@ class InProcessStore(Store):
                 f"{uri} is MLflow's old file store, which MLflow refuses since 3.13: migrate it, "
                 "or set MLFLOW_ALLOW_FILE_STORE=true"
             )
+        uri = _absolute_sqlite_uri(uri)
         artifact_root = str(Path("mlruns").resolve())  # where MLflow's client puts them too
         os.environ["_MLFLOW_SERVER_FILE_STORE"] = uri
         os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = artifact_root
@@ -488,6 +489,18 @@ class InProcessStore(Store):
                 raise ServerError(f"store {self.settings.display_uri} failed: {scrub(str(exc))[:300]}") from exc
         payload = resp.get_json(silent=True)
         return resp.status_code, payload if payload is not None else resp.get_data(as_text=True)
+
+
+def _absolute_sqlite_uri(uri: str) -> str:
+    """sqlite:///mlflow.db -> sqlite:////abs/path/mlflow.db: MLflow caches database engines by
+    URI, so a relative path must not come to mean another file when the working folder changes."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/"):
+        return uri
+    path, _, query = uri[len(prefix) :].partition("?")
+    if not path or path == ":memory:":
+        return uri
+    return prefix + str(Path(path).resolve()) + (f"?{query}" if query else "")
 
 
 @contextlib.contextmanager

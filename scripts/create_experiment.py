@@ -98,7 +98,7 @@ def render(result: dict) -> str:
         lines.append(f"- link: {result['url']}")
     if result["unapplied"]:
         lines.append(
-            "- not changed: " + ", ".join(result["unapplied"]) + " differ from what you passed; add --update to set them"
+            "- not changed: " + ", ".join(result["unapplied"]) + " (the stored values differ from yours; add --update to set them)"
         )
     return "\n".join(lines)
 

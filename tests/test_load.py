@@ -66,7 +66,7 @@ def db_rows(srv, sql: str, *args) -> list[tuple]:
 
 
 def test_eight_invocations_at_once(big_server, tmp_path):
-    srv, exp = big_server["srv"], big_server["exp"]
+    srv, _exp = big_server["srv"], big_server["exp"]
     env = clean_env({"MLFLOW_TRACKING_URI": srv.uri}, env_dir=tmp_path)
     qe = [sys.executable, str(SCRIPTS / "query_experiments.py"), "--timeout", TIMEOUT]
     commands = {

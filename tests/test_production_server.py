@@ -156,3 +156,32 @@ def test_create_experiment_idempotent_and_restore(run_script, pg):
     assert refused.code == 2 and "--restore" in refused.err
     restored = json.loads(run_pg(run_script, pg, "create_experiment", "--name", name, "--restore", "--format", "json").out)
     assert restored["status"] == "restored" and restored["lifecycle_stage"] == "active"
+
+
+INTEGRATION_MODULES = [
+    "tests/test_create_experiment.py",
+    "tests/test_query_experiments.py",
+    "tests/test_get_metric_history.py",
+    "tests/test_log_backtest.py",
+    "tests/test_traces.py",
+]
+
+
+def test_integration_suites_pass_against_postgres(pg_server):
+    """The scripts' own integration tests, run again with the PostgreSQL-backed, two-worker server
+    as their `server` fixture (conftest honours MLFLOW_SKILL_TEST_SERVER). About 4 minutes."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "MLFLOW_SKILL_TEST_SERVER": pg_server.uri}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *INTEGRATION_MODULES],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=2400,
+    )  # fmt: skip
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-2000:]
+    print(f"against PostgreSQL: {summary}")
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert " passed" in summary and "failed" not in summary
