@@ -508,6 +508,8 @@ def _quiet_mlflow_logging():
     """MLflow logs database migrations at INFO on first use; keep stderr for our diagnostics."""
     import logging
 
+    import mlflow  # noqa: F401  (importing MLflow configures its loggers: do that first)
+
     logger = logging.getLogger("mlflow")
     alembic = logging.getLogger("alembic")
     previous = (logger.level, alembic.level)
