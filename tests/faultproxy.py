@@ -53,12 +53,12 @@ class FaultProxy:
                     return
                 if action == "status":
                     payload = b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "injected fault"}'
+                    proxy._record(self.command, self.path, proxy.status)  # before the client can see it
                     self.send_response(proxy.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
-                    proxy._record(self.command, self.path, proxy.status)
                     return
                 if action == "slow":
                     time.sleep(proxy.delay)
@@ -71,6 +71,7 @@ class FaultProxy:
                     self.close_connection = True
                     return
                 content = resp.content
+                proxy._record(self.command, self.path, resp.status_code)  # before the client can see it
                 try:
                     self.send_response(resp.status_code)
                     for key, value in resp.headers.items():
@@ -81,7 +82,6 @@ class FaultProxy:
                     self.wfile.write(content)
                 except (BrokenPipeError, ConnectionResetError):
                     return
-                proxy._record(self.command, self.path, resp.status_code)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
