@@ -416,22 +416,15 @@ def test_query_commands_never_write(run_script, seed, client):
 @pytest.fixture(scope="module")
 def auth_seed(auth_server):
     from mlflow.tracking import MlflowClient
-    import os
 
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = auth_server.admin
-    try:
+    from reliability import credentials_env
+
+    with credentials_env(*auth_server.admin):
         client = MlflowClient(tracking_uri=auth_server.uri)
         name = unique("qe-auth")
         exp = client.create_experiment(name)
         run = client.create_run(exp, run_name="secured")
         client.log_metric(run.info.run_id, "acc", 0.75)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return name
 
 
