@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import sys
 
+import _cli as cli
 import _common as c
+import _store as st
 
 SCRIPT = "create_experiment.py"
 
 
 def build_parser():
-    parser = c.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
+    parser = cli.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
     parser.add_argument("--name", required=True, help="experiment name (a path like /Users/me/x on Databricks)")
     parser.add_argument("--description", help="description shown by the MLflow UI (tag mlflow.note.content)")
     parser.add_argument("--tag", action="append", metavar="K=V", help="experiment tag; repeatable")
@@ -46,10 +48,10 @@ def build_parser():
     return parser
 
 
-def command(ctx: c.Context) -> int:
+def command(ctx: cli.Context) -> int:
     args = ctx.args
     tags = c.parse_key_values(args.tag, "--tag")
-    experiment, status = c.ensure_experiment(
+    experiment, status = st.ensure_experiment(
         ctx.store,
         args.name,
         description=args.description,
@@ -64,9 +66,9 @@ def command(ctx: c.Context) -> int:
     return c.EXIT_OK
 
 
-def shape(ctx: c.Context, experiment: dict, status: str, unapplied: list[str]) -> dict:
-    tags = c.kv(experiment.get("tags"))
-    description = tags.pop(c.DESCRIPTION_TAG, None)
+def shape(ctx: cli.Context, experiment: dict, status: str, unapplied: list[str]) -> dict:
+    tags = st.kv(experiment.get("tags"))
+    description = tags.pop(st.DESCRIPTION_TAG, None)
     url = f"{ctx.settings.display_uri.rstrip('/')}/#/experiments/{experiment['experiment_id']}" if ctx.settings.is_http else None
     return {
         "status": status,
@@ -104,7 +106,7 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return c.run_main(build_parser(), command, argv, SCRIPT)
+    return cli.run_main(build_parser(), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":

@@ -50,11 +50,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import _cli as cli
 import _common as c
+import _store as st
 
 SCRIPT = "get_metric_history.py"
 BULK_INTERVAL = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
-HISTORY = f"{c.API}/metrics/get-history"
+HISTORY = f"{st.API}/metrics/get-history"
 SAMPLE_SIZE = 2500  # the server's maximum per run (MAX_RESULTS_PER_RUN)
 MAX_RUNS_PER_CALL = 100  # the server's maximum run_ids per bulk-interval call
 HISTORY_PAGE = 25000  # what MlflowClient uses for get-history pages
@@ -73,7 +75,7 @@ Point = tuple[int, int, float]  # (step, timestamp ms, value)
 # Arguments
 # ---------------------------------------------------------------------------------------------
 def build_parser():
-    parser = c.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}", formats=("markdown", "json", "csv"))
+    parser = cli.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}", formats=("markdown", "json", "csv"))
     parser.add_argument("--run-id", nargs="+", required=True, metavar="ID", help="one run, or several to compare")
     parser.add_argument("--metrics", help="comma-separated metric names (default: every metric of the run)")
     parser.add_argument("--steps", metavar="START:END", help="only steps in this inclusive window; START: or :END ok")
@@ -125,7 +127,7 @@ class NoSamplingEndpoint(Exception):
     """The store does not serve get-history-bulk-interval."""
 
 
-def fetch_sample(store: c.Store, run_ids: list[str], key: str, window: tuple[int, int] | None) -> dict[str, list[Point]]:
+def fetch_sample(store: st.Store, run_ids: list[str], key: str, window: tuple[int, int] | None) -> dict[str, list[Point]]:
     """At most SAMPLE_SIZE points per run, sampled by the server (first and last kept)."""
     out: dict[str, list[Point]] = {r: [] for r in run_ids}
     for i in range(0, len(run_ids), MAX_RUNS_PER_CALL):
@@ -141,7 +143,7 @@ def fetch_sample(store: c.Store, run_ids: list[str], key: str, window: tuple[int
     return {r: sorted_points(p) for r, p in out.items()}
 
 
-def fetch_all(store: c.Store, run_id: str, key: str, window: tuple[int, int] | None) -> list[Point]:
+def fetch_all(store: st.Store, run_id: str, key: str, window: tuple[int, int] | None) -> list[Point]:
     """Every point, in pages of HISTORY_PAGE (get-history has no step filter: the window is applied here)."""
     points: list[Point] = []
     params: dict[str, Any] = {"run_id": run_id, "metric_key": key, "max_results": HISTORY_PAGE}
@@ -184,7 +186,7 @@ def estimate_total(points: list[Point]) -> int | None:
     return (steps[-1] - steps[0]) // stride + 1 if stride else None
 
 
-def refine_extremes(store: c.Store, series: Series, window: tuple[int, int] | None) -> None:
+def refine_extremes(store: st.Store, series: Series, window: tuple[int, int] | None) -> None:
     """Read every point between the neighbours of the sample's min and max (two small windowed
     requests), so extremes of smooth curves and wide peaks are exact in value and step."""
     pts = series.points
@@ -208,7 +210,7 @@ def refine_extremes(store: c.Store, series: Series, window: tuple[int, int] | No
         series.stat_points = sorted_points(list(merged.values()))
 
 
-def load_series(ctx: c.Context, run_ids: list[str], key: str, window, exact: bool) -> list[Series]:
+def load_series(ctx: cli.Context, run_ids: list[str], key: str, window, exact: bool) -> list[Series]:
     store = ctx.store
     if exact:
         return [Series(r, key, fetch_all(store, r, key, window), True, "all") for r in run_ids]
@@ -502,7 +504,7 @@ def aligned_rows(series_list: list[Series], limit: int) -> tuple[list[int], list
 # ---------------------------------------------------------------------------------------------
 # Command
 # ---------------------------------------------------------------------------------------------
-def command(ctx: c.Context) -> int:
+def command(ctx: cli.Context) -> int:
     args = ctx.args
     window = parse_steps(args.steps)
     wanted = split_metrics(args.metrics)
@@ -518,8 +520,8 @@ def command(ctx: c.Context) -> int:
     if not run_ids:
         raise c.UsageError("--run-id is empty")
 
-    runs = {r: c.get_run(ctx.store, r) for r in run_ids}
-    keys_by_run = {r: sorted(c.run_metrics(run)) for r, run in runs.items()}
+    runs = {r: st.get_run(ctx.store, r) for r in run_ids}
+    keys_by_run = {r: sorted(st.run_metrics(run)) for r, run in runs.items()}
     all_keys = sorted({k for ks in keys_by_run.values() for k in ks}, key=lambda k: (k.startswith("system/"), k))
     hidden: list[str] = []
     if wanted is None:
@@ -557,7 +559,7 @@ def command(ctx: c.Context) -> int:
         for s in series_list:
             s.windowed = window is not None
             summ = summarize(s)
-            summ["run_name"] = c.run_name(runs[s.run_id])
+            summ["run_name"] = st.run_name(runs[s.run_id])
             summ["window"] = list(window) if window else None
             summ["_series"] = s
             summaries.append(summ)
@@ -623,17 +625,17 @@ def _as_point(d: dict | None) -> Point | None:
 
 
 def run_labels(runs: dict[str, dict]) -> dict[str, str]:
-    names = {r: c.run_name(run) or r[:8] for r, run in runs.items()}
+    names = {r: st.run_name(run) or r[:8] for r, run in runs.items()}
     counts: dict[str, int] = {}
     for n in names.values():
         counts[n] = counts.get(n, 0) + 1
     return {r: (f"{n} ({r[:6]})" if counts[n] > 1 else n) for r, n in names.items()}
 
 
-def experiment_label(store: c.Store, experiment_id: str | None) -> str:
+def experiment_label(store: st.Store, experiment_id: str | None) -> str:
     """'name (id)': names before ids; the id alone if the look-up fails."""
     try:
-        name = store.get(f"{c.API}/experiments/get", {"experiment_id": experiment_id})["experiment"]["name"]
+        name = store.get(f"{st.API}/experiments/get", {"experiment_id": experiment_id})["experiment"]["name"]
     except c.SkillError:
         return str(experiment_id)
     return f"**{name}** ({experiment_id})"
@@ -725,7 +727,7 @@ def write_points(path: str, summaries: list[dict], force: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return c.run_main(build_parser(), command, argv, SCRIPT)
+    return cli.run_main(build_parser(), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":

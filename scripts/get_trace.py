@@ -41,14 +41,16 @@ from __future__ import annotations
 import json
 import sys
 
+import _cli as cli
 import _common as c
+import _traces as tr
 
 SCRIPT = "get_trace.py"
 PREVIEW = 60  # characters of a span's inputs/outputs in the tree
 
 
 def build_parser():
-    parser = c.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
+    parser = cli.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
     parser.add_argument("--trace-id", nargs="+", action="extend", required=True, metavar="ID", help="trace id(s)")
     parser.add_argument("--full", action="store_true", help="show inputs and outputs whole")
     parser.add_argument("--span", metavar="NAME_OR_ID", help="show one span completely (attributes, events)")
@@ -58,7 +60,7 @@ def build_parser():
     return parser
 
 
-def command(ctx: c.Context) -> int:
+def command(ctx: cli.Context) -> int:
     args = ctx.args
     ids = list(dict.fromkeys(t.strip() for t in args.trace_id if t.strip()))
     if not ids:
@@ -67,13 +69,13 @@ def command(ctx: c.Context) -> int:
         raise c.UsageError("--max-spans must be at least 1")
     traces = []
     for trace_id in ids:
-        info = c.get_trace_info(ctx.store, trace_id)
-        spans = c.get_trace_spans(ctx.store, info.get("trace_id") or trace_id)
+        info = tr.get_trace_info(ctx.store, trace_id)
+        spans = tr.get_trace_spans(ctx.store, info.get("trace_id") or trace_id)
         traces.append((info, spans))
     if args.output:
         full = [{"info": info, "data": {"spans": spans}} for info, spans in traces]
         path = c.write_atomic(args.output, c.to_json(full[0] if len(full) == 1 else full), force=args.force)
-        c.diag(f"wrote {len(full)} complete trace(s) to {path}")
+        cli.diag(f"wrote {len(full)} complete trace(s) to {path}")
     views = [shape(info, spans, args) for info, spans in traces]
     if ctx.fmt == "json":
         ctx.emit(c.to_json(c.json_safe(views[0] if len(views) == 1 else views)))
@@ -87,18 +89,18 @@ def command(ctx: c.Context) -> int:
 
 def find_span(nodes: list[dict], ref: str) -> list[dict]:
     ref = ref.strip()
-    hex_ref = c.span_hex_id(ref) if ref else ref
+    hex_ref = tr.span_hex_id(ref) if ref else ref
     by_id = [n for n in nodes if n["span_id"] == hex_ref or n["_key"] == ref]
     return by_id or [n for n in nodes if n["name"] == ref] or [n for n in nodes if n["name"].lower() == ref.lower()]
 
 
 def shape(info: dict, spans: list[dict], args) -> dict:
-    summary = c.trace_summary(info)
-    nodes = c.span_nodes(spans)
+    summary = tr.trace_summary(info)
+    nodes = tr.span_nodes(spans)
     total_ms = summary["duration_ms"]
     if not total_ms and nodes and nodes[0]["duration_ms"]:
         total_ms = nodes[0]["duration_ms"]
-    cause = c.root_cause(nodes)
+    cause = tr.root_cause(nodes)
     # An exception passes up through every ancestor: show its message where it was raised and
     # point to that span from the ancestors that only re-raised it.
     origin: dict[str, dict] = {}
@@ -160,8 +162,8 @@ def shape(info: dict, spans: list[dict], args) -> dict:
         "spans": span_views,
     }
     if args.full:
-        result["request"] = c.span_attr(nodes[0]["_span"], "mlflow.spanInputs") if nodes else summary["request_preview"]
-        result["response"] = c.span_attr(nodes[0]["_span"], "mlflow.spanOutputs") if nodes else summary["response_preview"]
+        result["request"] = tr.span_attr(nodes[0]["_span"], "mlflow.spanInputs") if nodes else summary["request_preview"]
+        result["response"] = tr.span_attr(nodes[0]["_span"], "mlflow.spanOutputs") if nodes else summary["response_preview"]
     if args.span:
         matches = find_span(nodes, args.span)
         if not matches:
@@ -174,7 +176,7 @@ def shape(info: dict, spans: list[dict], args) -> dict:
 
 def span_detail(node: dict, total_ms: float | None) -> dict:
     span = node["_span"]
-    attrs = {k: c.span_attr(span, k) for k in (span.get("attributes") or {})}
+    attrs = {k: tr.span_attr(span, k) for k in (span.get("attributes") or {})}
     return {
         "span_id": node["span_id"],
         "parent_id": node["parent_id"],
@@ -223,7 +225,7 @@ def render(view: dict, args) -> str:
     if any(who):
         lines.append("- " + " · ".join(w for w in who if w))
     if view["tokens"]:
-        lines.append(f"- tokens: {c.fmt_tokens(view['tokens'])}")
+        lines.append(f"- tokens: {tr.fmt_tokens(view['tokens'])}")
     if view["tags"]:
         lines.append("- tags: " + ", ".join(f"{k}={c.truncate(v, 40)}" for k, v in sorted(view["tags"].items())))
     if view["metadata"]:
@@ -343,7 +345,7 @@ def span_detail_lines(d: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return c.run_main(build_parser(), command, argv, SCRIPT)
+    return cli.run_main(build_parser(), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":

@@ -54,19 +54,20 @@ Examples:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
-import os
 import re
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
+import _backtest_data as bd
+import _backtest_metrics as bm
+import _cli as cli
 import _common as c
+import _store as st
 
 SCRIPT = "log_backtest.py"
 ARTIFACT_DIR = "backtest"
@@ -79,7 +80,6 @@ MAX_PARAM_VALUE = 6000  # MLflow: MAX_PARAM_VAL_LENGTH
 MAX_TAG_VALUE = 8000  # MLflow: MAX_TAG_VAL_LENGTH
 MAX_KEY = 250  # MLflow: MAX_ENTITY_KEY_LENGTH
 KEY_RE = re.compile(r"^[/\w.\- :]*$")  # MLflow's valid param/metric/tag names
-DATE_NAMES = ("date", "datetime", "time", "timestamp", "ts", "dt", "day", "period", "index", "unnamed: 0")
 
 # Headline metrics for the markdown table: (key, label)
 HEADLINE = [
@@ -98,22 +98,10 @@ HEADLINE = [
 ]
 BENCH_HEADLINE = [("alpha", "Alpha (ann.)"), ("beta", "Beta"), ("information_ratio", "Information ratio")]
 
-# Metrics whose value is a fraction shown as percent (the rest are ratios, counts or days).
-PCT_KEYS = {
-    "time_in_market", "cumulative_return", "cagr", "probabilistic_sharpe_ratio",
-    "probabilistic_sortino_ratio", "probabilistic_adjusted_sortino_ratio", "max_drawdown",
-    "volatility", "volatility_per_period", "risk_adjusted_return", "avg_return", "avg_win", "avg_loss",
-    "expected_return_period", "expected_return_month", "expected_return_year", "kelly_criterion",
-    "value_at_risk", "cvar", "value_at_risk_99", "cvar_99", "cvar_historical", "return_mtd", "return_3m",
-    "return_6m", "return_ytd", "return_1y", "cagr_3y", "cagr_5y", "cagr_10y", "best_period",
-    "worst_period", "best_month", "worst_month", "best_quarter", "worst_quarter", "best_year",
-    "worst_year", "avg_drawdown", "current_drawdown", "avg_up_month", "avg_down_month", "win_rate",
-    "win_rate_month", "win_rate_quarter", "win_rate_year", "alpha", "correlation",
-}  # fmt: skip
 
 
 def build_parser():
-    parser = c.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
+    parser = cli.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
     data = parser.add_argument_group("data")
     data.add_argument("--returns", required=True, metavar="FILE", help="CSV or Parquet file with the series")
     data.add_argument("--prices", action="store_true", help="the column holds prices (or equity), not returns")
@@ -137,342 +125,6 @@ def build_parser():
     return parser
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading and validating the input (nothing is created before all of this passed)
-# ---------------------------------------------------------------------------------------------
-class Table:
-    """A loaded file: its string/number columns, how rows are named in errors, its facts."""
-
-    def __init__(self, path: Path, frame, is_csv: bool):
-        self.path = path
-        self.frame = frame
-        self.is_csv = is_csv
-
-    def row_name(self, position: int) -> str:
-        """Errors name data rows 1-based, and the file line for CSV (header is line 1)."""
-        return f"row {position + 1} (line {position + 2})" if self.is_csv else f"row {position + 1}"
-
-
-def read_table(path_text: str, flag: str) -> Table:
-    import pandas as pd
-
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise c.UsageError(f"{flag} {path_text}: no such file")
-    if path.stat().st_size == 0:
-        raise c.UsageError(f"{flag} {path_text} is empty: it needs a header and at least 2 rows")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-            if isinstance(frame.index, pd.DatetimeIndex):
-                frame = frame.reset_index()
-            is_csv = False
-        else:
-            sep = "\t" if suffix in (".tsv", ".tab") else ","
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, skipinitialspace=True)
-            is_csv = True
-    except pd.errors.EmptyDataError:
-        raise c.UsageError(f"{flag} {path_text} is empty: it needs a header and at least 2 rows") from None
-    except Exception as exc:  # malformed CSV, not a Parquet file, ...
-        raise c.UsageError(f"cannot read {flag} {path_text}: {c.truncate(str(exc), 200)}") from None
-    frame.columns = [str(col).strip() for col in frame.columns]
-    if len(frame) == 0:
-        raise c.UsageError(f"{flag} {path_text} has a header but no data rows")
-    return Table(path, frame, is_csv)
-
-
-def pick_date_column(table: Table, wanted: str | None, flag: str) -> str:
-    columns = list(table.frame.columns)
-    if wanted:
-        if wanted not in columns:
-            raise c.UsageError(f"--date-column {wanted!r} is not in {flag} {table.path.name} (columns: {', '.join(columns)})")
-        return wanted
-    frame = table.frame
-    for col in columns:
-        if str(frame[col].dtype).startswith("datetime"):
-            return col
-    for col in columns:
-        if col.lower() in DATE_NAMES:
-            return col
-    import pandas as pd
-
-    for col in columns:  # the first column whose first value reads as a date and not as a number
-        first = str(frame[col].iloc[0]).strip()
-        if not first or _as_number(first) is not None:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if not pd.isna(pd.to_datetime(first, errors="coerce")):
-                return col
-    raise c.UsageError(
-        f"no date/time column found in {flag} {table.path.name} (columns: {', '.join(columns)}): pass --date-column NAME"
-    )
-
-
-def _as_number(text: str) -> float | None:
-    try:
-        return float(text.rstrip("%").strip())
-    except ValueError:
-        return None
-
-
-def pick_value_column(table: Table, wanted: str | None, exclude: set[str], flag: str, what: str, option: str) -> str:
-    columns = list(table.frame.columns)
-    if wanted:
-        if wanted not in columns:
-            raise c.UsageError(f"{option} {wanted!r} is not in {flag} {table.path.name} (columns: {', '.join(columns)})")
-        return wanted
-    candidates = []
-    for col in columns:
-        if col in exclude:
-            continue
-        series = table.frame[col]
-        if str(series.dtype) in ("object", "string", "str"):
-            first = next((str(v).strip() for v in series if str(v).strip()), "")
-            if _as_number(first) is None:
-                continue
-        elif not (str(series.dtype).startswith(("float", "int", "uint", "Float", "Int", "UInt"))):
-            continue
-        candidates.append(col)
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise c.UsageError(f"no numeric {what} column in {flag} {table.path.name} (columns: {', '.join(columns)})")
-    raise c.UsageError(
-        f"{flag} {table.path.name} has several numeric columns ({', '.join(candidates)}): pass {option} NAME"
-    )
-
-
-def parse_dates(table: Table, col: str, flag: str):
-    """-> DatetimeIndex (tz-naive UTC), refusing unreadable cells by row."""
-    import pandas as pd
-
-    raw = table.frame[col]
-    if str(raw.dtype).startswith("datetime"):
-        parsed = pd.to_datetime(raw, utc=True)
-    else:
-        text = raw.astype(str).str.strip()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-            if parsed.isna().any():  # not ISO: let pandas infer one format for the column
-                parsed = pd.to_datetime(text, utc=True, errors="coerce")
-    bad = parsed.isna().to_numpy().nonzero()[0]
-    if len(bad):
-        pos = int(bad[0])
-        raise c.UsageError(
-            f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r}: cannot read {str(raw.iloc[pos])!r} "
-            "as a date/time (use ISO dates like 2024-01-31 or 2024-01-31T14:00)"
-        )
-    return pd.DatetimeIndex(parsed).tz_convert("UTC").tz_localize(None)
-
-
-def parse_numbers(table: Table, col: str, flag: str, percent: bool):
-    """-> float numpy array; '1.5%' strings are 0.015; refuses empty and non-numeric cells by row."""
-    import numpy as np
-    import pandas as pd
-
-    raw = table.frame[col]
-    if str(raw.dtype) in ("object", "string", "str"):
-        text = raw.astype(str).str.strip()
-        is_pct = text.str.endswith("%").to_numpy()
-        values = pd.to_numeric(text.str.rstrip("%").str.strip().str.replace(",", "", regex=False), errors="coerce").to_numpy(dtype=float)
-        values = np.where(is_pct, values / 100.0, values)
-        if is_pct.any() and not is_pct.all():
-            mixed = ~is_pct & (values != 0) & np.isfinite(values)
-            if mixed.any():
-                pos = int(mixed.nonzero()[0][0])
-                raise c.UsageError(
-                    f"{flag} {table.path.name} column {col!r} mixes percent strings and plain numbers "
-                    f"({table.row_name(pos)}: {text.iloc[pos]!r}): write all values one way"
-                )
-        elif percent:
-            values = values / 100.0
-    else:
-        text = raw.astype(str)
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-        if percent:
-            values = values / 100.0
-    bad = (~np.isfinite(values)).nonzero()[0]
-    if len(bad):
-        pos = int(bad[0])
-        cell = str(raw.iloc[pos]).strip()
-        what = "is empty" if cell in ("", "nan", "None", "NaN", "<NA>") and not np.isinf(values[pos]) else f"holds {cell!r}, not a finite number"
-        raise c.UsageError(f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r} {what}: fix or drop that row")
-    return values
-
-
-def to_series(table: Table, dates, values, col: str, flag: str, prices: bool, notes: list[str], label: str):
-    """Sorted, duplicate-free returns Series from dates + values (returns or prices)."""
-    import numpy as np
-    import pandas as pd
-
-    order = np.argsort(dates.values, kind="stable")
-    if (order != np.arange(len(order))).any():
-        notes.append(f"{label}: rows were not in time order; sorted by {dates.name or 'date'}")
-    sorted_dates = dates.values[order]
-    dup = (sorted_dates[1:] == sorted_dates[:-1]).nonzero()[0]
-    if len(dup):
-        a, b = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
-        when = pd.Timestamp(sorted_dates[dup[0]]).isoformat().replace("T00:00:00", "")
-        raise c.UsageError(
-            f"{flag} {table.path.name}: {table.row_name(a)} and {table.row_name(b)} have the same time {when}: "
-            "one row per bar; drop or merge the duplicate"
-        )
-    vals = values[order]
-    index = pd.DatetimeIndex(sorted_dates)
-    if prices:
-        nonpos = (vals <= 0).nonzero()[0]
-        if len(nonpos):
-            pos = int(order[nonpos[0]])
-            raise c.UsageError(
-                f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r}: price {values[pos]:g} is not positive"
-            )
-        series = pd.Series(vals[1:] / vals[:-1] - 1.0, index=index[1:])
-    else:
-        below = (vals < -1).nonzero()[0]
-        if len(below):
-            pos = int(order[below[0]])
-            raise c.UsageError(
-                f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r}: return {values[pos]:g} is below -100 %; "
-                "if the column holds percent numbers pass --percent, if it holds prices pass --prices"
-            )
-        series = pd.Series(vals, index=index)
-        if len(vals) and float(np.median(np.abs(vals))) > 0.2:
-            notes.append(f"{label}: the median absolute return is {np.median(np.abs(vals)):.3g}; if these are percent, pass --percent")
-    series.index.name = "date"
-    if len(series) < 2:
-        raise c.UsageError(f"{flag} {table.path.name} gives {len(series)} return(s): at least 2 are needed")
-    return series
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def load_inputs(args, notes: list[str]) -> dict:
-    """Read --returns (and the benchmark) into aligned pandas Series; every refusal happens here."""
-    table = read_table(args.returns, "--returns")
-    date_col = pick_date_column(table, args.date_column, "--returns")
-    exclude = {date_col}
-    if args.benchmark_column and not args.benchmark:
-        exclude.add(args.benchmark_column)
-    value_col = pick_value_column(table, args.column, exclude, "--returns", "prices" if args.prices else "returns", "--column")
-    dates = parse_dates(table, date_col, "--returns")
-    dates.name = date_col
-    returns = to_series(
-        table, dates, parse_numbers(table, value_col, "--returns", args.percent), value_col, "--returns", args.prices, notes, "returns"
-    )
-    returns.name = "returns"
-    data = {
-        "returns": returns,
-        "benchmark": None,
-        "file": table.path,
-        "column": value_col,
-        "date_column": date_col,
-        "benchmark_file": None,
-        "benchmark_column": None,
-    }
-    bench = None
-    bench_prices = args.benchmark_prices or (args.prices and not args.benchmark)
-    if args.benchmark:
-        btable = read_table(args.benchmark, "--benchmark")
-        bdate = pick_date_column(btable, None, "--benchmark")
-        bcol = pick_value_column(btable, args.benchmark_column, {bdate}, "--benchmark", "benchmark", "--benchmark-column")
-        bdates = parse_dates(btable, bdate, "--benchmark")
-        bdates.name = bdate
-        bvalues = parse_numbers(btable, bcol, "--benchmark", args.percent)
-        bench = to_series(btable, bdates, bvalues, bcol, "--benchmark", bench_prices, notes, "benchmark")
-        data["benchmark_file"], data["benchmark_column"] = btable.path, bcol
-    elif args.benchmark_column:
-        if args.benchmark_column == value_col:
-            raise c.UsageError("--benchmark-column names the returns column itself: pick the benchmark's column")
-        pick_value_column(table, args.benchmark_column, set(), "--returns", "benchmark", "--benchmark-column")
-        bvalues = parse_numbers(table, args.benchmark_column, "--returns", args.percent)
-        bench = to_series(table, dates, bvalues, args.benchmark_column, "--returns", bench_prices, notes, "benchmark")
-        data["benchmark_column"] = args.benchmark_column
-    if bench is not None:
-        returns, bench = align_benchmark(returns, bench, notes)
-        data["returns"], data["benchmark"] = returns, bench
-    return data
-
-
-def align_benchmark(returns, bench, notes: list[str]):
-    """Benchmark returns over the same bars as the strategy: the benchmark's level (growth of 1)
-    as last known at each strategy timestamp, differenced. Then QuantStats' own date matching
-    (both series start where both first move), so values equal reports.metrics(benchmark=...)."""
-    import numpy as np
-
-    growth = (1.0 + bench).cumprod()
-    level = growth.reindex(growth.index.union(returns.index)).ffill()
-    at_bars = level.reindex(returns.index)
-    first = at_bars.first_valid_index()
-    if first is None or len(returns.loc[first:]) < 2:
-        raise c.UsageError("the benchmark has no values at the strategy's dates: check it covers the same period")
-    bench_ret = at_bars.pct_change(fill_method=None)
-    if first == bench.index[0]:
-        bench_ret.loc[first] = bench.iloc[0]
-    else:  # change since the benchmark's last bar before the strategy's first covered bar
-        bench_ret.loc[first] = at_bars.loc[first] / level.shift(1).loc[first] - 1.0
-    keep = returns.index >= first
-    if not keep.all():
-        notes.append(f"benchmark starts at {first.isoformat()}: the {int((~keep).sum())} earlier strategy bars are left out")
-    returns, bench_ret = returns[keep], bench_ret[keep].astype(float)
-    stale = int((returns.index > bench.index[-1]).sum())
-    if stale:
-        notes.append(f"benchmark ends before the strategy: its last level is carried over {stale} bar(s)")
-    # QuantStats' reports.metrics(match_dates=True): start where both series first move
-    loc = max(returns.ne(0).idxmax(), bench_ret.ne(0).idxmax())
-    if loc != returns.index[0]:
-        notes.append(f"QuantStats date matching: metrics start at {loc.isoformat()}, where both series first move")
-        returns, bench_ret = returns.loc[loc:], bench_ret.loc[loc:]
-    if len(returns) < 2 or not np.isfinite(bench_ret.to_numpy()).all():
-        raise c.UsageError("the benchmark and the returns share fewer than 2 usable bars")
-    bench_ret.name = "benchmark"
-    return returns, bench_ret
-
-
-def infer_periods_per_year(index) -> tuple[float, str]:
-    """Annualisation from the timestamps: (periods per year, how it was inferred)."""
-    import numpy as np
-
-    if len(index) < 2:
-        return 252.0, "default (too few bars to infer)"
-    diffs = np.diff(index.values).astype("timedelta64[s]").astype(float)
-    median_days = float(np.median(diffs)) / 86400.0
-    weekend_share = float((index.day_of_week >= 5).mean())
-    weekends = weekend_share > 0.05
-    if median_days < 0.5:  # intraday
-        per_day = index.normalize().value_counts()
-        bars = float(np.median(per_day.to_numpy()))
-        step = _fmt_step(median_days * 86400)
-        if weekends:
-            return 365.0 * bars, f"intraday {step} bars, {bars:g} per day, weekend bars present: 365 x {bars:g}"
-        return 252.0 * bars, f"intraday {step} bars, {bars:g} per day, no weekend bars: 252 x {bars:g}"
-    if median_days < 3.5:
-        if weekends:
-            return 365.0, f"daily bars incl. weekends ({weekend_share:.0%} on Sat/Sun): 365 calendar days"
-        return 252.0, "daily bars without weekends: 252 trading days"
-    for low, high, ppy, name in ((5, 9, 52.0, "weekly"), (25, 35, 12.0, "monthly"), (80, 100, 4.0, "quarterly"), (350, 380, 1.0, "yearly")):
-        if low <= median_days <= high:
-            return ppy, f"{name} bars: {ppy:g}"
-    ppy = round(365.25 / median_days, 2)
-    return ppy, f"irregular bars (median {median_days:.3g} days apart): 365.25 / {median_days:.3g}"
-
-
-def _fmt_step(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:g}h"
-    if seconds >= 60:
-        return f"{seconds / 60:g}min"
-    return f"{seconds:g}s"
-
-
 def collect_params(args, data: dict, ppy: float, qs_version: str) -> tuple[dict[str, str], dict[str, str]]:
     """Strategy params (--params JSON, --param) + data facts; tags. Validated before any request."""
     params: dict[str, str] = {}
@@ -489,7 +141,7 @@ def collect_params(args, data: dict, ppy: float, qs_version: str) -> tuple[dict[
     returns = data["returns"]
     facts = {
         "data.file": data["file"].name,
-        "data.sha256": sha256(data["file"]),
+        "data.sha256": bd.sha256(data["file"]),
         "data.column": data["column"],
         "data.kind": "prices" if args.prices else "returns",
         "data.start": returns.index[0].isoformat(),
@@ -502,7 +154,7 @@ def collect_params(args, data: dict, ppy: float, qs_version: str) -> tuple[dict[
     if data["benchmark"] is not None:
         if data["benchmark_file"] is not None:
             facts["data.benchmark_file"] = data["benchmark_file"].name
-            facts["data.benchmark_sha256"] = sha256(data["benchmark_file"])
+            facts["data.benchmark_sha256"] = bd.sha256(data["benchmark_file"])
         facts["data.benchmark_column"] = data["benchmark_column"]
     clash = sorted(set(params) & set(facts))
     if clash:
@@ -530,204 +182,9 @@ def _path_not_unique(name: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# QuantStats
-# ---------------------------------------------------------------------------------------------
-def import_quantstats():
-    os.environ.setdefault("MPLBACKEND", "Agg")  # no display, no GUI backend probing
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import quantstats as qs
-    return qs
-
-
-def series_metrics(qs, s, rf: float, ppy: float) -> tuple[dict[str, float], dict[str, Any]]:
-    """Every single-series QuantStats metric, computed exactly as reports.metrics(mode="full",
-    compounded=True) computes it (same functions, same arguments) but unrounded, plus the
-    stats functions that report leaves out. Returns (metrics, drawdown facts)."""
-    import numpy as np
-    import pandas as pd
-    from dateutil.relativedelta import relativedelta
-
-    st = qs.stats
-    out: dict[str, Any] = {}
-    out["time_in_market"] = st.exposure(s, prepare_returns=False)
-    out["cumulative_return"] = st.comp(s)
-    out["cagr"] = st.cagr(s, rf, True, ppy)
-    out["sharpe"] = st.sharpe(s, rf, ppy, True)
-    out["probabilistic_sharpe_ratio"] = st.probabilistic_sharpe_ratio(s, rf, ppy, False)
-    out["smart_sharpe"] = st.smart_sharpe(s, rf, ppy, True)
-    out["sortino"] = st.sortino(s, rf, ppy, True)
-    out["smart_sortino"] = st.smart_sortino(s, rf, ppy, True)
-    out["sortino_sqrt2"] = out["sortino"] / math.sqrt(2)
-    out["smart_sortino_sqrt2"] = out["smart_sortino"] / math.sqrt(2)
-    out["probabilistic_sortino_ratio"] = st.probabilistic_sortino_ratio(s, rf, ppy, False)
-    out["probabilistic_adjusted_sortino_ratio"] = st.probabilistic_adjusted_sortino_ratio(s, rf, ppy, False)
-    out["omega"] = st.omega(s, rf, 0.0, ppy)
-    out["volatility"] = st.volatility(s, ppy, True, prepare_returns=False)
-    out["volatility_per_period"] = st.volatility(s, ppy, False, prepare_returns=False)
-    out["calmar"] = st.calmar(s, prepare_returns=False, compounded=True, periods=ppy)
-    out["skew"] = st.skew(s, prepare_returns=False)
-    out["kurtosis"] = st.kurtosis(s, prepare_returns=False)
-    out["autocorr_penalty"] = st.autocorr_penalty(s)
-    out["ulcer_performance_index"] = st.ulcer_performance_index(s, rf)
-    out["risk_adjusted_return"] = st.rar(s, rf, periods=ppy, compounded=True)
-    out["risk_return_ratio"] = st.risk_return_ratio(s, prepare_returns=False)
-    out["avg_return"] = st.avg_return(s, prepare_returns=False)
-    out["avg_win"] = st.avg_win(s, prepare_returns=False)
-    out["avg_loss"] = st.avg_loss(s, prepare_returns=False)
-    out["win_loss_ratio"] = st.win_loss_ratio(s, prepare_returns=False)
-    out["profit_ratio"] = st.profit_ratio(s, prepare_returns=False)
-    out["expected_return_period"] = st.expected_return(s, compounded=True, prepare_returns=False)
-    out["expected_return_month"] = st.expected_return(s, compounded=True, aggregate="ME", prepare_returns=False)
-    out["expected_return_year"] = st.expected_return(s, compounded=True, aggregate="YE", prepare_returns=False)
-    out["kelly_criterion"] = st.kelly_criterion(s, prepare_returns=False)
-    out["risk_of_ruin"] = st.risk_of_ruin(s, prepare_returns=False)
-    out["value_at_risk"] = -abs(st.var(s, prepare_returns=False))
-    out["cvar"] = -abs(st.cvar(s, prepare_returns=False))
-    out["value_at_risk_99"] = -abs(st.var(s, confidence=0.99, prepare_returns=False))
-    out["cvar_99"] = -abs(st.cvar(s, confidence=0.99, prepare_returns=False))
-    out["cvar_historical"] = -abs(st.cvar(s, prepare_returns=False, method="historical"))
-    out["max_consecutive_wins"] = st.consecutive_wins(s)
-    out["max_consecutive_losses"] = st.consecutive_losses(s)
-    out["gain_to_pain_ratio"] = st.gain_to_pain_ratio(s, rf)
-    out["gain_to_pain_1m"] = st.gain_to_pain_ratio(s, rf, "ME")
-    out["gain_to_pain_3m"] = st.gain_to_pain_ratio(s, rf, "QE")
-    out["gain_to_pain_1y"] = st.gain_to_pain_ratio(s, rf, "YE")
-    out["payoff_ratio"] = st.payoff_ratio(s, prepare_returns=False)
-    out["profit_factor"] = st.profit_factor(s, prepare_returns=False)
-    out["common_sense_ratio"] = st.common_sense_ratio(s, prepare_returns=False)
-    out["cpc_index"] = st.cpc_index(s, prepare_returns=False)
-    out["tail_ratio"] = st.tail_ratio(s, prepare_returns=False)
-    out["outlier_win_ratio"] = st.outlier_win_ratio(s, prepare_returns=False)
-    out["outlier_loss_ratio"] = st.outlier_loss_ratio(s, prepare_returns=False)
-    # Trailing windows, anchored at the last bar as reports.metrics does
-    today = s.index[-1]
-    out["return_mtd"] = st.comp(s[s.index >= pd.Timestamp(today.year, today.month, 1)])
-    out["return_3m"] = st.comp(s[s.index >= today - relativedelta(months=3)])
-    out["return_6m"] = st.comp(s[s.index >= today - relativedelta(months=6)])
-    out["return_ytd"] = st.comp(s[s.index >= pd.Timestamp(today.year, 1, 1)])
-    out["return_1y"] = st.comp(s[s.index >= today - relativedelta(years=1)])
-    out["cagr_3y"] = st.cagr(s[s.index >= today - relativedelta(months=35)], 0.0, True, ppy)
-    out["cagr_5y"] = st.cagr(s[s.index >= today - relativedelta(months=59)], 0.0, True, ppy)
-    out["cagr_10y"] = st.cagr(s[s.index >= today - relativedelta(months=119)], 0.0, True, ppy)
-    out["best_period"] = st.best(s, compounded=True, prepare_returns=False)
-    out["worst_period"] = st.worst(s, prepare_returns=False)
-    out["best_month"] = st.best(s, compounded=True, aggregate="ME", prepare_returns=False)
-    out["worst_month"] = st.worst(s, aggregate="ME", prepare_returns=False)
-    out["best_quarter"] = st.best(s, compounded=True, aggregate="QE", prepare_returns=False)
-    out["worst_quarter"] = st.worst(s, compounded=True, aggregate="QE", prepare_returns=False)
-    out["best_year"] = st.best(s, compounded=True, aggregate="YE", prepare_returns=False)
-    out["worst_year"] = st.worst(s, compounded=True, aggregate="YE", prepare_returns=False)
-    # Drawdowns: one drawdown series, one details table (reports._calc_dd's figures)
-    dd = st.to_drawdown_series(s)
-    details = st.drawdown_details(dd)
-    facts: dict[str, Any] = {"drawdown_series": dd}
-    if len(details):
-        worst = details.sort_values(by="max drawdown", ascending=True).iloc[0]
-        out["max_drawdown"] = float(worst["max drawdown"]) / 100.0
-        out["max_drawdown_days"] = int(worst["days"])
-        out["longest_drawdown_days"] = int(details["days"].max())
-        out["avg_drawdown"] = float(details["max drawdown"].mean()) / 100.0
-        out["avg_drawdown_days"] = float(details["days"].mean())
-        facts.update(max_drawdown_start=str(worst["start"]), max_drawdown_valley=str(worst["valley"]), max_drawdown_end=str(worst["end"]))
-    else:  # never below a peak: no drawdown at all (averages over no drawdowns are undefined)
-        out.update(max_drawdown=0.0, max_drawdown_days=0, longest_drawdown_days=0, avg_drawdown=math.nan, avg_drawdown_days=math.nan)
-    out["drawdown_count"] = len(details)
-    out["current_drawdown"] = float(dd.iloc[-1]) if len(dd) else math.nan
-    out["recovery_factor"] = st.recovery_factor(s)
-    out["ulcer_index"] = st.ulcer_index(s)
-    out["serenity_index"] = st.serenity_index(s, rf)
-    out["avg_up_month"] = st.avg_win(s, compounded=True, aggregate="ME", prepare_returns=False)
-    out["avg_down_month"] = st.avg_loss(s, compounded=True, aggregate="ME", prepare_returns=False)
-    out["win_rate"] = st.win_rate(s, prepare_returns=False)
-    out["win_rate_month"] = st.win_rate(s, compounded=True, aggregate="ME", prepare_returns=False)
-    out["win_rate_quarter"] = st.win_rate(s, compounded=True, aggregate="QE", prepare_returns=False)
-    out["win_rate_year"] = st.win_rate(s, compounded=True, aggregate="YE", prepare_returns=False)
-    return {k: _scalar(v, np) for k, v in out.items()}, facts
-
-
-def _scalar(value: Any, np) -> float:
-    try:
-        value = float(np.asarray(value, dtype=float).reshape(-1)[0]) if not isinstance(value, (int, float)) else float(value)
-    except (TypeError, ValueError, IndexError):
-        return math.nan
-    return value
-
-
-def benchmark_metrics(qs, s, b, rf: float, ppy: float) -> dict[str, float]:
-    """Metrics relative to the benchmark, as reports.metrics(mode="full") computes them."""
-    import numpy as np
-
-    st = qs.stats
-    out: dict[str, float] = {}
-    flat = float(np.var(b.to_numpy(), ddof=1)) == 0.0
-    greeks = st.greeks(s, b, ppy, prepare_returns=False)  # fills NaN with 0: not for a flat benchmark
-    out["alpha"] = math.nan if flat else float(greeks["alpha"])
-    out["beta"] = math.nan if flat else float(greeks["beta"])
-    out["correlation"] = float(b.corr(s))
-    out["r_squared"] = _scalar(st.r_squared(s, b, prepare_returns=False), np)
-    # QuantStats answers 0 where these are undefined (identical series, zero beta): not logged
-    same = float(np.std((s - b).to_numpy(), ddof=1)) == 0.0
-    out["information_ratio"] = math.nan if same else _scalar(st.information_ratio(s, b, prepare_returns=False), np)
-    zero_beta = flat or out["beta"] == 0.0
-    out["treynor_ratio"] = math.nan if zero_beta else _scalar(st.treynor_ratio(s, b, ppy, rf), np)
-    return out
-
-
-def compute(qs, data: dict, rf: float, ppy: float) -> dict:
-    s, b = data["returns"], data["benchmark"]
-    with warnings.catch_warnings(), _np_quiet():
-        warnings.simplefilter("ignore")
-        metrics, facts = series_metrics(qs, s, rf, ppy)
-        if b is not None:
-            metrics.update(benchmark_metrics(qs, s, b, rf, ppy))
-            bench_metrics, _ = series_metrics(qs, b, rf, ppy)
-            metrics.update({f"benchmark_{k}": v for k, v in bench_metrics.items()})
-    defined = {k: v for k, v in metrics.items() if math.isfinite(v)}
-    undefined = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-    return {"metrics": defined, "undefined": undefined, "facts": facts}
-
-
-@contextlib.contextmanager
-def _np_quiet():
-    import numpy as np
-
-    with np.errstate(all="ignore"):
-        yield
-
-
-def write_tearsheet(qs, data: dict, rf: float, ppy: float, title: str, path: Path) -> None:
-    """QuantStats' HTML tearsheet, offline: benchmark passed as a Series (never a ticker to
-    download), Agg backend, output to a file (never a browser download)."""
-    import logging
-
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    fonts = logging.getLogger("matplotlib.font_manager")  # "findfont: Font family 'Arial' not found" x100
-    level = fonts.level
-    fonts.setLevel(logging.ERROR)
-    with warnings.catch_warnings(), _np_quiet(), contextlib.redirect_stdout(sys.stderr):
-        warnings.simplefilter("ignore")
-        qs.reports.html(
-            data["returns"].copy(),
-            benchmark=data["benchmark"].copy() if data["benchmark"] is not None else None,
-            rf=rf,
-            title=title,
-            output=str(path),
-            compounded=True,
-            periods_per_year=ppy,
-        )
-    fonts.setLevel(level)
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
-
-
-# ---------------------------------------------------------------------------------------------
 # Logging to the store
 # ---------------------------------------------------------------------------------------------
-def log_batches(store: c.Store, run_id: str, metrics: list[dict], params: dict[str, str], tags: dict[str, str]) -> int:
+def log_batches(store: st.Store, run_id: str, metrics: list[dict], params: dict[str, str], tags: dict[str, str]) -> int:
     """Scalar metrics, params and tags in as few log-batch requests as MLflow's limits allow
     (two for up to 1000 entities with <= 200 params and tags). Returns the request count."""
     plist = [{"key": k, "value": str(v)} for k, v in params.items()]
@@ -738,12 +195,12 @@ def log_batches(store: c.Store, run_id: str, metrics: list[dict], params: dict[s
         t, tlist = tlist[:BATCH_PARAMS_TAGS], tlist[BATCH_PARAMS_TAGS:]
         room = BATCH_METRICS - len(p) - len(t)
         m, metrics = metrics[:room], metrics[room:]
-        store.post(f"{c.API}/runs/log-batch", {"run_id": run_id, "metrics": m, "params": p, "tags": t}, what="logging metrics")
+        store.post(f"{st.API}/runs/log-batch", {"run_id": run_id, "metrics": m, "params": p, "tags": t}, what="logging metrics")
         requests_made += 1
     return requests_made
 
 
-def log_histories(store: c.Store, run_id: str, returns, drawdown) -> int:
+def log_histories(store: st.Store, run_id: str, returns, drawdown) -> int:
     import numpy as np
 
     stamps = (returns.index.values.astype("datetime64[ms]").astype(np.int64)).tolist()
@@ -756,45 +213,44 @@ def log_histories(store: c.Store, run_id: str, returns, drawdown) -> int:
         if math.isfinite(d):
             points.append({"key": "drawdown", "value": d, "timestamp": ts, "step": step})
     for start in range(0, len(points), BATCH_METRICS):
-        store.post(f"{c.API}/runs/log-batch", {"run_id": run_id, "metrics": points[start : start + BATCH_METRICS]}, what="logging histories")
+        store.post(f"{st.API}/runs/log-batch", {"run_id": run_id, "metrics": points[start : start + BATCH_METRICS]}, what="logging histories")
     return len(points)
 
 
-def upload_artifacts(ctx: c.Context, artifact_uri: str, files: list[Path]) -> list[str]:
+def upload_artifacts(ctx: cli.Context, artifact_uri: str, files: list[Path]) -> list[str]:
     """Proxied artifacts (mlflow-artifacts:) go over HTTP PUT like MLflow's HttpArtifactRepository;
     anything else (local paths, s3, ...) through MLflow's own artifact repository."""
     from urllib.parse import quote, urlsplit
 
     done = []
     store = ctx.store
-    if artifact_uri.startswith("mlflow-artifacts:") and isinstance(store, c.HttpStore):
+    if artifact_uri.startswith("mlflow-artifacts:") and isinstance(store, st.HttpStore):
         path = urlsplit(artifact_uri).path
         base = "/api/2.0/mlflow-artifacts/artifacts/" + path.strip("/")
         for file in files:
             store.put_file(re.sub(r"//+", "/", f"{base}/{ARTIFACT_DIR}/{quote(file.name)}"), file)
             done.append(f"{ARTIFACT_DIR}/{file.name}")
         return done
-    with c._quiet_mlflow_logging():
-        if ctx.settings.is_http:
-            os.environ.setdefault("MLFLOW_TRACKING_URI", ctx.settings.tracking_uri)  # mlflow-artifacts: resolution
+    with st.quiet_mlflow_logging():
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-        repo = get_artifact_repository(artifact_uri)
+        # mlflow-artifacts: URIs resolve against the tracking server
+        repo = get_artifact_repository(artifact_uri, tracking_uri=ctx.settings.tracking_uri if ctx.settings.is_http else None)
         for file in files:
             repo.log_artifact(str(file), ARTIFACT_DIR)
             done.append(f"{ARTIFACT_DIR}/{file.name}")
     return done
 
 
-def mark_failed(store: c.Store, run_id: str, message: str) -> bool:
+def mark_failed(store: st.Store, run_id: str, message: str) -> bool:
     """Best effort: the error in a tag, the run FAILED. Never raises; says whether it worked."""
     with contextlib.suppress(Exception):
         store.post(
-            f"{c.API}/runs/log-batch",
+            f"{st.API}/runs/log-batch",
             {"run_id": run_id, "tags": [{"key": ERROR_TAG, "value": message[:MAX_TAG_VALUE]}]},
         )
     try:
-        store.post(f"{c.API}/runs/update", {"run_id": run_id, "status": "FAILED", "end_time": int(time.time() * 1000)})
+        store.post(f"{st.API}/runs/update", {"run_id": run_id, "status": "FAILED", "end_time": int(time.time() * 1000)})
     except Exception:
         return False
     return True
@@ -811,7 +267,7 @@ def normalised_csv(data: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------
-def command(ctx: c.Context) -> int:
+def command(ctx: cli.Context) -> int:
     args = ctx.args
     if args.periods_per_year is not None and not (args.periods_per_year > 0 and math.isfinite(args.periods_per_year)):
         raise c.UsageError("--periods-per-year must be a positive number, e.g. 252")
@@ -820,17 +276,17 @@ def command(ctx: c.Context) -> int:
     if args.benchmark_prices and not (args.benchmark or args.benchmark_column):
         raise c.UsageError("--benchmark-prices needs --benchmark FILE or --benchmark-column NAME")
     notes: list[str] = []
-    data = load_inputs(args, notes)
+    data = bd.load_inputs(args, notes)
     returns = data["returns"]
     if args.periods_per_year is not None:
         ppy, how = float(args.periods_per_year), "given by --periods-per-year"
     else:
-        ppy, how = infer_periods_per_year(returns.index)
+        ppy, how = bd.infer_periods_per_year(returns.index)
         how = "inferred: " + how
-    qs = import_quantstats()
+    qs = bm.import_quantstats()
     qs_version = str(getattr(qs, "__version__", "unknown"))
     params, user_tags = collect_params(args, data, ppy, qs_version)
-    result = compute(qs, data, args.risk_free, ppy)
+    result = bm.compute(qs, data, args.risk_free, ppy)
     run_name = args.run_name or f"{data['file'].stem} {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())}"
     facts = result["facts"]
     tags = dict(user_tags)
@@ -869,14 +325,14 @@ def command(ctx: c.Context) -> int:
 
 def log_run(ctx, args, data, result, params, tags, summary, qs) -> None:
     store = ctx.store
-    experiment, _status = c.ensure_experiment(store, args.experiment)
+    experiment, _status = st.ensure_experiment(store, args.experiment)
     experiment_id = experiment["experiment_id"]
     start_ms = int(time.time() * 1000)
     body = {"experiment_id": experiment_id, "run_name": summary["run_name"], "start_time": start_ms, "tags": []}
-    run = store.post(f"{c.API}/runs/create", body, what="creating a run")["run"]
+    run = store.post(f"{st.API}/runs/create", body, what="creating a run")["run"]
     run_id = run["info"]["run_id"]
     summary.update(experiment=experiment["name"], experiment_id=experiment_id, run_id=run_id, status="RUNNING")
-    summary["url"] = c.run_url(ctx.settings, experiment_id, run_id)
+    summary["url"] = st.run_url(ctx.settings, experiment_id, run_id)
     try:
         metric_list = [{"key": k, "value": v, "timestamp": start_ms, "step": 0} for k, v in result["metrics"].items()]
         summary["requests"]["scalars"] = log_batches(store, run_id, metric_list, params, tags)
@@ -903,9 +359,9 @@ def log_run(ctx, args, data, result, params, tags, summary, qs) -> None:
             )
             if not args.no_tearsheet:
                 files.append(folder / "tearsheet.html")
-                write_tearsheet(qs, data, args.risk_free, summary["periods_per_year"], summary["run_name"], files[-1])
+                bm.write_tearsheet(qs, data, args.risk_free, summary["periods_per_year"], summary["run_name"], files[-1])
             summary["artifacts"] = upload_artifacts(ctx, run["info"].get("artifact_uri") or "", files)
-        store.post(f"{c.API}/runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": int(time.time() * 1000)})
+        store.post(f"{st.API}/runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": int(time.time() * 1000)})
         summary["status"] = "FINISHED"
     except BaseException as exc:
         message = str(exc) if isinstance(exc, c.SkillError) else f"{type(exc).__name__}: {exc}"
@@ -925,7 +381,7 @@ def log_run(ctx, args, data, result, params, tags, summary, qs) -> None:
 def fmt_metric(key: str, value: float | None) -> str:
     if value is None:
         return "undefined"
-    if key.removeprefix("benchmark_") in PCT_KEYS:
+    if key.removeprefix("benchmark_") in bm.PCT_KEYS:
         return f"{c.fmt_num(value * 100)} %"
     return c.fmt_num(value)
 
@@ -967,7 +423,7 @@ def render(s: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return c.run_main(build_parser(), command, argv, SCRIPT)
+    return cli.run_main(build_parser(), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,10 @@ from __future__ import annotations
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import _cli as cli
 import _common as c
+import _store as st
+import _traces as tr
 
 SCRIPT = "search_traces.py"
 GROUP_KEYS = ("session", "user", "status", "name")
@@ -69,13 +72,13 @@ DEFAULT_ORDER = ["timestamp_ms DESC"]
 
 
 def build_parser():
-    parser = c.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}", formats=("markdown", "json", "csv"))
+    parser = cli.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}", formats=("markdown", "json", "csv"))
     scope = parser.add_argument_group("scope")
     scope.add_argument("--experiment", action="append", metavar="NAME_OR_ID", help="experiment name or id; repeatable")
     scope.add_argument("--run-id", help="only traces logged under this run")
     flt = parser.add_argument_group("filters (ANDed)")
     flt.add_argument("--filter", help="MLflow trace filter expression, passed as is")
-    flt.add_argument("--status", type=str.upper, choices=c.TRACE_STATES, help="trace status")
+    flt.add_argument("--status", type=str.upper, choices=tr.TRACE_STATES, help="trace status")
     flt.add_argument("--session", help="session id (metadata mlflow.trace.session)")
     flt.add_argument("--user", help="user id (metadata mlflow.trace.user)")
     flt.add_argument("--slower-than", type=float, metavar="MS", help="execution time above MS milliseconds")
@@ -97,20 +100,17 @@ def build_parser():
     return parser
 
 
-def resolve_experiments(ctx: c.Context) -> list[dict]:
-    import os
-
+def resolve_experiments(ctx: cli.Context) -> list[dict]:
     refs = ctx.args.experiment or []
-    if not refs and os.environ.get("MLFLOW_EXPERIMENT_ID"):
-        refs = [os.environ["MLFLOW_EXPERIMENT_ID"]]
-    if not refs and os.environ.get("MLFLOW_EXPERIMENT_NAME"):
-        refs = [os.environ["MLFLOW_EXPERIMENT_NAME"]]
-    experiments = [c.get_experiment(ctx.store, ref) for ref in refs]
+    default = ctx.settings.experiment_id or ctx.settings.experiment_name
+    if not refs and default:
+        refs = [default]
+    experiments = [st.get_experiment(ctx.store, ref) for ref in refs]
     if ctx.args.run_id:
-        run = c.get_run(ctx.store, ctx.args.run_id)
+        run = st.get_run(ctx.store, ctx.args.run_id)
         run_exp = run["info"]["experiment_id"]
         if not experiments:
-            experiments = [c.get_experiment(ctx.store, run_exp)]
+            experiments = [st.get_experiment(ctx.store, run_exp)]
         elif run_exp not in {e["experiment_id"] for e in experiments}:
             raise c.UsageError(
                 f"run {ctx.args.run_id} belongs to experiment {run_exp}, not to the --experiment given: "
@@ -132,7 +132,7 @@ def build_filter(args) -> tuple[str, list[str]]:
         parts.append(args.filter.strip())
 
     def eq(key: str, value: str, flag: str) -> None:
-        clause = c.filter_eq(key, value)
+        clause = tr.filter_eq(key, value)
         if " LIKE " in clause:
             notes.append(f"{flag} value has both quote kinds; matched with LIKE, ' as any character")
         parts.append(clause)
@@ -140,9 +140,9 @@ def build_filter(args) -> tuple[str, list[str]]:
     if args.status:
         parts.append(f"trace.status = '{args.status}'")
     if args.session is not None:
-        eq(c.backtick_key("metadata", c.TRACE_SESSION_KEY), args.session, "--session")
+        eq(tr.backtick_key("metadata", tr.TRACE_SESSION_KEY), args.session, "--session")
     if args.user is not None:
-        eq(c.backtick_key("metadata", c.TRACE_USER_KEY), args.user, "--user")
+        eq(tr.backtick_key("metadata", tr.TRACE_USER_KEY), args.user, "--user")
     if args.slower_than is not None:
         parts.append(f"trace.execution_time_ms > {int(args.slower_than)}")
     if args.since:
@@ -150,25 +150,25 @@ def build_filter(args) -> tuple[str, list[str]]:
     if args.until:
         parts.append(f"trace.timestamp_ms < {c.parse_since(args.until)}")
     for key, value in c.parse_key_values(args.tag, "--tag").items():
-        eq(c.backtick_key("tag", key), value, "--tag")
+        eq(tr.backtick_key("tag", key), value, "--tag")
     for key, value in c.parse_key_values(args.metadata, "--metadata").items():
-        eq(c.backtick_key("metadata", key), value, "--metadata")
+        eq(tr.backtick_key("metadata", key), value, "--metadata")
     if args.text:
-        literal, _ = c.sql_literal("%" + args.text + "%")
+        literal, _ = tr.sql_literal("%" + args.text + "%")
         parts.append(f"trace.text LIKE {literal}")
         if "%" in args.text or "_" in args.text:
             notes.append("--text: % and _ in the text act as wildcards")
     if args.span_name is not None:
         eq("span.name", args.span_name, "--span-name")
     if args.run_id:
-        parts.append(c.filter_eq("trace.run_id", args.run_id.strip()))
+        parts.append(tr.filter_eq("trace.run_id", args.run_id.strip()))
     return " AND ".join(parts), notes
 
 
-def command(ctx: c.Context) -> int:
+def command(ctx: cli.Context) -> int:
     args = ctx.args
-    if not 1 <= args.max_results <= c.TRACE_PAGE_MAX:
-        raise c.UsageError(f"--max-results must be 1..{c.TRACE_PAGE_MAX} (the server's page limit)")
+    if not 1 <= args.max_results <= tr.TRACE_PAGE_MAX:
+        raise c.UsageError(f"--max-results must be 1..{tr.TRACE_PAGE_MAX} (the server's page limit)")
     if args.limit < 1:
         raise c.UsageError("--limit must be at least 1")
     if args.group_by and args.page_token:
@@ -186,8 +186,8 @@ def command(ctx: c.Context) -> int:
     if args.group_by:
         return group_command(ctx, exp_ids, filter_string, scope)
 
-    infos, token = c.search_trace_infos(ctx.store, exp_ids, filter_string, args.max_results, order_by, args.page_token)
-    rows = [c.trace_summary(i) for i in infos]
+    infos, token = tr.search_trace_infos(ctx.store, exp_ids, filter_string, args.max_results, order_by, args.page_token)
+    rows = [tr.trace_summary(i) for i in infos]
     if not args.no_errors:
         add_error_previews(ctx.store, rows)
     next_cmd = ctx.next_page(token) if token else None
@@ -195,20 +195,20 @@ def command(ctx: c.Context) -> int:
     if args.output:
         full = {**result, "trace_infos": infos}
         path = c.write_atomic(args.output, c.to_json(c.json_safe(full)), force=args.force)
-        c.diag(f"wrote {len(rows)} traces to {path}")
+        cli.diag(f"wrote {len(rows)} traces to {path}")
     if ctx.fmt == "json":
         ctx.emit(c.to_json(c.json_safe(result)))
     elif ctx.fmt == "csv":
         headers, table = table_rows(rows, csv=True)
         ctx.emit(c.to_csv(headers, table))
         if next_cmd:
-            c.diag(f"more traces: {next_cmd}")
+            cli.diag(f"more traces: {next_cmd}")
     else:
         ctx.emit(render(result, args.output))
     return c.EXIT_OK
 
 
-def add_error_previews(store: c.Store, rows: list[dict]) -> None:
+def add_error_previews(store: st.Store, rows: list[dict]) -> None:
     """Root-cause message for each failed trace on the page (spans fetched for those only)."""
     failed = [r for r in rows if r["status"] == "ERROR"]
     if not failed:
@@ -216,15 +216,15 @@ def add_error_previews(store: c.Store, rows: list[dict]) -> None:
 
     def one(row: dict) -> None:
         try:
-            nodes = c.span_nodes(c.get_trace_spans(store, row["trace_id"]))
+            nodes = tr.span_nodes(tr.get_trace_spans(store, row["trace_id"]))
         except c.SkillError as exc:
             row["error"] = f"(spans unavailable: {c.truncate(str(exc), 60)})"
             return
-        cause = c.root_cause(nodes)
+        cause = tr.root_cause(nodes)
         row["error"] = f"{cause['name']}: {cause['error'] or 'ERROR'}" if cause else None
         row["error_span_id"] = cause["span_id"] if cause else None
 
-    if len(failed) == 1 or isinstance(store, c.InProcessStore):
+    if len(failed) == 1 or isinstance(store, st.InProcessStore):
         for row in failed:
             one(row)
     else:
@@ -294,7 +294,7 @@ def render(result: dict, output: str | None) -> str:
     return "\n".join(lines)
 
 
-def group_command(ctx: c.Context, exp_ids: list[str], filter_string: str, scope: dict) -> int:
+def group_command(ctx: cli.Context, exp_ids: list[str], filter_string: str, scope: dict) -> int:
     args = ctx.args
     order_by = scope["order_by"]
     rows: list[dict] = []
@@ -302,9 +302,9 @@ def group_command(ctx: c.Context, exp_ids: list[str], filter_string: str, scope:
     token = None
     truncated = False
     while True:
-        size = min(c.TRACE_PAGE_MAX, args.limit - len(rows))
-        infos, token = c.search_trace_infos(ctx.store, exp_ids, filter_string, size, order_by, token)
-        rows += [c.trace_summary(i) for i in infos]
+        size = min(tr.TRACE_PAGE_MAX, args.limit - len(rows))
+        infos, token = tr.search_trace_infos(ctx.store, exp_ids, filter_string, size, order_by, token)
+        rows += [tr.trace_summary(i) for i in infos]
         if args.output:
             infos_all += infos
         if not token:
@@ -346,7 +346,7 @@ def group_command(ctx: c.Context, exp_ids: list[str], filter_string: str, scope:
     }
     if args.output:
         path = c.write_atomic(args.output, c.to_json(c.json_safe({**result, "trace_infos": infos_all})), force=args.force)
-        c.diag(f"wrote {len(stats)} groups and {len(infos_all)} trace infos to {path}")
+        cli.diag(f"wrote {len(stats)} groups and {len(infos_all)} trace infos to {path}")
     key = args.group_by
     headers = [key, "traces", "errors", "error rate", "p50", "p95", "tokens", "tokens/trace", "first (UTC)", "last (UTC)"]
     if ctx.fmt == "json":
@@ -392,7 +392,7 @@ def group_command(ctx: c.Context, exp_ids: list[str], filter_string: str, scope:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return c.run_main(build_parser(), command, argv, SCRIPT)
+    return cli.run_main(build_parser(), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,18 @@ def present(name: str) -> bool:
     return (SCRIPTS / f"{name}.py").is_file()
 
 
+def error_lines(err: str) -> list[str]:
+    """stderr's lines without the `store:` line that precedes an error about a request."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    return lines[1:] if lines and lines[0].startswith("store: ") else lines
+
+
 def assert_clean_error(res, code: int, *needles: str) -> None:
     """The documented exit code, one `error:` line on stderr (or argparse's usage + one error
     line), never a traceback, and the expected words in the message."""
     assert res.code == code, f"exit {res.code}, expected {code}\nstderr: {res.err}\nstdout: {res.out[:500]}"
     assert "Traceback" not in res.both, res.both
-    lines = [line for line in res.err.splitlines() if line.strip()]
+    lines = error_lines(res.err)
     assert lines, "no message on stderr"
     if lines[0].startswith("usage:"):  # argparse: the usage block, then one "prog: error: ..." line
         assert code == 2

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from reliability import error_lines
 from conftest import ADMIN_PASSWORD, ADMIN_USER, READER_PASSWORD, READER_USER, unique
 
 DEAD = "http://127.0.0.1:9"  # discard port: nothing listens there
@@ -47,14 +48,14 @@ def test_env_local_beats_env_file(run_script, server, env_dir):
     write_env(env_dir, ".env", MLFLOW_TRACKING_URI=DEAD)
     res = run_script("create_experiment", "--name", unique("cfg"), uri=None, env={"MLFLOW_SKILL_ENV_DIR": str(env_dir)})
     assert res.code == 0, res.err
-    assert store_line(res) == f"store: {server.uri} (MLFLOW_TRACKING_URI from .env.local)"
+    assert store_line(res) == f"store: {server.uri} (MLFLOW_TRACKING_URI from .env.local in the MLFLOW_SKILL_ENV_DIR folder {env_dir.resolve()})"
 
 
 def test_env_file_alone(run_script, server, env_dir):
     write_env(env_dir, ".env", MLFLOW_TRACKING_URI=server.uri)
     res = run_script("create_experiment", "--name", unique("cfg"), uri=None, env={"MLFLOW_SKILL_ENV_DIR": str(env_dir)})
     assert res.code == 0, res.err
-    assert "(MLFLOW_TRACKING_URI from .env)" in store_line(res)
+    assert "(MLFLOW_TRACKING_URI from .env in the MLFLOW_SKILL_ENV_DIR folder" in store_line(res)
 
 
 def test_atomic_variables_compose_uri_and_credentials(run_script, auth_server, client):
@@ -72,7 +73,7 @@ def test_atomic_variables_from_env_local_with_scheme_in_host(run_script, auth_se
     write_env(env_dir, ".env.local", MLFLOW_HOST="http://127.0.0.1", MLFLOW_PORT=port, MLFLOW_USERNAME=ADMIN_USER, MLFLOW_PASSWORD=ADMIN_PASSWORD)
     res = run_script("create_experiment", "--name", unique("atomic"), uri=None, env={"MLFLOW_SKILL_ENV_DIR": str(env_dir)})
     assert res.code == 0, res.err
-    assert "(MLFLOW_HOST/MLFLOW_PORT from .env.local)" in store_line(res)
+    assert "(MLFLOW_HOST/MLFLOW_PORT from .env.local in the MLFLOW_SKILL_ENV_DIR folder" in store_line(res)
 
 
 def test_credentials_inside_uri_are_used_and_never_shown(run_script, auth_server):
@@ -91,7 +92,7 @@ def test_wrong_password_is_auth_error_without_retry_or_secret(run_script, auth_s
     )  # fmt: skip
     assert res.code == 5
     assert "401" in res.err and "MLFLOW_TRACKING_PASSWORD" in res.err
-    assert wrong not in res.both and len(res.err.strip().splitlines()) == 1
+    assert wrong not in res.both and len(error_lines(res.err)) == 1
 
 
 def test_read_only_user_cannot_change_an_experiment(run_script, auth_server):
@@ -133,5 +134,5 @@ def test_secret_in_debug_traceback_is_masked(run_script):
 def test_embedded_store_when_nothing_is_set(run_script, tmp_path):
     res = run_script("create_experiment", "--name", "first", uri=None, cwd=tmp_path)
     assert res.code == 0, res.err
-    assert store_line(res) == "store: sqlite:///mlflow.db (embedded default, nothing configured)"
+    assert store_line(res) == f"store: sqlite:///{tmp_path.resolve() / 'mlflow.db'} (embedded default, nothing configured)"
     assert (tmp_path / "mlflow.db").exists()

@@ -2,6 +2,7 @@
 
 import json
 
+from reliability import error_lines
 from conftest import unique
 
 
@@ -39,7 +40,7 @@ def test_deleted_needs_restore(run_script, client):
     res = run_script("create_experiment", "--name", name)
     assert res.code == 2
     assert "--restore" in res.err and "Traceback" not in res.err
-    assert len(res.err.strip().splitlines()) == 1
+    assert len(error_lines(res.err)) == 1
     res = run_script("create_experiment", "--name", name, "--restore")
     assert res.code == 0, res.err
     assert "Restored experiment" in res.out

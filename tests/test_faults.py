@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from reliability import error_lines
 from conftest import ADMIN_USER, unique
 from faultproxy import FaultProxy
 
@@ -39,7 +40,7 @@ def test_persistent_500_gives_server_error_after_bounded_tries(run_script, via_p
     start = time.time()
     res = run_script("create_experiment", "--name", unique("x"), uri=via_proxy.uri)
     assert res.code == 6
-    assert "answered 500" in res.err and len(res.err.strip().splitlines()) == 1
+    assert "answered 500" in res.err and len(error_lines(res.err)) == 1
     assert len(via_proxy.requests) == 3  # one try + MLFLOW_SKILL_HTTP_RETRIES=2 (default)
     assert time.time() - start < 10
 
@@ -94,7 +95,7 @@ def test_server_stops_in_the_middle_of_log_backtest(run_script, via_proxy, clien
     res = run_script("log_backtest", "--returns", returns, "--experiment", name, "--no-tearsheet", uri=via_proxy.uri)
     assert res.code == 4, res.err
     assert time.time() - start < 60
-    assert len(res.err.strip().splitlines()) == 1 and "Traceback" not in res.err
+    assert len(error_lines(res.err)) == 1 and "Traceback" not in res.err
     assert "left RUNNING, never FINISHED" in res.err
     runs = client.search_runs([exp_id])
     assert len(runs) == 1
@@ -113,7 +114,7 @@ def test_server_error_during_log_backtest_marks_run_failed(run_script, via_proxy
     via_proxy.reset("path_status", status=500, fault_path="/runs/log-batch", fault_count=3)
     res = run_script("log_backtest", "--returns", returns, "--experiment", name, "--no-tearsheet", uri=via_proxy.uri)
     assert res.code == 6, res.err
-    assert "marked FAILED" in res.err and len(res.err.strip().splitlines()) == 1
+    assert "marked FAILED" in res.err and len(error_lines(res.err)) == 1
     run = client.search_runs([exp_id])[0]
     assert run.info.status == "FAILED"
     assert "500" in run.data.tags["backtest.error"]

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from reliability import error_lines
 from conftest import Result, clean_env, load_script, unique
 
 SCRIPT = "log_backtest"
@@ -174,7 +175,9 @@ def qs_report(series, benchmark=None, ppy=252, rf=RF):
 
 
 def assert_matches_report(metrics: dict, report, column: str = "Strategy", prefix: str = "", skip: tuple = ()):
-    pct_keys = load_script(SCRIPT).PCT_KEYS
+    import _backtest_metrics
+
+    pct_keys = _backtest_metrics.PCT_KEYS
     checked = 0
     for row, key in QS_ROWS.items():
         if key in skip:
@@ -443,7 +446,7 @@ def test_bad_input_is_refused_and_nothing_is_created(invoke, client, tmp_path, n
     result = invoke("--returns", tmp_path / name, "--experiment", experiment, *extra)
     assert result.code == 2, result.both
     assert result.out == ""
-    lines = result.err.strip().splitlines()
+    lines = error_lines(result.err)
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.err
     assert message in lines[0]
     assert client.get_experiment_by_name(experiment) is None  # nothing created
@@ -458,7 +461,7 @@ def test_failure_after_run_created_marks_it_failed(invoke, client, tmp_path, dat
     client.create_experiment(experiment, artifact_location=str(blocker / "artifacts"))
     result = invoke("--returns", data_dir / "daily.csv", "--experiment", experiment, "--no-history", "--no-tearsheet")
     assert result.code != 0
-    lines = result.err.strip().splitlines()
+    lines = error_lines(result.err)
     assert len(lines) == 1 and "marked FAILED" in lines[0] and "Traceback" not in result.err
     run = run_of(client, experiment)
     assert run.info.status == "FAILED" and run.info.end_time

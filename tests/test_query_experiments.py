@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from reliability import error_lines
 from conftest import READER_PASSWORD, READER_USER, ADMIN_PASSWORD, unique
 
 T0 = 1_700_000_000_000  # fixed start times make the default order (start_time DESC) predictable
@@ -144,7 +145,7 @@ def test_experiments_via_uv_run_subprocess(uv_run, seed):
 def test_embedded_store_with_nothing_configured(uv_run, tmp_path):
     res = uv_run("query_experiments", "experiments", uri=None, cwd=tmp_path)
     assert res.code == 0, res.err
-    assert res.out.splitlines()[0] == "store: sqlite:///mlflow.db (embedded default, nothing configured)"
+    assert res.out.splitlines()[0] == f"store: sqlite:///{tmp_path.resolve() / 'mlflow.db'} (embedded default, nothing configured)"
     assert "| Default | 0 | active |" in res.out
 
 
@@ -212,7 +213,7 @@ def test_runs_numeric_param_with_text_value_is_clear_error(run_script, seed):
     res = run_script("query_experiments", "runs", "-e", seed.b, "--filter", "params.lr > 0.001")
     assert res.code == 2
     assert "auto-lr" in res.err and seed.ids["textlr"] in res.err and "'auto'" in res.err
-    assert "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1
+    assert "Traceback" not in res.err and len(error_lines(res.err)) == 1
 
 
 def test_runs_client_side_paging_by_offset(run_script, seed):
@@ -264,8 +265,8 @@ def test_runs_all_experiments_by_default(run_script, seed):
 def test_bad_input_one_line_errors(run_script, seed, args, code, needle):
     res = run_script("query_experiments", *args)
     assert res.code == code, res.err
-    assert needle in res.err and res.err.startswith("error: ")
-    assert len(res.err.strip().splitlines()) == 1 and "Traceback" not in res.err
+    assert needle in res.err and error_lines(res.err)[0].startswith("error: ")
+    assert len(error_lines(res.err)) == 1 and "Traceback" not in res.err
 
 
 def test_no_server_fails_fast(run_script):

@@ -1,0 +1,284 @@
+"""The command-line frame every script shares: parser building blocks, the Context a command
+gets, run_main (one error line and an exit code for every failure), and emit(), the one
+renderer that turns a View into markdown, JSON or CSV.
+
+A command is fetch -> shape -> render: it fetches data from the store, shapes it into a View
+(rows, notes, the JSON form, the next-page command) and hands that to ctx.emit(view).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import _common as c
+import _config
+from _config import Settings
+from _store import Store, open_store
+
+
+# ---------------------------------------------------------------------------------------------
+# Views and the one renderer
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[Any]]  # cells as people read them (markdown)
+    raw: list[list[Any]] | None = None  # cells as machines read them (CSV); default: rows
+
+
+@dataclass
+class View:
+    """What a command shows. `data` is the complete JSON form; markdown is `lines`, then the
+    table, then `after`; CSV is the table's raw rows. `next_command` continues a paged result."""
+
+    data: Any
+    lines: list[str] = field(default_factory=list)
+    table: Table | None = None
+    after: list[str] = field(default_factory=list)
+    next_command: str | None = None
+    next_token: str | None = None
+    more_label: str = "more results exist"
+    empty: str = ""  # markdown in place of an empty table
+
+
+def render_markdown(view: View) -> str:
+    out = list(view.lines)
+    if view.table is not None:
+        if view.table.rows:
+            out.append(c.md_table(view.table.headers, view.table.rows))
+        elif view.empty:
+            out.append(view.empty)
+    out += view.after
+    if view.next_command:
+        out += ["", f"{view.more_label}; next page: `{view.next_command}`"]
+    return "\n".join(out)
+
+
+def render_json(view: View) -> str:
+    data = view.data
+    if view.next_command is not None or view.next_token is not None:
+        data = {**data, "next_page_token": view.next_token, "next_page_command": view.next_command}
+    return c.to_json(data)
+
+
+def render_csv(view: View) -> str:
+    if view.table is None:
+        raise c.UsageError("this command has no table to write as CSV: use --format markdown or json")
+    return c.to_csv(view.table.headers, view.table.raw if view.table.raw is not None else view.table.rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers
+# ---------------------------------------------------------------------------------------------
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the docstring's examples as written."""
+
+
+COMMON_DESTS = ("tracking_uri", "timeout", "format", "debug")
+
+
+def add_common_args(parser: argparse.ArgumentParser, formats: tuple[str, ...] = ("markdown", "json")) -> None:
+    group = parser.add_argument_group("connection and output")
+    group.add_argument("--tracking-uri", help="tracking store (default: environment, .env.local, or ./mlflow.db)")
+    group.add_argument(
+        "--timeout", type=float, default=None, help="seconds to wait for the server per request (default 30)"
+    )
+    group.add_argument("--format", choices=formats, default="markdown", help="output format (default markdown)")
+    group.add_argument("--debug", action="store_true", help="show tracebacks and HTTP details on errors")
+
+
+def make_parser(doc: str, prog: str, formats: tuple[str, ...] = ("markdown", "json"), **kwargs) -> argparse.ArgumentParser:
+    """A parser whose description is the script's Usage docstring."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=HelpFormatter, epilog=c.EXIT_CODES_HELP, **kwargs
+    )
+    add_common_args(parser, formats)
+    return parser
+
+
+def add_subcommand(sub, name: str, handler: Callable, help_text: str, description: str, formats: tuple[str, ...]):
+    """A subcommand that also takes the connection/output options (before or after its name)."""
+    p = sub.add_parser(name, help=help_text, description=description, formatter_class=HelpFormatter, epilog=c.EXIT_CODES_HELP)
+    add_common_args(p, formats)
+    for action in p._actions:  # the main parser holds the defaults
+        if action.dest in COMMON_DESTS:
+            action.default = argparse.SUPPRESS
+    p.set_defaults(handler=handler)
+    return p
+
+
+def add_run_ids(p: argparse.ArgumentParser, many: bool = False, help_text: str = "run id") -> None:
+    """A run id as a positional or as --run-id (agents carry the flag over between scripts)."""
+    if many:
+        p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help=help_text)
+        p.add_argument("--run-id", dest="run_id_flags", action="append", default=[], metavar="RUN_ID", help="the same, as a flag; repeatable")
+    else:
+        p.add_argument("run_id", nargs="?", metavar="RUN_ID", help=help_text)
+        p.add_argument("--run-id", dest="run_id_flag", metavar="RUN_ID", help="the same, as a flag")
+
+
+def run_ids(args: argparse.Namespace) -> list[str]:
+    """The run ids given positionally and with --run-id, in order, without repeats."""
+    ids = [*(getattr(args, "run_ids", None) or []), *(getattr(args, "run_id_flags", None) or [])]
+    return list(dict.fromkeys(i.strip() for i in ids if i and i.strip()))
+
+
+def one_run_id(args: argparse.Namespace) -> str:
+    given = [x for x in (getattr(args, "run_id", None), getattr(args, "run_id_flag", None)) if x]
+    if len(given) != 1 and not (len(given) == 2 and given[0] == given[1]):
+        raise c.UsageError("pass one run id, as RUN_ID or --run-id RUN_ID")
+    return given[0].strip()
+
+
+def add_output_args(p: argparse.ArgumentParser, required: bool = False, what: str = "the full result") -> None:
+    """--output FILE: write everything to the file (atomically) and print a summary."""
+    p.add_argument("--output", "-o", required=required, metavar="FILE", help=f"write {what} to FILE and print a summary")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --output file")
+
+
+def check_output_target(args: argparse.Namespace) -> None:
+    """Fail before any work when --output would replace a file without --force."""
+    from pathlib import Path
+
+    target = getattr(args, "output", None)
+    if target and Path(target).exists() and not getattr(args, "force", False):
+        raise c.UsageError(f"{target} exists: pass --force to overwrite it, or choose another --output")
+
+
+# ---------------------------------------------------------------------------------------------
+# The context a command runs in
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    """What a command needs: its settings, a lazily opened store, and output helpers."""
+
+    args: argparse.Namespace
+    argv: list[str]
+    script: str
+    settings: Settings
+    _store: Store | None = field(default=None, repr=False)
+    emitted: bool = False
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.settings)
+        return self._store
+
+    @property
+    def fmt(self) -> str:
+        return getattr(self.args, "format", "markdown") or "markdown"
+
+    def header(self) -> str:
+        return self.settings.store_line()
+
+    def emit(self, view: View | str) -> None:
+        """Print a result: markdown gets the store line first; json/csv stay parseable and the
+        store line goes to stderr."""
+        if isinstance(view, View):
+            body = {"markdown": render_markdown, "json": render_json, "csv": render_csv}[self.fmt](view)
+            if self.fmt == "csv" and view.next_command:
+                diag(f"{view.more_label}; next page: {view.next_command}")
+        else:
+            body = view
+        self.emitted = True
+        if self.fmt == "markdown":
+            sys.stdout.write(self.header() + "\n\n" + body.rstrip("\n") + "\n")
+        else:
+            diag(self.header())
+            sys.stdout.write(body if body.endswith("\n") else body + "\n")
+
+    def next_page(self, token: str | None) -> str | None:
+        return next_page_command(self.argv, token, self.script) if token else None
+
+
+def next_page_command(argv: list[str], token: str, script: str) -> str:
+    """The exact command for the next page: this invocation with --page-token replaced, and no
+    credentials in it (a re-run takes them from the same environment)."""
+    args: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == "--page-token":
+            skip = True
+            continue
+        if arg.startswith("--page-token="):
+            continue
+        if i and argv[i - 1] == "--tracking-uri":
+            arg = uri_without_secrets(arg)
+        elif arg.startswith("--tracking-uri="):
+            arg = "--tracking-uri=" + uri_without_secrets(arg.split("=", 1)[1])
+        args.append(arg)
+    return shlex.join(["uv", "run", f"scripts/{script}", *args, "--page-token", token])
+
+
+def uri_without_secrets(uri: str) -> str:
+    parts = _config.split_uri(uri)
+    if parts is None:
+        return uri
+    kept = [(k, v) for k, v in parts.query if not _config.is_secret_query_key(k)]
+    from urllib.parse import urlencode
+
+    return parts.base + (f"?{urlencode(kept)}" if kept else "")
+
+
+def diag(message: str) -> None:
+    sys.stderr.write(message.rstrip("\n") + "\n")
+
+
+def run_main(
+    parser: argparse.ArgumentParser,
+    command: Callable[[Context], int | None],
+    argv: list[str] | None,
+    script: str,
+) -> int:
+    """Parse, resolve settings, run, and turn every failure into one line and an exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    real_err = sys.stderr
+    sys.stderr = c.ScrubbingStream(real_err)  # diagnostics only: stdout carries data, never rewritten
+    debug = "--debug" in argv
+    ctx: Context | None = None
+    try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
+            return int(exc.code or 0)
+        settings = _config.resolve_settings(getattr(args, "tracking_uri", None), getattr(args, "timeout", None))
+        for secret in settings.secrets:
+            c.register_secret(secret)
+        c.register_basic_auth(settings.username, settings.password)
+        ctx = Context(args=args, argv=argv, script=script, settings=settings)
+        return int(command(ctx) or 0)
+    except c.SkillError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        if ctx is not None and not ctx.emitted and not isinstance(exc, c.UsageError):
+            diag(ctx.header())  # where the failing request went, and where that setting came from
+        diag(f"error: {c.scrub(str(exc))}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        diag("error: interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: one line unless --debug
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        diag(f"error: unexpected {type(exc).__name__}: {c.truncate(c.scrub(str(exc)), 300)} (rerun with --debug for details)")
+        return c.EXIT_ERROR
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        sys.stderr = real_err

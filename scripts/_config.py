@@ -1,0 +1,381 @@
+"""Where the tracking store and its credentials come from. The only module that reads os.environ.
+
+Precedence, one table (README "Configuration" and references/credentials.md say the same):
+
+  1. --tracking-uri (credentials: its own user:password@, else the process environment's)
+  2. the process environment (Doppler, mise, your shell)
+  3. .env.local, then .env, in the working directory
+  4. .env.local, then .env, in the skill's folder
+     (MLFLOW_SKILL_ENV_DIR names one folder instead of 3 and 4)
+  5. MLflow's embedded store: sqlite:///mlflow.db in the working directory
+
+The URI and its credentials are taken *together*: the first source that names a server
+(MLFLOW_TRACKING_URI, or MLFLOW_HOST[/PORT/SCHEME]) also supplies the username, password or
+token, so credentials from one source are never sent to a server named by another. Within a
+source MLFLOW_TRACKING_URI beats MLFLOW_HOST, and MLFLOW_TRACKING_USERNAME/PASSWORD beat
+MLFLOW_USERNAME/PASSWORD. Other settings (timeout, TLS, retries, auth plugin) are read from the
+first source that sets them.
+
+Nothing here writes to os.environ: every script gets one immutable Settings that records where
+each value came from, so errors can name the setting and its source.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+import _common as c
+
+SKILL_ROOT = Path(__file__).resolve().parent.parent
+DOTENV_NAMES = (".env.local", ".env")
+EMBEDDED_SOURCE = "embedded default, nothing configured"
+FLAG_SOURCE = "--tracking-uri"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 2
+# Query-string parameters that carry credentials: their values are masked wherever a URI is shown.
+SECRET_QUERY_KEYS = ("token", "access_token", "accesstoken", "api_key", "apikey", "key", "secret", "password",
+                     "passwd", "pwd", "sig", "signature", "auth", "code", "client_secret", "sas", "x-amz-signature")  # fmt: skip
+SECRET_VARS = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_PASSWORD", "MLFLOW_TRACKING_TOKEN", "DATABRICKS_TOKEN",
+               "DATABRICKS_CLIENT_SECRET")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources: the process environment and the .env files, each a named layer of variables
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Layer:
+    name: str  # "environment", ".env.local (/abs/folder)", ...
+    values: Mapping[str, str]
+
+    def get(self, var: str) -> str | None:
+        value = self.values.get(var)
+        return value if value not in (None, "") else None
+
+
+def env_folders(environ: Mapping[str, str], cwd: Path) -> list[tuple[Path, str]]:
+    """(folder, how to name it) searched for .env.local/.env: MLFLOW_SKILL_ENV_DIR alone if set,
+    else the working directory (where a user's project keeps its secrets) then the skill's folder."""
+    override = environ.get("MLFLOW_SKILL_ENV_DIR")
+    if override:
+        return [(Path(override).expanduser().resolve(), "MLFLOW_SKILL_ENV_DIR folder")]
+    folders = [(cwd.resolve(), "working directory")]
+    if SKILL_ROOT != cwd.resolve():
+        folders.append((SKILL_ROOT, "skill folder"))
+    return folders
+
+
+def dotenv_layers(folders: list[tuple[Path, str]]) -> list[Layer]:
+    layers = []
+    for folder, label in folders:
+        for name in DOTENV_NAMES:
+            path = folder / name
+            if not path.is_file():
+                continue
+            from dotenv import dotenv_values  # only when such a file exists
+
+            values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+            layers.append(Layer(f"{name} in the {label} {folder}", values))
+    return layers
+
+
+# ---------------------------------------------------------------------------------------------
+# URIs: credentials split out robustly, secret query parameters masked
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UriParts:
+    scheme: str
+    username: str | None
+    password: str | None
+    host: str  # host[:port]
+    path: str
+    query: tuple[tuple[str, str], ...]
+
+    @property
+    def base(self) -> str:
+        """scheme://host/path: no credentials, no query (requests append /api/... to it)."""
+        return f"{self.scheme}://{self.host}{self.path}".rstrip("/")
+
+    def display(self) -> str:
+        """For people: no userinfo at all, secret query values masked."""
+        shown = [(k, c.MASK if is_secret_query_key(k) else v) for k, v in self.query]
+        return self.base + (f"?{urlencode(shown, safe='*')}" if shown else "")
+
+
+def is_secret_query_key(key: str) -> bool:
+    key = key.lower()
+    return key in SECRET_QUERY_KEYS or key.endswith(("token", "secret", "password", "_key", "apikey"))
+
+
+def split_uri(uri: str) -> UriParts | None:
+    """Parse scheme://[user[:password]@]host[:port][/path][?query] without trusting URL parsing of
+    the userinfo: the password is everything between the first ':' after the scheme and the last
+    '@' before the host, so unencoded '#', '/', '?' or '@' in it cannot cut it short."""
+    if "://" not in uri:
+        return None
+    scheme, rest = uri.split("://", 1)
+    scheme = scheme.lower()
+    username = password = None
+    at = _userinfo_end(rest)
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1 :]
+        user, sep, pw = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) if sep else None
+    hostpart, query = rest, ""
+    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    if cut >= 0:
+        hostpart, rest = rest[:cut], rest[cut:]
+        path, _, tail = rest.partition("?")
+        query = tail.partition("#")[0]
+        path = path.partition("#")[0]
+    else:
+        path = ""
+    pairs = tuple(parse_qsl(query, keep_blank_values=True)) if query else ()
+    return UriParts(scheme, username, password, hostpart, path.rstrip("/"), pairs)
+
+
+def _userinfo_end(rest: str) -> int:
+    """Index of the '@' that ends the userinfo, or -1. The host never holds '@', so it is the
+    last '@' before the path; a path is only recognised after that '@' when there is one."""
+    at = rest.rfind("@")
+    if at < 0:
+        return -1
+    head = rest[:at]
+    # host:5000/path?email=a@b: a port then a path, so that '@' is in the query, not userinfo.
+    if re.match(r"^[^/?#@:]*:\d+([/?#]|$)", head):
+        return -1
+    user = head.partition(":")[0]
+    if any(ch in user for ch in "/?#"):  # host/path@x: no userinfo before a path
+        return -1
+    return at
+
+
+def redact_uri(uri: str) -> str:
+    """A URI as people may see it: no userinfo, secret query values masked."""
+    parts = split_uri(uri)
+    return parts.display() if parts else uri
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Settings:
+    tracking_uri: str  # without credentials or query: scheme://host[:port][/prefix], or a store URI
+    source: str  # where the URI came from, e.g. "MLFLOW_TRACKING_URI from environment"
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    credential_source: str | None = None  # e.g. "MLFLOW_TRACKING_USERNAME/PASSWORD from .env.local (...)"
+    query_params: tuple[tuple[str, str], ...] = ()  # sent with every request (e.g. a proxy's access_token)
+    insecure_tls: bool = False
+    server_cert_path: str | None = None
+    client_cert_path: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    embedded: bool = False
+    auth_plugin: str | None = None  # MLFLOW_TRACKING_AUTH
+    aws_sigv4: bool = False
+    allow_file_store: bool = False
+    experiment_id: str | None = None  # MLFLOW_EXPERIMENT_ID: default experiment where a script takes one
+    experiment_name: str | None = None  # MLFLOW_EXPERIMENT_NAME
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    origins: Mapping[str, str] = field(default_factory=dict)  # setting -> where it came from
+
+    @property
+    def scheme(self) -> str:
+        return self.tracking_uri.split(":", 1)[0].lower() if ":" in self.tracking_uri else ""
+
+    @property
+    def is_http(self) -> bool:
+        return self.scheme in ("http", "https")
+
+    @property
+    def display_uri(self) -> str:
+        if self.query_params:
+            shown = [(k, c.MASK if is_secret_query_key(k) else v) for k, v in self.query_params]
+            return f"{self.tracking_uri}?{urlencode(shown, safe='*')}"
+        return self.tracking_uri
+
+    def store_line(self) -> str:
+        return f"store: {self.display_uri} ({self.source})"
+
+    def origin(self, setting: str) -> str:
+        return self.origins.get(setting, "not set")
+
+    def credentials_hint(self) -> str:
+        """What was sent and where it came from, for 401 messages."""
+        if self.token:
+            return f"a bearer token was sent ({self.credential_source})"
+        if self.username or self.password:
+            return f"user {self.username!r} was sent ({self.credential_source})"
+        return "no credentials were sent"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _number(text: str, name: str, where: str, kind: type) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise c.UsageError(f"{name}={text!r} ({where}) is not a number: fix or unset it") from None
+
+
+def compose_atomic_uri(layer: Layer) -> str:
+    """MLFLOW_HOST (may carry a scheme) + MLFLOW_PORT + MLFLOW_SCHEME -> tracking URI."""
+    host = (layer.get("MLFLOW_HOST") or "").strip().rstrip("/")
+    scheme = (layer.get("MLFLOW_SCHEME") or "").strip().lower()
+    if "://" in host:
+        scheme_in_host, host = host.split("://", 1)
+        scheme = scheme or scheme_in_host.lower()
+    port = (layer.get("MLFLOW_PORT") or "").strip()
+    if not scheme:
+        scheme = "https" if port == "443" else "http"
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+
+
+def embedded_store_uri(cwd: Path) -> str:
+    """MLflow's own default: ./mlruns when it already holds experiments (old file store), else
+    sqlite:///mlflow.db in the working directory (MLflow >= 3.7); shown as an absolute path."""
+    mlruns = cwd / "mlruns"
+    if mlruns.is_dir() and any(p.name.isdigit() and (p / "meta.yaml").exists() for p in mlruns.iterdir()):
+        return "file:" + str(mlruns.resolve())
+    return "sqlite:///" + str((cwd / "mlflow.db").resolve())
+
+
+def _layer_credentials(layer: Layer) -> tuple[str | None, str | None, str | None, str | None]:
+    """(username, password, token, description) that one source supplies."""
+    user = layer.get("MLFLOW_TRACKING_USERNAME") or layer.get("MLFLOW_USERNAME")
+    password = layer.get("MLFLOW_TRACKING_PASSWORD") or layer.get("MLFLOW_PASSWORD")
+    token = layer.get("MLFLOW_TRACKING_TOKEN")
+    names = []
+    if layer.get("MLFLOW_TRACKING_USERNAME") or layer.get("MLFLOW_TRACKING_PASSWORD"):
+        names.append("MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    elif user or password:
+        names.append("MLFLOW_USERNAME and MLFLOW_PASSWORD")
+    if token:
+        names.append("MLFLOW_TRACKING_TOKEN")
+    desc = f"{' and '.join(names)} from {layer.name}" if names else None
+    return user, password, token, desc
+
+
+def _uri_in(layer: Layer) -> tuple[str, str] | None:
+    if layer.get("MLFLOW_TRACKING_URI"):
+        return layer.get("MLFLOW_TRACKING_URI").strip(), f"MLFLOW_TRACKING_URI from {layer.name}"
+    if layer.get("MLFLOW_HOST"):
+        return compose_atomic_uri(layer), f"MLFLOW_HOST/MLFLOW_PORT from {layer.name}"
+    return None
+
+
+def resolve_settings(
+    flag_uri: str | None = None,
+    timeout: float | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Apply the precedence table above; `environ` and `cwd` default to this process's."""
+    environ = dict(os.environ if environ is None else environ)
+    cwd = Path.cwd() if cwd is None else cwd
+    env_layer = Layer("environment", environ)
+    layers = [env_layer, *dotenv_layers(env_folders(environ, cwd))]
+
+    def first(var: str) -> tuple[str | None, str]:
+        for layer in layers:
+            if layer.get(var) is not None:
+                return layer.get(var), f"{var} from {layer.name}"
+        return None, "not set"
+
+    secrets: list[str] = []
+    for layer in layers:
+        secrets += [layer.get(v) for v in SECRET_VARS if layer.get(v)]
+
+    uri_layer: Layer | None = None
+    if flag_uri:
+        uri, source = flag_uri.strip(), FLAG_SOURCE
+        cred_layer = env_layer  # typed in this shell: the shell's credentials go with it
+    else:
+        found = next(((layer, _uri_in(layer)) for layer in layers if _uri_in(layer)), None)
+        if found:
+            uri_layer, (uri, source) = found
+        else:
+            uri, source = embedded_store_uri(cwd), EMBEDDED_SOURCE
+        cred_layer = uri_layer
+    embedded = source == EMBEDDED_SOURCE
+
+    username = password = token = cred_source = None
+    if cred_layer is not None and not embedded:
+        username, password, token, cred_source = _layer_credentials(cred_layer)
+    query: tuple[tuple[str, str], ...] = ()
+    parts = split_uri(uri)
+    if parts and parts.scheme in ("http", "https"):
+        if parts.username or parts.password:
+            username, password, token = parts.username, parts.password, None
+            cred_source = f"the URI's user:password@ ({source})"
+        secrets += [v for k, v in parts.query if is_secret_query_key(k) and v]
+        query = parts.query
+        uri = parts.base
+    elif parts and parts.password:  # database URIs: keep them whole, never show the password
+        secrets.append(parts.password)
+    secrets += [s for s in (password, token) if s]
+
+    origins: dict[str, str] = {"tracking_uri": source}
+    if cred_source:
+        origins["credentials"] = cred_source
+    timeout_text, origins["timeout"] = first("MLFLOW_HTTP_REQUEST_TIMEOUT")
+    if timeout is not None:
+        origins["timeout"] = "--timeout"
+    elif timeout_text:
+        timeout = _number(timeout_text, "MLFLOW_HTTP_REQUEST_TIMEOUT", origins["timeout"], float)
+    else:
+        timeout = DEFAULT_TIMEOUT
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise c.UsageError(f"--timeout must be a positive number of seconds, got {timeout:g} ({origins['timeout']})")
+    retries_text, origins["retries"] = first("MLFLOW_SKILL_HTTP_RETRIES")
+    retries = DEFAULT_RETRIES
+    if retries_text:
+        retries = int(_number(retries_text, "MLFLOW_SKILL_HTTP_RETRIES", origins["retries"], int))
+        if retries < 0:
+            raise c.UsageError(f"MLFLOW_SKILL_HTTP_RETRIES must be 0 or more, got {retries_text!r} ({origins['retries']})")
+    values = {var: first(var) for var in (
+        "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH", "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+        "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4", "MLFLOW_ALLOW_FILE_STORE",
+        "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
+    )}  # fmt: skip
+    for var, (value, where) in values.items():
+        if value is not None:
+            origins[var] = where
+    return Settings(
+        tracking_uri=uri,
+        source=source,
+        username=username or None,
+        password=password or None,
+        token=token or None,
+        credential_source=cred_source,
+        query_params=query,
+        insecure_tls=_truthy(values["MLFLOW_TRACKING_INSECURE_TLS"][0]),
+        server_cert_path=values["MLFLOW_TRACKING_SERVER_CERT_PATH"][0],
+        client_cert_path=values["MLFLOW_TRACKING_CLIENT_CERT_PATH"][0],
+        timeout=float(timeout),
+        retries=retries,
+        embedded=embedded,
+        auth_plugin=values["MLFLOW_TRACKING_AUTH"][0],
+        aws_sigv4=_truthy(values["MLFLOW_TRACKING_AWS_SIGV4"][0]),
+        allow_file_store=_truthy(values["MLFLOW_ALLOW_FILE_STORE"][0]),
+        experiment_id=values["MLFLOW_EXPERIMENT_ID"][0],
+        experiment_name=values["MLFLOW_EXPERIMENT_NAME"][0],
+        secrets=tuple(dict.fromkeys(s for s in secrets if s)),
+        origins=origins,
+    )
+
+
+def quote_userinfo(value: str) -> str:
+    """For tests and docs: a password as it must be written inside a URI."""
+    return quote(value, safe="")

@@ -1,0 +1,206 @@
+"""The column model of query_experiments.py: runs as table rows (markdown and CSV cells, JSON
+records), the default columns of a query, and the shared view of a page of runs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import _cli as cli
+import _common as c
+import _store as st
+from _runsearch import ATTRIBUTES, Page, Query, sort_value, split_key
+
+ERROR_WORDS = ("error", "exception", "traceback", "failure", "fail_reason")
+
+def error_tags(run: dict) -> dict[str, str]:
+    return {k: v for k, v in st.run_tags(run).items() if any(w in k.lower() for w in ERROR_WORDS)}
+
+
+# =============================================================================================
+# Shaping runs into rows
+# =============================================================================================
+@dataclass(frozen=True)
+class Column:
+    kind: str  # metrics, params, tags, attr, experiment, duration
+    key: str
+
+    @property
+    def label(self) -> str:
+        if self.kind == "attr":
+            return {"run_name": "run", "run_id": "id", "start_time": "start", "end_time": "end"}.get(self.key, self.key)
+        if self.kind in ("experiment", "duration", "error"):
+            return self.kind
+        return f"{self.kind}.{self.key}"
+
+
+def parse_columns(text: str | None) -> list[Column]:
+    cols = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part in ("experiment", "duration"):
+            cols.append(Column(part, part))
+            continue
+        ident = split_key(part)
+        if ident is None or ident[0] == "datasets":
+            raise c.UsageError(
+                f"--columns: unknown column {part!r}; use metrics.KEY, params.KEY, tags.KEY, experiment, duration "
+                f"or one of {', '.join(sorted(ATTRIBUTES))}"
+            )
+        cols.append(Column(*ident))
+    return cols
+
+
+def cell(run: dict, col: Column, exp_names: dict[str, str]) -> Any:
+    """The raw value of a column for a run (None when absent)."""
+    info = run.get("info", {})
+    if col.kind == "metrics":
+        return st.run_metrics(run).get(col.key)
+    if col.kind == "params":
+        return st.run_params(run).get(col.key)
+    if col.kind == "tags":
+        return st.run_tags(run).get(col.key)
+    if col.kind == "error":
+        return "; ".join(f"{k}: {v}" for k, v in error_tags(run).items()) or None
+    if col.kind == "experiment":
+        return exp_names.get(info.get("experiment_id"), info.get("experiment_id"))
+    if col.kind == "duration":
+        start, end = info.get("start_time"), info.get("end_time")
+        return int(end) - int(start) if start and end else None
+    if col.key == "run_name":
+        return st.run_name(run)
+    return sort_value(run, "attr", col.key)
+
+
+def show_cell(value: Any, col: Column) -> str:
+    if value is None:
+        return ""
+    if col.kind == "metrics":
+        return c.fmt_num(value)
+    if col.kind == "duration":
+        return c.fmt_duration(value)
+    if col.kind == "error":
+        return c.truncate(value, 80)
+    if col.kind == "attr" and col.key in ("start_time", "end_time"):
+        return c.fmt_time(value)
+    if col.kind == "attr" and col.key == "run_name":
+        return c.truncate(value, 40)
+    if col.kind == "attr":
+        return str(value)
+    return c.fmt_value(value, 30)
+
+
+def raw_cell(value: Any, col: Column) -> Any:
+    if col.kind == "attr" and col.key in ("start_time", "end_time"):
+        return c.iso_time(value)
+    if isinstance(value, float):
+        return c.json_safe(value)
+    return value
+
+
+def table_columns(query: Query, runs: list[dict], extra: list[Column], with_experiment: bool) -> list[Column]:
+    cols = [Column("attr", "run_name"), Column("attr", "run_id"), Column("attr", "status"), Column("attr", "start_time")]
+    if with_experiment:
+        cols.append(Column("experiment", "experiment"))
+    named = [Column(kind, key) for kind, key in query.refs if kind in ("metrics", "params", "tags")]
+    named += [Column(o.kind, o.key) for o in query.order if o.kind in ("metrics", "params", "tags")]
+    named += [Column("attr", key) for kind, key in query.refs if kind == "attr" and key in ATTRIBUTES]
+    if not named and not extra:  # nothing asked for: the metrics most runs on the page have
+        counts = Counter(m["key"] for r in runs for m in r.get("data", {}).get("metrics", []) or [])
+        named = [Column("metrics", k) for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:4]]
+    for col in [*named, *extra]:
+        if col not in cols:
+            cols.append(col)
+    return cols
+
+
+def run_record(run: dict, exp_names: dict[str, str], all_tags: bool = False) -> dict:
+    """A run as compact JSON: ids, name, status, times, metrics, params, (non-system) tags."""
+    info = run.get("info", {})
+    tags = st.run_tags(run)
+    return {
+        "run_id": info.get("run_id"),
+        "run_name": st.run_name(run),
+        "experiment_id": info.get("experiment_id"),
+        "experiment": exp_names.get(info.get("experiment_id")),
+        "status": info.get("status"),
+        "lifecycle_stage": info.get("lifecycle_stage"),
+        "start_time": c.iso_time(info.get("start_time")),
+        "end_time": c.iso_time(info.get("end_time")),
+        "metrics": c.json_safe(st.run_metrics(run)),
+        "params": st.run_params(run),
+        "tags": tags if all_tags else user_tags(tags),
+    }
+
+
+def user_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items() if not k.startswith("mlflow.")}
+
+
+def exp_name_map(query: Query) -> dict[str, str]:
+    return {e["experiment_id"]: e["name"] for e in query.experiments}
+
+
+def scope_line(query: Query) -> str:
+    exps = query.experiments
+    if not exps:
+        return "no experiments to search"
+    if len(exps) <= 3:
+        scope = ", ".join(f"**{e['name']}** (id {e['experiment_id']})" for e in exps)
+    else:
+        scope = f"{len(exps)} experiments"
+    view = {"ACTIVE_ONLY": "", "DELETED_ONLY": ", deleted runs", "ALL": ", active and deleted runs"}[query.view]
+    return f"in {scope}{view}"
+
+
+def render_table(cols: list[Column], runs: list[dict], exp_names: dict[str, str]) -> str:
+    return c.md_table([col.label for col in cols], [[show_cell(cell(r, col, exp_names), col) for col in cols] for r in runs])
+
+
+def emit_runs(ctx: cli.Context, query: Query, page: Page, title: str, extra_cols: list[Column], lines_after: list[str] | None = None) -> None:
+    """Render a page of runs in the requested format (shared by runs, best and failed)."""
+    names = exp_name_map(query)
+    cols = table_columns(query, page.runs, extra_cols, len(query.experiments) > 1)
+    next_cmd = ctx.next_page(page.next_token) if page.next_token else None
+    if ctx.fmt == "json":
+        ctx.emit(
+            c.to_json({
+                "experiments": [{"id": e["experiment_id"], "name": e["name"]} for e in query.experiments],
+                "server_filters": [g.server_filter for g in query.groups],
+                "client_side": [cmp.text for g in query.groups for cmp in g.client],
+                "order_by": [o.raw for o in query.order],
+                "total": page.total,
+                "runs": [run_record(r, names) for r in page.runs],
+                "next_page_token": page.next_token,
+                "next_page_command": next_cmd,
+            })
+        )
+        return
+    if ctx.fmt == "csv":
+        ctx.emit(c.to_csv([col.label for col in cols], [[raw_cell(cell(r, col, names), col) for col in cols] for r in page.runs]))
+        if next_cmd:
+            cli.diag(f"more runs: {next_cmd}")
+        return
+    out = [f"{title} {scope_line(query)}" + (f", order {', '.join(o.raw for o in query.order)}" if query.order else "")]
+    filters = [g.server_filter for g in query.groups if g.server_filter]
+    if len(query.groups) == 1 and filters:
+        out.append(f"server filter: `{filters[0]}`")
+    out += query.notes()
+    out.append("")
+    if page.runs:
+        last = page.first + len(page.runs) - 1
+        of = f" of {page.total}" if page.total is not None else ""
+        out.append(f"runs {page.first}–{last}{of}:")
+        out.append(render_table(cols, page.runs, names))
+    else:
+        out.append("no runs match" + (" on this page" if page.first > 1 else ""))
+    out += lines_after or []
+    if next_cmd:
+        out += ["", f"more runs exist; next page: `{next_cmd}`"]
+    ctx.emit("\n".join(out))
+
+

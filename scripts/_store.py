@@ -1,0 +1,606 @@
+"""The tracking store: MLflow's REST API over HTTP, through MLflow's own helper, or in-process;
+one pager for every paged endpoint; experiment and run look-ups; idempotent experiment creation.
+
+Talking to a server needs only `requests` (`import mlflow` costs seconds); MLflow itself is
+imported for stores that are not servers (sqlite, a database URI, the old file store) and for
+auth that only MLflow knows (Databricks, MLFLOW_TRACKING_AUTH plugins, AWS SigV4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import _common as c
+from _common import AuthError, ConnectionFailure, NotFoundError, ServerError, SkillError, UsageError
+from _config import Settings
+
+# ---------------------------------------------------------------------------------------------
+# Tracking-store client: MLflow's REST JSON API, over HTTP or in-process
+# ---------------------------------------------------------------------------------------------
+class Store:
+    """Speaks MLflow's REST API (JSON in, JSON out) and maps its errors to SkillErrors."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    # Subclasses implement _request(method, path, params, body) -> (status, json_or_text)
+    def _request(self, method: str, path: str, params: dict | None, body: dict | None):
+        raise NotImplementedError
+
+    def get(self, path: str, params: dict | None = None, what: str = "", expect: str | None = None) -> dict:
+        return self._call("GET", path, params=params, what=what, expect=expect)
+
+    def post(self, path: str, body: dict | None = None, what: str = "", expect: str | None = None) -> dict:
+        return self._call("POST", path, body=body or {}, what=what, expect=expect)
+
+    def raw(self, method: str, path: str, params: dict | None = None, what: str = "") -> Any:
+        """A 2xx payload as it came (JSON, or text for file endpoints); errors mapped as usual."""
+        status, payload = self._request(method, path, params, None)
+        if 200 <= status < 300:
+            return payload
+        if isinstance(payload, str):
+            with contextlib.suppress(ValueError):
+                payload = json.loads(payload)
+        raise self._error(status, payload, what)
+
+    def _call(self, method, path, params=None, body=None, what="", expect=None):
+        status, payload = self._request(method, path, params, body)
+        if not 200 <= status < 300:
+            raise self._error(status, payload, what)
+        if not isinstance(payload, dict):
+            raise self._not_mlflow(status, payload, path)
+        if expect and expect not in payload:
+            raise ServerError(
+                f"{self.settings.display_uri} answered {path} without {expect!r}: is this an MLflow tracking "
+                f"server? check the URI ({self.settings.source})"
+            )
+        return payload
+
+    def _not_mlflow(self, status: int, payload: Any, path: str) -> SkillError:
+        """A 2xx (or 404) that is not MLflow's JSON: say what came back and what to check."""
+        kind = describe_body(payload)
+        where = f"{self.settings.display_uri} ({self.settings.source})"
+        hint = (
+            "a login page or a wrong path prefix? check the URI, the path after the host, and any SSO proxy"
+            if kind.startswith("an HTML page")
+            else "is this an MLflow tracking server? check the URI"
+        )
+        error_class = NotFoundError if status == 404 else ServerError
+        return error_class(f"{where} answered {path} with {kind}, not MLflow's JSON ({status}): {hint}")
+
+    def _error(self, status: int, payload: Any, what: str) -> SkillError:
+        code = message = ""
+        if isinstance(payload, dict):
+            code = str(payload.get("error_code", ""))
+            message = str(payload.get("message", ""))
+        elif status in (404, 405) or looks_like_html(payload):
+            return self._not_mlflow(status, payload, what or "the request")
+        else:
+            message = str(payload or "").strip().splitlines()[0] if payload else ""
+        message = " ".join(c.scrub(message).split())[:400]  # one line: server messages may hold SQL over lines
+        where = self.settings.display_uri
+        if status == 401:
+            return AuthError(
+                f"{where} refused the credentials (401): {self.settings.credentials_hint()}; "
+                f"{credentials_fix(self.settings)}"
+            )
+        if status == 403 or code == "PERMISSION_DENIED":
+            return AuthError(
+                f"permission denied (403) on {where}{' for ' + what if what else ''}: the user "
+                f"is known but lacks the permission ({self.settings.credentials_hint()}); ask an admin to grant it"
+            )
+        if status == 404 or code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            return NotFoundError(message or f"not found on {where}")
+        if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE", "RESOURCE_ALREADY_EXISTS") or status == 400:
+            return UsageError(f"the server rejected the request: {message}" if message else f"bad request (400) to {where}")
+        return ServerError(f"{where} answered {status}{' ' + code if code else ''}: {message or 'no detail'}")
+
+
+def looks_like_html(payload: Any) -> bool:
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    return isinstance(text, str) and text.lstrip()[:200].lower().startswith(("<!doctype html", "<html", "<head", "<body"))
+
+
+def describe_body(payload: Any) -> str:
+    if looks_like_html(payload):
+        text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+        title = ""
+        lower = text.lower()
+        start = lower.find("<title>")
+        if start >= 0:
+            end = lower.find("</title>", start)
+            title = " ".join(text[start + 7 : end if end > 0 else start + 100].split())[:60]
+        return f"an HTML page{' titled ' + repr(title) if title else ''}"
+    if payload in (None, "", b""):
+        return "an empty body"
+    if isinstance(payload, (list, int, float, bool)):
+        return f"JSON of another shape ({type(payload).__name__})"
+    return f"text starting {c.truncate(str(payload), 40)!r}"
+
+
+def credentials_fix(settings: Settings) -> str:
+    """The fix for a 401, for the source the credentials (or the URI) came from."""
+    src = settings.credential_source
+    if not src:
+        return (
+            f"set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) beside the URI "
+            f"in the same place ({settings.source})"
+        )
+    if src.startswith("the URI"):
+        return "fix the user:password@ in the URI (percent-encode special characters)"
+    return "fix them there"
+
+
+class HttpStore(Store):
+    """Plain HTTP(S) to a tracking server, with bounded retries and a short connect timeout.
+
+    Retries: refused connections always (nothing reached the server); 5xx/429 and dropped
+    connections only for requests that are safe to repeat (reads, and writes that MLflow applies
+    idempotently such as log-batch and runs/update). runs/create and experiments/create are sent
+    once: the caller finds what a lost answer created instead of creating it twice."""
+
+    RETRY_STATUSES = (429, 500, 502, 503, 504)
+    NOT_REPEATABLE = ("/runs/create", "/experiments/create", "/registered-models/create", "/model-versions/create")
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        import requests
+
+        self._requests = requests
+        self.base_url = settings.tracking_uri.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = "mlflow-python-skill"
+        if settings.token:
+            self.session.headers["Authorization"] = f"Bearer {settings.token}"
+        elif settings.username or settings.password:
+            self.session.auth = (settings.username or "", settings.password or "")
+        if settings.insecure_tls:
+            self.session.verify = False
+            import urllib3
+
+            urllib3.disable_warnings()
+        elif settings.server_cert_path:
+            self.session.verify = settings.server_cert_path
+        if settings.client_cert_path:
+            self.session.cert = settings.client_cert_path
+
+    def repeatable(self, method: str, path: str) -> bool:
+        return method == "GET" or not path.endswith(self.NOT_REPEATABLE)
+
+    def _request(self, method, path, params, body):
+        url = self.base_url + path
+        if self.settings.query_params:
+            params = [*self.settings.query_params, *((params or {}).items())]
+        connect_timeout = min(5.0, self.settings.timeout)
+        attempts = 1 + max(0, self.settings.retries)
+        repeatable = self.repeatable(method, path)
+        last_exc: Exception | None = None
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
+            try:
+                resp = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=body if method != "GET" else None,
+                    timeout=(connect_timeout, self.settings.timeout),
+                )
+            except self._requests.exceptions.SSLError as exc:
+                raise ConnectionFailure(
+                    f"TLS error talking to {self.settings.display_uri} ({self.settings.source}): set "
+                    "MLFLOW_TRACKING_SERVER_CERT_PATH to the server's CA bundle (or MLFLOW_TRACKING_INSECURE_TLS=true "
+                    "for a test server)"
+                ) from exc
+            except self._requests.exceptions.ReadTimeout as exc:
+                # The server has the request and is still working on it: sending it again would
+                # add load (an expensive search) or apply a write twice. Fail now; --timeout helps.
+                raise RequestUnanswered(self, method, path, f"timed out after {self.settings.timeout:g}s") from exc
+            except self._requests.exceptions.ConnectionError as exc:
+                last_exc = exc
+                if not repeatable and not _never_connected(exc):
+                    raise RequestUnanswered(self, method, path, "lost the connection") from exc
+                continue
+            if resp.status_code in self.RETRY_STATUSES and attempt + 1 < attempts and repeatable:
+                continue
+            if resp.status_code in (502, 503, 504) and not repeatable:
+                raise RequestUnanswered(self, method, path, f"answered {resp.status_code}")
+            return resp.status_code, _decode(resp)
+        raise ConnectionFailure(
+            f"tracking server {self.settings.display_uri} is not reachable (tried {attempts}x, timeout "
+            f"{self.settings.timeout:g}s; URI {self.settings.source}): start it, fix the URI there, or raise --timeout"
+        ) from last_exc
+
+    def put_file(self, path: str, local_file: Path) -> None:
+        """Upload one file (proxied artifact serving: PUT /api/2.0/mlflow-artifacts/artifacts/...)."""
+        with open(local_file, "rb") as fh:
+            data = fh.read()
+        for attempt in range(1 + self.settings.retries):
+            try:
+                resp = self.session.put(
+                    self.base_url + path,
+                    data=data,
+                    params=list(self.settings.query_params) or None,
+                    timeout=(min(5.0, self.settings.timeout), self.settings.timeout),
+                )
+            except (self._requests.exceptions.ConnectionError, self._requests.exceptions.Timeout) as exc:
+                if attempt == self.settings.retries:
+                    raise ConnectionFailure(
+                        f"tracking server {self.settings.display_uri} is not reachable while uploading {local_file.name}"
+                    ) from exc
+                continue
+            if 200 <= resp.status_code < 300:
+                return
+            if resp.status_code not in self.RETRY_STATUSES or attempt == self.settings.retries:
+                raise self._error(resp.status_code, _decode(resp), f"upload of {local_file.name}")
+
+
+class RequestUnanswered(ConnectionFailure):
+    """A request that may have reached the server, whose answer was lost (read timeout, dropped
+    connection, a gateway's 502/504). Not retried; callers of non-repeatable writes look up what
+    it may have created."""
+
+    def __init__(self, store: Store, method: str, path: str, how: str):
+        self.path = path
+        super().__init__(
+            f"{method} {path} to {store.settings.display_uri} {how}; the server may still have applied it "
+            f"(raise --timeout for slow servers)"
+        )
+
+
+def _never_connected(exc: Exception) -> bool:
+    """True when the connection was refused or never opened: the server cannot have the request."""
+    text = repr(exc)
+    return any(s in text for s in ("NewConnectionError", "Connection refused", "Failed to establish", "NameResolutionError", "ConnectTimeout"))
+
+
+def _decode(resp) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return resp.text
+
+
+DRIVERS = {  # database URI scheme -> (module to import, package that provides it)
+    "postgresql": ("psycopg2", "psycopg2-binary"),
+    "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
+    "postgresql+psycopg": ("psycopg", "psycopg[binary]"),
+    "postgresql+pg8000": ("pg8000", "pg8000"),
+    "mysql": ("MySQLdb", "mysqlclient"),
+    "mysql+pymysql": ("pymysql", "pymysql"),
+    "mysql+mysqldb": ("MySQLdb", "mysqlclient"),
+    "mssql": ("pyodbc", "pyodbc"),
+    "mssql+pyodbc": ("pyodbc", "pyodbc"),
+}
+
+
+def check_driver(settings: Settings) -> None:
+    """A database URI needs its driver in the script's environment; refuse at once, naming the
+    command that adds it, rather than fail deep inside SQLAlchemy."""
+    module, package = DRIVERS.get(settings.scheme, (None, None))
+    if module is None:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(
+            f"{settings.scheme}:// stores need the {package} driver, which this script does not install: "
+            f"run it as `uv run --with {package} scripts/...` (or serve the database with `mlflow server` "
+            "and point MLFLOW_TRACKING_URI at http://...)"
+        )
+
+
+class InProcessStore(Store):
+    """Stores that are not servers (sqlite, other databases, file): MLflow's own server handlers
+    run in this process through Flask's test client, so every script speaks one protocol and the
+    store applies exactly the validation a real server would."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        uri = settings.tracking_uri
+        if uri.startswith("file:") and not settings.allow_file_store:
+            raise UsageError(
+                f"{uri} is MLflow's old file store, which MLflow refuses since 3.13: migrate it, "
+                "or set MLFLOW_ALLOW_FILE_STORE=true"
+            )
+        check_driver(settings)
+        uri = _absolute_sqlite_uri(uri)
+        artifact_root = str(Path("mlruns").resolve())  # where MLflow's client puts them too
+        with quiet_mlflow_logging():
+            from mlflow.server import app, handlers
+
+            # The handlers cache one store per process; point them at this one.
+            handlers._tracking_store = None
+            handlers._model_registry_store = None
+            handlers._get_tracking_store(uri, artifact_root)
+            handlers._get_model_registry_store(uri)
+            self._client = app.test_client()
+
+    def _request(self, method, path, params, body):
+        with quiet_mlflow_logging():
+            try:
+                if method == "GET":
+                    resp = self._client.get(path, query_string=params)
+                else:
+                    resp = self._client.open(path, method=method, json=body)
+            except Exception as exc:  # a broken database file, a locked db, ...
+                raise ServerError(f"store {self.settings.display_uri} failed: {c.scrub(str(exc))[:300]}") from exc
+        payload = resp.get_json(silent=True)
+        return resp.status_code, payload if payload is not None else resp.get_data(as_text=True)
+
+
+def _absolute_sqlite_uri(uri: str) -> str:
+    """sqlite:///mlflow.db -> sqlite:////abs/path/mlflow.db: MLflow caches database engines by
+    URI, so a relative path must not come to mean another file when the working folder changes."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/"):
+        return uri
+    path, _, query = uri[len(prefix) :].partition("?")
+    if not path or path == ":memory:":
+        return uri
+    return prefix + str(Path(path).resolve()) + (f"?{query}" if query else "")
+
+
+@contextlib.contextmanager
+def quiet_mlflow_logging():
+    """MLflow logs database migrations at INFO on first use; keep stderr for our diagnostics."""
+    import logging
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. Starlette's deprecation warnings on import
+        import mlflow  # noqa: F401  (importing MLflow configures its loggers: do that first)
+
+    logger = logging.getLogger("mlflow")
+    alembic = logging.getLogger("alembic")
+    previous = (logger.level, alembic.level)
+    logger.setLevel(logging.WARNING)
+    alembic.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(previous[0])
+        alembic.setLevel(previous[1])
+
+
+def open_store(settings: Settings) -> Store:
+    scheme = settings.scheme
+    if scheme in ("http", "https"):
+        if settings.auth_plugin or settings.aws_sigv4:
+            return MlflowRestStore(settings)
+        return HttpStore(settings)
+    if scheme.startswith("databricks"):
+        return MlflowRestStore(settings)
+    return InProcessStore(settings)
+
+
+class MlflowRestStore(Store):
+    """Servers whose authentication only MLflow itself knows (Databricks profiles, auth plugins,
+    AWS SigV4): MLflow's own REST helper carries the request, with our settings, not os.environ."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        with quiet_mlflow_logging():
+            if settings.scheme.startswith("databricks"):
+                from mlflow.tracking._tracking_service.utils import _get_store
+
+                self._host_creds = _get_store(settings.tracking_uri).get_host_creds()
+            else:
+                from mlflow.utils.rest_utils import MlflowHostCreds
+
+                self._host_creds = MlflowHostCreds(
+                    host=settings.tracking_uri,
+                    username=settings.username,
+                    password=settings.password,
+                    token=settings.token,
+                    aws_sigv4=settings.aws_sigv4,
+                    auth=settings.auth_plugin,
+                    ignore_tls_verification=settings.insecure_tls,
+                    client_cert_path=settings.client_cert_path,
+                    server_cert_path=settings.server_cert_path,
+                )
+
+    def _request(self, method, path, params, body):
+        from mlflow.utils.rest_utils import http_request
+
+        try:
+            resp = http_request(
+                self._host_creds,
+                path,
+                method,
+                params=params,
+                json=body if method != "GET" else None,
+                max_retries=self.settings.retries,
+                timeout=self.settings.timeout,
+                raise_on_status=False,
+            )
+        except Exception as exc:
+            raise ConnectionFailure(
+                f"cannot reach {self.settings.display_uri} ({self.settings.source}): {c.scrub(str(exc))[:300]}"
+            ) from exc
+        return resp.status_code, _decode(resp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Paging and look-ups
+# ---------------------------------------------------------------------------------------------
+API = "/api/2.0/mlflow"
+
+
+def paged(
+    store: Store,
+    path: str,
+    body: dict,
+    key: str,
+    limit: int | None = None,
+    page_size: int = 1000,
+    method: str = "POST",
+) -> Iterator[dict]:
+    """Every item of a paged search, following next_page_token up to `limit` items. Each item is
+    released as soon as it is consumed and a page is dropped before the next is requested, so at
+    most one page of raw JSON is alive (export streams 20,000 runs through this)."""
+    body = dict(body)
+    seen = 0
+    while True:
+        body["max_results"] = min(page_size, limit - seen) if limit is not None else page_size
+        page = store.post(path, body) if method == "POST" else store.get(path, body)
+        token = page.get("next_page_token")
+        items = page.pop(key, None) or []
+        del page
+        items.reverse()
+        while items:
+            yield items.pop()
+            seen += 1
+        if not token or (limit is not None and seen >= limit):
+            return
+        body["page_token"] = token
+
+
+def all_experiments(store: Store, view: str = "ALL") -> list[dict]:
+    return list(paged(store, f"{API}/experiments/search", {"view_type": view}, "experiments"))
+
+
+def get_experiment(store: Store, name_or_id: str) -> dict:
+    """An experiment by name or id; unknown ones get close names suggested."""
+    ref = str(name_or_id).strip()
+    if not ref:
+        raise UsageError("empty experiment name: pass --experiment NAME or an id")
+    if ref.isdigit():
+        try:
+            return store.get(f"{API}/experiments/get", {"experiment_id": ref}, expect="experiment")["experiment"]
+        except NotFoundError:
+            pass  # a name made of digits is still a name
+    try:
+        return store.get(f"{API}/experiments/get-by-name", {"experiment_name": ref}, expect="experiment")["experiment"]
+    except NotFoundError:
+        pass
+    names = [e["name"] for e in all_experiments(store)]
+    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
+    close += [n for n in names if ref.lower() in n.lower() and n not in close][: 3 - len(close)]
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise NotFoundError(
+        f"no experiment named or numbered {ref!r}{hint} (list them: uv run scripts/query_experiments.py experiments)"
+    )
+
+
+def get_run(store: Store, run_id: str) -> dict:
+    run_id = run_id.strip()
+    try:
+        return store.get(f"{API}/runs/get", {"run_id": run_id}, expect="run")["run"]
+    except NotFoundError:
+        raise NotFoundError(
+            f"no run with id {run_id!r} (find ids: uv run scripts/query_experiments.py runs --experiment NAME)"
+        ) from None
+
+
+def kv(items: Iterable[dict] | None) -> dict[str, str]:
+    """[{key, value}, ...] (MLflow's JSON for params and tags) -> {key: value}."""
+    return {i["key"]: i.get("value", "") for i in items or []}
+
+
+def run_metrics(run: dict) -> dict[str, float]:
+    return {m["key"]: c.to_float(m.get("value")) for m in run.get("data", {}).get("metrics", []) or []}
+
+
+def run_params(run: dict) -> dict[str, str]:
+    return kv(run.get("data", {}).get("params"))
+
+
+def run_tags(run: dict) -> dict[str, str]:
+    return kv(run.get("data", {}).get("tags"))
+
+
+def run_name(run: dict) -> str:
+    info = run.get("info", {})
+    return info.get("run_name") or run_tags(run).get("mlflow.runName", "")
+
+
+def run_url(settings: Settings, experiment_id: str, run_id: str) -> str | None:
+    if not settings.is_http:
+        return None
+    return f"{settings.display_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiments: create idempotently (create_experiment.py, log_backtest.py)
+# ---------------------------------------------------------------------------------------------
+DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows as the experiment's description
+
+
+def ensure_experiment(
+    store: Store,
+    name: str,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+    artifact_location: str | None = None,
+    restore: bool = False,
+    update: bool = False,
+) -> tuple[dict, str]:
+    """Return (experiment, status) where status is created, exists, updated or restored.
+
+    An active experiment is never changed unless update=True; a deleted one is restored only
+    with restore=True, otherwise the caller gets an error that says how.
+    """
+    name = name.strip()
+    if not name:
+        raise UsageError("experiment name is empty: pass --name NAME")
+    wanted_tags = dict(tags or {})
+    if description is not None:
+        wanted_tags[DESCRIPTION_TAG] = description
+    existing = _experiment_by_name(store, name)
+    status = "exists"
+    if existing is None:
+        body: dict[str, Any] = {"name": name, "tags": [{"key": k, "value": v} for k, v in wanted_tags.items()]}
+        if artifact_location:
+            body["artifact_location"] = artifact_location
+        try:
+            experiment_id = store.post(
+                f"{API}/experiments/create", body, what="creating an experiment", expect="experiment_id"
+            )["experiment_id"]
+        except (UsageError, ConnectionFailure) as exc:
+            # Another process may have created it between our look-up and our create, or our own
+            # create reached the server and only its answer was lost: never create it twice.
+            existing = _experiment_by_name(store, name)
+            if existing is None:
+                raise exc
+            if isinstance(exc, ConnectionFailure):
+                return existing, "created"
+        else:
+            return store.get(f"{API}/experiments/get", {"experiment_id": experiment_id}, expect="experiment")["experiment"], "created"
+    if existing.get("lifecycle_stage") == "deleted":
+        if not restore:
+            raise UsageError(
+                f"experiment {name!r} (id {existing['experiment_id']}) is deleted: pass --restore to restore it, "
+                "or choose another name"
+            )
+        store.post(f"{API}/experiments/restore", {"experiment_id": existing["experiment_id"]}, what="restoring")
+        status = "restored"
+    current = kv(existing.get("tags"))
+    changes = {k: v for k, v in wanted_tags.items() if current.get(k) != v}
+    if changes and (update or status == "restored"):
+        for key, value in changes.items():
+            store.post(
+                f"{API}/experiments/set-experiment-tag",
+                {"experiment_id": existing["experiment_id"], "key": key, "value": value},
+                what="setting experiment tags",
+            )
+        status = "updated" if status == "exists" else status
+    experiment = store.get(f"{API}/experiments/get", {"experiment_id": existing["experiment_id"]}, expect="experiment")["experiment"]
+    experiment["_unapplied"] = sorted(changes) if (changes and status == "exists") else []
+    return experiment, status
+
+
+def _experiment_by_name(store: Store, name: str) -> dict | None:
+    try:
+        return store.get(f"{API}/experiments/get-by-name", {"experiment_name": name}, expect="experiment")["experiment"]
+    except NotFoundError:
+        return None
+
+
