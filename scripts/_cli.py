@@ -29,6 +29,7 @@ class Table:
     headers: list[str]
     rows: list[list[Any]]  # cells as people read them (markdown)
     raw: list[list[Any]] | None = None  # cells as machines read them (CSV); default: rows
+    raw_headers: list[str] | None = None  # CSV headers when they differ (units: duration_ms)
 
 
 @dataclass
@@ -69,7 +70,8 @@ def render_json(view: View) -> str:
 def render_csv(view: View) -> str:
     if view.table is None:
         raise c.UsageError("this command has no table to write as CSV: use --format markdown or json")
-    return c.to_csv(view.table.headers, view.table.raw if view.table.raw is not None else view.table.rows)
+    headers = view.table.raw_headers or view.table.headers
+    return c.to_csv(headers, view.table.raw if view.table.raw is not None else view.table.rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,9 +226,12 @@ def uri_without_secrets(uri: str) -> str:
     if parts is None:
         return uri
     kept = [(k, v) for k, v in parts.query if not _config.is_secret_query_key(k)]
-    from urllib.parse import urlencode
+    from urllib.parse import quote, urlencode
 
-    return parts.base + (f"?{urlencode(kept)}" if kept else "")
+    base = parts.base
+    if parts.scheme not in ("http", "https") and parts.username:  # a database keeps its user (PGPASSWORD...)
+        base = f"{parts.scheme}://{quote(parts.username, safe='')}@{parts.host}{parts.path}"
+    return base + (f"?{urlencode(kept)}" if kept else "")
 
 
 def diag(message: str) -> None:
@@ -275,6 +280,8 @@ def run_main(
             import traceback
 
             traceback.print_exc()
+        if ctx is not None and not ctx.emitted:
+            diag(ctx.header())
         diag(f"error: unexpected {type(exc).__name__}: {c.truncate(c.scrub(str(exc)), 300)} (rerun with --debug for details)")
         return c.EXIT_ERROR
     finally:

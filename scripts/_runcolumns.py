@@ -157,50 +157,50 @@ def scope_line(query: Query) -> str:
     return f"in {scope}{view}"
 
 
-def render_table(cols: list[Column], runs: list[dict], exp_names: dict[str, str]) -> str:
-    return c.md_table([col.label for col in cols], [[show_cell(cell(r, col, exp_names), col) for col in cols] for r in runs])
+def runs_table(cols: list[Column], runs: list[dict], exp_names: dict[str, str]) -> cli.Table:
+    return cli.Table(
+        [col.label for col in cols],
+        [[show_cell(cell(r, col, exp_names), col) for col in cols] for r in runs],
+        [[raw_cell(cell(r, col, exp_names), col) for col in cols] for r in runs],
+    )
 
 
-def emit_runs(ctx: cli.Context, query: Query, page: Page, title: str, extra_cols: list[Column], lines_after: list[str] | None = None) -> None:
-    """Render a page of runs in the requested format (shared by runs, best and failed)."""
+def runs_view(
+    query: Query,
+    page: Page,
+    title: str,
+    extra_cols: list[Column],
+    after: list[str] | None = None,
+    next_command: str | None = None,
+    record=run_record,
+) -> cli.View:
+    """A page of runs (shared by runs, best and failed): the table, what ran where, the next page."""
     names = exp_name_map(query)
     cols = table_columns(query, page.runs, extra_cols, len(query.experiments) > 1)
-    next_cmd = ctx.next_page(page.next_token) if page.next_token else None
-    if ctx.fmt == "json":
-        ctx.emit(
-            c.to_json({
-                "experiments": [{"id": e["experiment_id"], "name": e["name"]} for e in query.experiments],
-                "server_filters": [g.server_filter for g in query.groups],
-                "client_side": [cmp.text for g in query.groups for cmp in g.client],
-                "order_by": [o.raw for o in query.order],
-                "total": page.total,
-                "runs": [run_record(r, names) for r in page.runs],
-                "next_page_token": page.next_token,
-                "next_page_command": next_cmd,
-            })
-        )
-        return
-    if ctx.fmt == "csv":
-        ctx.emit(c.to_csv([col.label for col in cols], [[raw_cell(cell(r, col, names), col) for col in cols] for r in page.runs]))
-        if next_cmd:
-            cli.diag(f"more runs: {next_cmd}")
-        return
-    out = [f"{title} {scope_line(query)}" + (f", order {', '.join(o.raw for o in query.order)}" if query.order else "")]
+    data = {
+        "experiments": [{"id": e["experiment_id"], "name": e["name"]} for e in query.experiments],
+        "server_filters": [g.server_filter for g in query.groups],
+        "client_side": [cmp.text for g in query.groups for cmp in g.client],
+        "notes": query.notes(),
+        "order_by": [o.raw for o in query.order],
+        "total": page.total,
+        "runs": [record(r, names) for r in page.runs],
+    }
+    lines = [f"{title} {scope_line(query)}" + (f", order {', '.join(o.raw for o in query.order)}" if query.order else "")]
     filters = [g.server_filter for g in query.groups if g.server_filter]
     if len(query.groups) == 1 and filters:
-        out.append(f"server filter: `{filters[0]}`")
-    out += query.notes()
-    out.append("")
+        lines.append(f"server filter: `{filters[0]}`")
+    lines += [*query.notes(), ""]
     if page.runs:
         last = page.first + len(page.runs) - 1
-        of = f" of {page.total}" if page.total is not None else ""
-        out.append(f"runs {page.first}–{last}{of}:")
-        out.append(render_table(cols, page.runs, names))
-    else:
-        out.append("no runs match" + (" on this page" if page.first > 1 else ""))
-    out += lines_after or []
-    if next_cmd:
-        out += ["", f"more runs exist; next page: `{next_cmd}`"]
-    ctx.emit("\n".join(out))
-
-
+        lines.append(f"runs {page.first}–{last}{f' of {page.total}' if page.total is not None else ''}:")
+    return cli.View(
+        data=data,
+        lines=lines,
+        table=runs_table(cols, page.runs, names),
+        after=list(after or []),
+        next_command=next_command,
+        next_token=page.next_token,
+        more_label="more runs exist",
+        empty="no runs match" + (" on this page" if page.first > 1 else ""),
+    )

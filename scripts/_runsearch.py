@@ -200,39 +200,145 @@ def _as_number(tok: Token, op: str) -> float | None:
         return None
 
 
+@dataclass
+class Membership:
+    """`KEY IN (...)` / `KEY NOT IN (...)` on a param, tag or attribute, evaluated on the client
+    (MLflow's server answers IN only for run ids and datasets)."""
+
+    kind: str
+    key: str
+    values: frozenset[str]
+    negate: bool
+    text: str
+
+    def matches(self, run: dict) -> bool:
+        value = sort_value(run, self.kind, self.key)
+        if value is None:
+            return False  # like SQL: a run without the key matches neither IN nor NOT IN
+        return (str(value) in self.values) != self.negate
+
+
+IN_EXPAND_MAX = 10  # IN lists up to this long become OR-groups the server answers; longer ones run here
+SERVER_IN = {("attr", "run_id"), ("attr", "run id")}  # the forms MLflow's server accepts as they are
+
+Atom = tuple[str, list[Token]]  # a clause's text and its tokens
+
+
 def parse_filter(text: str | None) -> tuple[list[Group], list[tuple[str, str]]]:
-    """-> (AND-groups, keys referenced as (kind, key)). One group when there is no OR."""
+    """-> (AND-groups, keys referenced as (kind, key)). One group when there is no OR.
+
+    The filter is brought into disjunctive normal form: OR at the top, parentheses distributed,
+    short IN lists on params/tags/attributes expanded into OR branches of `=` (NOT IN into AND of
+    `!=`); every AND-group then is one server search, plus clauses evaluated here."""
     text = (text or "").strip()
     if not text:
         return [Group()], []
-    tokens = tokenize(text)
     groups: list[Group] = []
     refs: list[tuple[str, str]] = []
-    or_parts = split_tokens(tokens, "or")
-    if len(or_parts) > MAX_OR_GROUPS:
-        raise c.UsageError(
-            f"--filter has {len(or_parts)} OR branches, at most {MAX_OR_GROUPS}: use IN ('a', 'b', ...) for many "
-            "values of one key, or several narrower queries"
-        )
-    for or_part in or_parts:
-        if not or_part:
-            raise c.UsageError(f"empty OR branch in --filter {text!r}: write `A OR B`, each side a condition")
+    for atoms in to_dnf(tokenize(text), text):
         group = Group()
-        for clause in split_tokens(or_part, "and"):
-            if not clause:
-                raise c.UsageError(f"empty AND clause in --filter {text!r}: write `A AND B`")
-            clause_text = text[clause[0].start : clause[-1].end]
+        for clause_text, clause in atoms:
             ident = split_key(clause[0].text) if clause[0].kind == "word" else None
             if ident and (ident[0] != "attr" or ident[1] in ATTRIBUTES):
                 refs.append(ident)
-            if ident and ident[0] == "params" and len(clause) == 3 and clause[1].kind == "op":
-                number = _as_number(clause[2], clause[1].text)
-                if number is not None:
-                    group.client.append(ParamComparison(ident[1], clause[1].text, number, clause_text))
-                    continue
-            group.server.append(clause_text)
+            client = client_clause(ident, clause, clause_text)
+            if client is not None:
+                group.client.append(client)
+            else:
+                group.server.append(clause_text)
         groups.append(group)
     return groups, list(dict.fromkeys(refs))
+
+
+def client_clause(ident: tuple[str, str] | None, clause: list[Token], clause_text: str):
+    """The clause as a client-side test, or None when the server answers it as it is."""
+    if ident and ident[0] == "params" and len(clause) == 3 and clause[1].kind == "op":
+        number = _as_number(clause[2], clause[1].text)
+        if number is not None:
+            return ParamComparison(ident[1], clause[1].text, number, clause_text)
+    membership = in_clause(clause)
+    if membership and ident and ident[0] in ("params", "tags", "attr") and ident not in SERVER_IN:
+        negate, values = membership
+        return Membership(ident[0], ident[1], frozenset(values), negate, clause_text)
+    return None
+
+
+def in_clause(clause: list[Token]) -> tuple[bool, list[str]] | None:
+    """(negated, values) for `KEY [NOT] IN ('a', 'b')`, else None."""
+    words = [t.text.lower() for t in clause[1:3]]
+    negate = words[:2] == ["not", "in"]
+    if not (negate or words[:1] == ["in"]):
+        return None
+    rest = clause[3:] if negate else clause[2:]
+    if len(rest) < 3 or rest[0].text != "(" or rest[-1].text != ")":
+        raise c.UsageError(f"cannot read {' '.join(t.text for t in clause)!r}: write KEY IN ('a', 'b')")
+    values = [t for t in rest[1:-1] if not (t.kind == "punct" and t.text == ",")]
+    if not values or any(t.kind != "str" for t in values):
+        raise c.UsageError(f"IN takes quoted values, e.g. params.optimizer IN ('adam', 'sgd'); got {' '.join(t.text for t in clause)!r}")
+    return negate, [t.text[1:-1] for t in values]
+
+
+def to_dnf(tokens: list[Token], text: str) -> list[list[Atom]]:
+    """OR of AND-groups: parentheses distributed, short IN lists expanded into OR branches."""
+    branches: list[list[Atom]] = []
+    for or_part in split_tokens(tokens, "or"):
+        if not or_part:
+            raise c.UsageError(f"empty OR branch in --filter {text!r}: write `A OR B`, each side a condition")
+        groups: list[list[Atom]] = [[]]
+        for clause in split_tokens(or_part, "and"):
+            if not clause:
+                raise c.UsageError(f"empty AND clause in --filter {text!r}: write `A AND B`")
+            options = clause_options(clause, text)
+            groups = [g + o for g in groups for o in options]
+            _check_groups(len(groups), text)
+        branches += groups
+        _check_groups(len(branches), text)
+    return branches
+
+
+def clause_options(clause: list[Token], text: str) -> list[list[Atom]]:
+    """One clause as alternatives (each a list of atoms): a parenthesised filter's own DNF, an
+    expanded IN, or the clause itself."""
+    if clause[0].text == "(" and _closing(clause) == len(clause) - 1:
+        return to_dnf(clause[1:-1], text)
+    if any(t.kind == "punct" and t.text == "(" for t in clause[1:]) and in_clause(clause) is None:
+        raise c.UsageError(f"cannot read {text[clause[0].start:clause[-1].end]!r}: check its parentheses")
+    ident = split_key(clause[0].text) if clause[0].kind == "word" else None
+    membership = in_clause(clause)
+    if membership and ident and ident[0] in ("params", "tags", "attr") and ident not in SERVER_IN:
+        negate, values = membership
+        if len(values) <= IN_EXPAND_MAX:
+            key = clause[0].text
+            if negate:  # NOT IN: every value excluded, in one group
+                return [[_atom(f"{key} != {_literal(v)}") for v in values]]
+            return [[_atom(f"{key} = {_literal(v)}")] for v in values]
+    return [[(text[clause[0].start : clause[-1].end], clause)]]
+
+
+def _atom(clause_text: str) -> Atom:
+    return clause_text, tokenize(clause_text)
+
+
+def _literal(value: str) -> str:
+    return f"'{value}'" if "'" not in value else f'"{value}"'
+
+
+def _closing(tokens: list[Token]) -> int:
+    depth = 0
+    for i, tok in enumerate(tokens):
+        if tok.kind == "punct" and tok.text in "()":
+            depth += 1 if tok.text == "(" else -1
+            if depth == 0:
+                return i
+    raise c.UsageError("unbalanced parentheses in --filter: close every (")
+
+
+def _check_groups(count: int, text: str) -> None:
+    if count > MAX_OR_GROUPS:
+        raise c.UsageError(
+            f"--filter {c.truncate(text, 80)!r} expands to {count} OR branches, at most {MAX_OR_GROUPS} (each is one "
+            "server search): narrow it, or split it into several queries"
+        )
 
 
 # =============================================================================================
@@ -328,11 +434,17 @@ class Query:
                 f"OR: {len(self.groups)} AND-groups sent to the server one by one ({shown}); merged by run id "
                 "without duplicates and re-sorted on the client"
             )
-        client = [cmp.text for g in self.groups for cmp in g.client]
-        if client:
+        numeric = list(dict.fromkeys(cmp.text for g in self.groups for cmp in g.client if isinstance(cmp, ParamComparison)))
+        if numeric:
             notes.append(
                 "evaluated client-side (params are text on the server; compared here as numbers): "
-                + ", ".join(f"`{t}`" for t in client)
+                + ", ".join(f"`{t}`" for t in numeric)
+            )
+        member = list(dict.fromkeys(cmp.text for g in self.groups for cmp in g.client if isinstance(cmp, Membership)))
+        if member:
+            notes.append(
+                f"evaluated client-side (more than {IN_EXPAND_MAX} values; the server takes IN only on run ids): "
+                + ", ".join(f"`{c.truncate(t, 80)}`" for t in member)
             )
         return notes
 

@@ -83,6 +83,16 @@ def query_for(ctx: cli.Context, order_by: list[str] | None = None, extra: list[s
 
 def cmd_experiments(ctx: cli.Context) -> int:
     args = ctx.args
+    body = experiments_request(args)
+    answer = ctx.store.post(f"{st.API}/experiments/search", body)
+    experiments = answer.get("experiments", [])
+    token = answer.get("next_page_token") or None
+    counts = {e["experiment_id"]: count_runs(ctx.store, e["experiment_id"], args.count_limit) for e in experiments} if args.count_runs else {}
+    ctx.emit(experiments_view(args, body, [experiment_record(e, counts) for e in experiments], token, ctx.next_page(token)))
+    return 0
+
+
+def experiments_request(args: argparse.Namespace) -> dict:
     clauses = [args.filter] if args.filter else []
     if args.max_results < 1 or (args.count_runs and args.count_limit < 1):
         raise c.UsageError("--max-results and --count-limit must be at least 1")
@@ -99,40 +109,37 @@ def cmd_experiments(ctx: cli.Context) -> int:
         body["order_by"] = args.order_by
     if args.page_token:
         body["page_token"] = args.page_token
-    answer = ctx.store.post(f"{st.API}/experiments/search", body)
-    experiments = answer.get("experiments", [])
-    token = answer.get("next_page_token") or None
-    counts = {e["experiment_id"]: count_runs(ctx.store, e["experiment_id"], args.count_limit) for e in experiments} if args.count_runs else {}
-    rows = [experiment_record(e, counts) for e in experiments]
-    next_cmd = ctx.next_page(token) if token else None
-    if ctx.fmt == "json":
-        ctx.emit(c.to_json({"experiments": rows, "next_page_token": token, "next_page_command": next_cmd}))
-        return 0
-    headers = ["name", "id", "lifecycle", "last update", *(["runs"] if args.count_runs else []), "description", "tags"]
-    table = [
-        [
+    return body
+
+
+def experiments_view(args: argparse.Namespace, body: dict, rows: list[dict], token: str | None, next_cmd: str | None) -> cli.View:
+    counted = bool(args.count_runs)
+    headers = ["name", "id", "lifecycle", "last update", *(["runs"] if counted else []), "description", "tags"]
+
+    def cells(r: dict, raw: bool) -> list:
+        tags = ", ".join(f"{k}={v}" for k, v in r["tags"].items())
+        if raw:
+            return [r["name"], r["id"], r["lifecycle"], r["last_update"], *([r["runs"]] if counted else []), r["description"] or "", tags]
+        return [
             c.truncate(r["name"], 50), r["id"], r["lifecycle"], c.fmt_time(r["last_update_ms"]),
-            *([r["runs"]] if args.count_runs else []),
-            c.truncate(r["description"] or "", 40),
-            c.truncate(", ".join(f"{k}={v}" for k, v in r["tags"].items()), 60),
-        ]
-        for r in rows
-    ]  # fmt: skip
-    if ctx.fmt == "csv":
-        ctx.emit(c.to_csv(headers, [[*row[:3], c.iso_time(r["last_update_ms"]), *row[4:]] for row, r in zip(table, rows)]))
-        return 0
-    view = {"active": "active", "deleted": "deleted", "all": "all"}[args.view]
-    out = [f"{len(rows)} {view} experiment{'s' if len(rows) != 1 else ''}" + (f" matching `{body['filter']}`" if clauses else "")]
-    if rows:
-        out += ["", c.md_table(headers, table)]
-    if args.count_runs:
-        out.append(f"\nruns: active runs, counted up to {args.count_limit} ({args.count_limit}+ means at least that many)")
+            *([r["runs"]] if counted else []), c.truncate(r["description"] or "", 40), c.truncate(tags, 60),
+        ]  # fmt: skip
+
+    title = f"{len(rows)} {args.view} experiment{'s' if len(rows) != 1 else ''}" + (f" matching `{body['filter']}`" if "filter" in body else "")
+    after = []
+    if counted:
+        after = ["", f"runs: active runs, counted up to {args.count_limit} ({args.count_limit}+ means at least that many)"]
     elif rows:
-        out.append("\nrun counts: add --count-runs (one search per experiment)")
-    if next_cmd:
-        out.append(f"\nmore experiments exist; next page: `{next_cmd}`")
-    ctx.emit("\n".join(out))
-    return 0
+        after = ["", "run counts: add --count-runs (one search per experiment)"]
+    return cli.View(
+        data={"experiments": rows},
+        lines=[title, *([""] if rows else [])],
+        table=cli.Table(headers, [cells(r, False) for r in rows], [cells(r, True) for r in rows]),
+        after=after,
+        next_command=next_cmd,
+        next_token=token,
+        more_label="more experiments exist",
+    )
 
 
 def count_runs(store: st.Store, experiment_id: str, cap: int) -> str:
@@ -160,37 +167,40 @@ def cmd_runs(ctx: cli.Context) -> int:
     args = ctx.args
     query = query_for(ctx, args.order_by)
     page = rs.fetch_page(ctx.store, query, args.max_results, args.page_token)
-    rc.emit_runs(ctx, query, page, "Runs", rc.parse_columns(args.columns))
+    ctx.emit(rc.runs_view(query, page, "Runs", rc.parse_columns(args.columns), next_command=ctx.next_page(page.next_token)))
     return 0
 
 
 def cmd_run(ctx: cli.Context) -> int:
     if ctx.fmt == "csv":
         raise c.UsageError("`run` describes one run: use --format markdown or json")
-    run = st.get_run(ctx.store, ctx.args.run_id)
+    run = st.get_run(ctx.store, resolve_run_ref(ctx, cli.one_run_id(ctx.args)))
     info = run["info"]
-    experiment = ctx.store.get(f"{st.API}/experiments/get", {"experiment_id": info["experiment_id"]})["experiment"]
-    tags = st.run_tags(run)
-    parent_id = tags.get("mlflow.parentRunId")
+    experiment = st.get_experiment(ctx.store, info["experiment_id"])
+    parent_id = st.run_tags(run).get("mlflow.parentRunId")
     parent = _maybe_run(ctx.store, parent_id) if parent_id else None
-    children = ctx.store.post(
-        rs.SEARCH_RUNS,
-        {
-            "experiment_ids": [info["experiment_id"]],
-            "filter": f"tags.mlflow.parentRunId = '{info['run_id']}'",
-            "max_results": 25,
-            "run_view_type": "ALL",
-        },
-    )
+    children = ctx.store.post(rs.SEARCH_RUNS, {
+        "experiment_ids": [info["experiment_id"]], "filter": f"tags.mlflow.parentRunId = '{info['run_id']}'",
+        "max_results": 25, "run_view_type": "ALL",
+    })  # fmt: skip
     artifacts = ctx.store.get(f"{st.API}/artifacts/list", {"run_id": info["run_id"]}).get("files", [])
     result = shape_run(run, experiment, parent, parent_id, children, artifacts, ctx.args.all_tags)
-    ctx.emit(c.to_json(result) if ctx.fmt == "json" else render_run(result))
+    ctx.emit(cli.View(data=result, lines=[render_run(result)]))
     return 0
+
+
+def resolve_run_ref(ctx: cli.Context, ref: str) -> str:
+    """A run id, or a model version URI (models:/NAME@alias, models:/NAME/3) -> its run id."""
+    if not ref.startswith("models:/"):
+        return ref
+    import _registry
+
+    return _registry.resolve_run_ref(ctx.store, ref)
 
 
 def _maybe_run(store: st.Store, run_id: str) -> dict | None:
     try:
-        return store.get(f"{st.API}/runs/get", {"run_id": run_id})["run"]
+        return store.get(f"{st.API}/runs/get", {"run_id": run_id}, expect="run")["run"]
     except c.NotFoundError:
         return None
 
@@ -235,25 +245,19 @@ def render_run(r: dict) -> str:
     """Dense on purpose: every param, metric and non-system tag, in a fraction of `mlflow runs describe`."""
     deleted = " (deleted)" if r["lifecycle_stage"] == "deleted" else ""
     took = f" · {c.fmt_duration(r['duration_ms'])}" if r["duration_ms"] is not None else ""
-    user = f" · user {r['user']}" if r["user"] and r["user"] != "unknown" else ""
+    user = f" · user {c.safe_text(r['user'])}" if r["user"] and r["user"] != "unknown" else ""
     lines = [
-        f"**{r['run_name'] or '(no name)'}** · {r['run_id']} · {r['status']}{deleted}{took}",
-        f"experiment {r['experiment']['name']} ({r['experiment']['id']}) · "
+        f"**{c.safe_text(r['run_name'] or '(no name)')}** · {r['run_id']} · {r['status']}{deleted}{took}",
+        f"experiment {c.safe_text(r['experiment']['name'])} ({r['experiment']['id']}) · "
         f"{(r['start_time'] or '?')[:19].replace('T', ' ')}{user}",
     ]
     if r["parent"]:
-        lines.append(f"parent: {r['parent']['run_name'] or '(not found)'} ({r['parent']['run_id']})")
+        lines.append(f"parent: {c.safe_text(r['parent']['run_name'] or '(not found)')} ({r['parent']['run_id']})")
     if r["children"]:
         more = " and more" if r["more_children"] else ""
-        lines.append(f"children ({len(r['children'])}{more}): " + ", ".join(f"{ch['run_name']} ({ch['run_id']})" for ch in r["children"]))
+        lines.append(f"children ({len(r['children'])}{more}): " + ", ".join(f"{c.safe_text(ch['run_name'])} ({ch['run_id']})" for ch in r["children"]))
     lines.append(inline("params", [f"{k}={c.fmt_value(v, 80)}" for k, v in sorted(r["params"].items())]))
-    steps = {m["step"] for m in r["metrics"].values()}
-    one_step = len(steps) == 1
-    label = f"metrics (step {next(iter(steps))})" if one_step and steps != {0} else "metrics"
-    lines.append(inline(label, [
-        f"{k}={c.fmt_num(m['value']) if m['value'] is not None else 'NaN'}" + ("" if one_step or not m["step"] else f"@{m['step']}")
-        for k, m in sorted(r["metrics"].items())
-    ]))  # fmt: skip
+    lines.append(metrics_line(r["metrics"]))
     hidden = f" (+{r['system_tags_hidden']} mlflow.*: --all-tags)" if r["system_tags_hidden"] else ""
     lines.append(inline("tags", [f"{k}={c.truncate(v, 80)}" for k, v in sorted(r["tags"].items())]) + hidden)
     if r["datasets"]:
@@ -266,42 +270,55 @@ def render_run(r: dict) -> str:
     return "\n".join(lines)
 
 
+def metrics_line(metrics: dict[str, dict]) -> str:
+    """Latest values; the step is named once when every metric shares it, else per metric."""
+    steps = {m["step"] for m in metrics.values()}
+    one_step = len(steps) == 1
+    label = f"metrics (step {next(iter(steps))})" if one_step and steps != {0} else "metrics"
+    return inline(label, [
+        f"{k}={c.fmt_num(m['value']) if m['value'] is not None else 'NaN'}" + ("" if one_step or not m["step"] else f"@{m['step']}")
+        for k, m in sorted(metrics.items())
+    ])  # fmt: skip
+
+
 def inline(label: str, items: list[str]) -> str:
-    return f"{label}: " + ("; ".join(items) if items else "none")
+    return f"{label}: " + c.safe_text("; ".join(items) if items else "none")
 
 
 def cmd_compare(ctx: cli.Context) -> int:
-    ids = list(dict.fromkeys(ctx.args.run_ids))
+    refs = cli.run_ids(ctx.args)
+    ids = list(dict.fromkeys(resolve_run_ref(ctx, ref) for ref in refs))
     if len(ids) < 2:
-        raise c.UsageError("compare needs at least two different run ids")
+        raise c.UsageError("compare needs at least two different runs: RUN_ID RUN_ID (or --run-id, or models:/NAME@alias)")
     runs = [st.get_run(ctx.store, rid) for rid in ids]
     exp_names = {}
     for run in runs:
         eid = run["info"]["experiment_id"]
         if eid not in exp_names:
-            exp_names[eid] = ctx.store.get(f"{st.API}/experiments/get", {"experiment_id": eid})["experiment"]["name"]
-    rows = compare_rows(runs, exp_names, ctx.args.all_tags)
+            exp_names[eid] = st.get_experiment(ctx.store, eid)["name"]
+    ctx.emit(compare_view(runs, compare_rows(runs, exp_names, ctx.args.all_tags), ctx.args.all))
+    return 0
+
+
+def compare_view(runs: list[dict], rows: list[dict], show_all: bool) -> cli.View:
     differing = [row for row in rows if not row["same"]]
-    shown = rows if ctx.args.all else differing
-    headers = compare_headers(runs)
-    if ctx.fmt == "json":
-        ctx.emit(c.to_json({
+    shown = rows if show_all else differing
+    same = [row["field"] for row in rows if row["same"]]
+    headers = ["field", *compare_headers(runs)]
+    after = []
+    if same and not show_all:
+        after = ["", f"identical ({len(same)}, --all shows them): " + c.truncate(", ".join(same), 300)]
+    return cli.View(
+        data={
             "runs": [{"run_id": r["info"]["run_id"], "run_name": st.run_name(r)} for r in runs],
             "rows": [{"field": row["field"], "values": c.json_safe(row["raw"]), "same": row["same"]} for row in shown],
             "identical": len(rows) - len(differing),
-        }))  # fmt: skip
-        return 0
-    table = [[row["field"], *row["shown"]] for row in shown]
-    if ctx.fmt == "csv":
-        ctx.emit(c.to_csv(["field", *headers], [[row["field"], *row["raw"]] for row in shown]))
-        return 0
-    same = [row["field"] for row in rows if row["same"]]
-    out = [f"Comparing {len(runs)} runs: {len(differing)} fields differ, {len(same)} identical", ""]
-    out.append(c.md_table(["field", *headers], table) if table else "no differences")
-    if same and not ctx.args.all:
-        out.append(f"\nidentical ({len(same)}, --all shows them): " + c.truncate(", ".join(same), 300))
-    ctx.emit("\n".join(out))
-    return 0
+        },
+        lines=[f"Comparing {len(runs)} runs: {len(differing)} fields differ, {len(same)} identical", ""],
+        table=cli.Table(headers, [[row["field"], *row["shown"]] for row in shown], [[row["field"], *row["raw"]] for row in shown]),
+        after=after,
+        empty="no differences",
+    )
 
 
 def compare_headers(runs: list[dict]) -> list[str]:
@@ -353,17 +370,16 @@ def cmd_best(ctx: cli.Context) -> int:
     query = query_for(ctx, [order])
     query.refs = [("metrics", args.metric), *query.refs]
     runs = [r for r in rs.fetch_all(ctx.store, query, limit=args.top) if not _nan(st.run_metrics(r).get(args.metric))]
-    after = []
     if not runs:
-        after.append(f"\nno run has the metric {args.metric!r}: list the metric names with `{PROG} runs`")
+        after = [f"\nno run has the metric {args.metric!r}: list the metric names with `{PROG} runs`"]
     else:
         best = runs[0]
-        after.append(
-            f"\nbest: **{st.run_name(best)}** ({best['info']['run_id']}) {args.metric} = "
+        after = [
+            f"\nbest: **{c.safe_text(st.run_name(best))}** ({best['info']['run_id']}) {args.metric} = "
             f"{c.fmt_num(st.run_metrics(best)[args.metric])}"
-        )
+        ]
     label = f"Top {args.top} by {args.metric} ({'max' if higher else 'min'}, {why})"
-    rc.emit_runs(ctx, query, rs.Page(runs, None), label, rc.parse_columns(args.columns), after)
+    ctx.emit(rc.runs_view(query, rs.Page(runs, None), label, rc.parse_columns(args.columns), after))
     return 0
 
 
@@ -385,41 +401,44 @@ def cmd_overfit(ctx: cli.Context) -> int:
         considered += 1
         gap = (train - test) if higher else (test - train)
         relative = gap / abs(train) if train else (math.inf if gap > 0 else 0.0)
-        measure = relative if args.relative else gap
-        if measure > args.threshold:
+        if (relative if args.relative else gap) > args.threshold:
             flagged.append((gap, relative, run, train, test))
     flagged.sort(key=lambda f: (f[1] if args.relative else f[0]), reverse=True)
-    names = rc.exp_name_map(query)
     rule = (
         f"gap = {'train − test' if higher else 'test − train'} ({'higher' if higher else 'lower'} is better, {why}); "
         f"flagged when {'gap/|train|' if args.relative else 'gap'} > {c.fmt_num(args.threshold)}"
     )
-    if ctx.fmt == "json":
-        ctx.emit(c.to_json({
+    ctx.emit(overfit_view(args, query, rule, considered, missing, flagged))
+    return 0
+
+
+def overfit_view(args, query: rs.Query, rule: str, considered: int, missing: int, flagged: list) -> cli.View:
+    names = rc.exp_name_map(query)
+    top = flagged[: args.max_results]
+    lines = [f"Overfitting {rc.scope_line(query)}: {len(flagged)} of {considered} runs flagged", rule, *query.notes()]
+    if missing:
+        lines.append(f"{missing} runs lack {args.train} or {args.test} and were skipped")
+    lines.append("")
+    after = [f"\n{len(flagged) - args.max_results} more flagged runs: raise --max-results"] if len(flagged) > args.max_results else []
+    return cli.View(
+        data={
             "rule": rule, "considered": considered, "missing_metric": missing, "flagged_total": len(flagged),
             "runs": [
                 {**rc.run_record(run, names), "train": train, "test": test, "gap": gap, "relative_gap": c.json_safe(rel)}
-                for gap, rel, run, train, test in flagged[: args.max_results]
+                for gap, rel, run, train, test in top
             ],
             "client_side": query.notes(),
-        }))  # fmt: skip
-        return 0
-    headers = ["run", "id", args.train, args.test, "gap", "gap/|train|"]
-    rows = [
-        [c.truncate(st.run_name(run), 40), run["info"]["run_id"], c.fmt_num(train), c.fmt_num(test), c.fmt_num(gap), c.fmt_num(rel)]
-        for gap, rel, run, train, test in flagged[: args.max_results]
-    ]
-    if ctx.fmt == "csv":
-        ctx.emit(c.to_csv(headers, rows))
-        return 0
-    out = [f"Overfitting {rc.scope_line(query)}: {len(flagged)} of {considered} runs flagged", rule, *query.notes()]
-    if missing:
-        out.append(f"{missing} runs lack {args.train} or {args.test} and were skipped")
-    out += ["", c.md_table(headers, rows) if rows else "no run exceeds the threshold"]
-    if len(flagged) > args.max_results:
-        out.append(f"\n{len(flagged) - args.max_results} more flagged runs: raise --max-results")
-    ctx.emit("\n".join(out))
-    return 0
+        },  # fmt: skip
+        lines=lines,
+        table=cli.Table(
+            ["run", "id", args.train, args.test, "gap", "gap/|train|"],
+            [[c.truncate(st.run_name(run), 40), run["info"]["run_id"], c.fmt_num(train), c.fmt_num(test), c.fmt_num(gap), c.fmt_num(rel)]
+             for gap, rel, run, train, test in top],
+            [[st.run_name(run), run["info"]["run_id"], train, test, gap, c.json_safe(rel)] for gap, rel, run, train, test in top],
+        ),  # fmt: skip
+        after=after,
+        empty="no run exceeds the threshold",
+    )
 
 
 FAILED_CLAUSES = ["attributes.status != 'FINISHED'", "attributes.status != 'RUNNING'", "attributes.status != 'SCHEDULED'"]
@@ -430,21 +449,16 @@ def cmd_failed(ctx: cli.Context) -> int:
     # The server rejects status IN (...): excluding the three other statuses keeps one paged search.
     query = query_for(ctx, args.order_by, extra=FAILED_CLAUSES)
     page = rs.fetch_page(ctx.store, query, args.max_results, args.page_token)
-    if ctx.fmt == "json":
-        names = rc.exp_name_map(query)
-        ctx.emit(c.to_json({
-            "runs": [{**rc.run_record(r, names), "rc.error_tags": rc.error_tags(r)} for r in page.runs],
-            "next_page_token": page.next_token,
-            "next_page_command": ctx.next_page(page.next_token) if page.next_token else None,
-        }))  # fmt: skip
-        return 0
     with_errors = sum(1 for r in page.runs if rc.error_tags(r))
     extra = [rc.Column("attr", "end_time"), rc.Column("error", "error"), *rc.parse_columns(args.columns)]
     after = [f"\n{with_errors} of {len(page.runs)} shown have error tags (tag keys containing error/exception/traceback/failure)"]
-    rc.emit_runs(ctx, query, page, "Failed or killed runs", extra, after)
+
+    def record(run: dict, names: dict[str, str]) -> dict:
+        return {**rc.run_record(run, names), "error_tags": rc.error_tags(run)}
+
+    view = rc.runs_view(query, page, "Failed or killed runs", extra, after, ctx.next_page(page.next_token), record=record)
+    ctx.emit(view)
     return 0
-
-
 
 
 def cmd_aggregate(ctx: cli.Context) -> int:
@@ -470,36 +484,36 @@ def cmd_aggregate(ctx: cli.Context) -> int:
     summary = [summarise(key, sizes[key], groups[key], metrics) for key in groups]
     first = metrics[0]
     summary.sort(key=lambda s: (s["stats"][first]["mean"] is None, -(s["stats"][first]["mean"] or 0), str(s["group"])))
-    labels = [col.label for col in group_cols]
-    if ctx.fmt == "json":
-        ctx.emit(c.to_json({"group_by": labels, "metrics": metrics, "runs": sum(sizes.values()), "groups": [
-            {"group": dict(zip(labels, s["group"])), "runs": s["runs"], "stats": s["stats"]} for s in summary
-        ], "client_side": query.notes()}))  # fmt: skip
-        return 0
+    ctx.emit(aggregate_view(args, query, [col.label for col in group_cols], metrics, summary, sum(sizes.values())))
+    return 0
+
+
+def aggregate_view(args, query: rs.Query, labels: list[str], metrics: list[str], summary: list[dict], total: int) -> cli.View:
     headers = [*labels, "runs"]
     for m in metrics:
         headers += [f"{m} n", f"{m} mean", f"{m} min", f"{m} max"]
-    rows = []
+    rows, raw = [], []
     for s in summary:
         row = [("(none)" if v is None else c.truncate(v, 30)) for v in s["group"]] + [s["runs"]]
         for m in metrics:
             stats = s["stats"][m]
             row += [stats["n"], c.fmt_num(stats["mean"]), c.fmt_num(stats["min"]), c.fmt_num(stats["max"])]
         rows.append(row)
-    if ctx.fmt == "csv":
-        raw_rows = [[*s["group"], s["runs"], *[s["stats"][m][k] for m in metrics for k in ("n", "mean", "min", "max")]] for s in summary]
-        ctx.emit(c.to_csv(headers, raw_rows))
-        return 0
+        raw.append([*s["group"], s["runs"], *[s["stats"][m][k] for m in metrics for k in ("n", "mean", "min", "max")]])
     shown = rows[: args.max_results]
-    out = [
-        f"{len(summary)} groups of {sum(sizes.values())} runs {rc.scope_line(query)}, by {', '.join(labels)}; "
-        f"sorted by mean {first} (highest first)",
-        *query.notes(), "", c.md_table(headers, shown),
+    lines = [
+        f"{len(summary)} groups of {total} runs {rc.scope_line(query)}, by {', '.join(labels)}; "
+        f"sorted by mean {metrics[0]} (highest first)",
+        *query.notes(), "",
     ]  # fmt: skip
-    if len(rows) > len(shown):
-        out.append(f"\n{len(rows) - len(shown)} more groups: raise --max-results")
-    ctx.emit("\n".join(out))
-    return 0
+    return cli.View(
+        data={"group_by": labels, "metrics": metrics, "runs": total, "groups": [
+            {"group": dict(zip(labels, s["group"])), "runs": s["runs"], "stats": s["stats"]} for s in summary
+        ], "client_side": query.notes()},  # fmt: skip
+        lines=lines,
+        table=cli.Table(headers, shown, raw),
+        after=[f"\n{len(rows) - len(shown)} more groups: raise --max-results"] if len(rows) > len(shown) else [],
+    )
 
 
 def summarise(key: tuple, runs: int, values: dict[str, list[float]], metrics: list[str]) -> dict:
@@ -522,28 +536,26 @@ def cmd_export(ctx: cli.Context) -> int:
     args = ctx.args
     target = Path(args.output)
     kind = export_kind(target, ctx.fmt)
-    if target.exists() and not args.force:  # fail before fetching thousands of runs
-        raise c.UsageError(f"{target} exists: pass --force to overwrite it, or choose another --output")
+    cli.check_output_target(args)  # fail before fetching thousands of runs
     if args.limit is not None and args.limit < 1:
         raise c.UsageError("--limit must be at least 1 (leave it out for every run)")
     if not 1 <= args.page_size <= 50_000:
         raise c.UsageError("--page-size must be between 1 and 50000 (the server's maximum)")
     query = query_for(ctx, args.order_by)
-    names = rc.exp_name_map(query)
-    rows, index = collect_rows(rs.iter_runs(ctx.store, query, args.limit, args.page_size), names, args.all_tags)
+    rows, index = collect_rows(rs.iter_runs(ctx.store, query, args.limit, args.page_size), rc.exp_name_map(query), args.all_tags)
     data = render_csv(rows, index) if kind == "csv" else render_json_rows(rows, index)
     count = len(rows)
     del rows
     c.write_atomic(target, data, force=args.force)
-    columns = len(index)
-    summary = {"path": str(target), "format": kind, "runs": count, "columns": columns, "bytes": target.stat().st_size,
+    summary = {"path": str(target), "format": kind, "runs": count, "columns": len(index), "bytes": target.stat().st_size,
                "client_side": query.notes()}  # fmt: skip
-    if ctx.fmt == "json":
-        ctx.emit(c.to_json(summary))
-        return 0
-    out = [f"Exported {count} runs {rc.scope_line(query)} to {target} ({kind.upper()}, {columns} columns, {c.fmt_bytes(summary['bytes'])})"]
-    out += query.notes()
-    ctx.emit("\n".join(out))
+    line = (
+        f"Exported {count} runs {rc.scope_line(query)} to {target} ({kind.upper()}, {len(index)} columns, "
+        f"{c.fmt_bytes(summary['bytes'])})"
+    )
+    headers = ["path", "format", "runs", "columns", "bytes"]
+    table = cli.Table(headers, [], [[summary[h] for h in headers]])  # CSV: the summary as one row
+    ctx.emit(cli.View(data=summary, lines=[line, *query.notes()], table=table))
     return 0
 
 
@@ -623,39 +635,39 @@ def _json_number(value: Any) -> float | None:
 
 def cmd_artifacts(ctx: cli.Context) -> int:
     args = ctx.args
-    params = {"run_id": args.run_id.strip()}
+    run_id = resolve_run_ref(ctx, cli.one_run_id(args))
+    params = {"run_id": run_id}
     if args.path:
         params["path"] = args.path.strip("/")
     try:
         answer = ctx.store.get(f"{st.API}/artifacts/list", params)
     except c.NotFoundError:
-        st.get_run(ctx.store, args.run_id)  # an unknown run gets the standard message
-        raise c.NotFoundError(f"no artifact path {args.path!r} in run {args.run_id}: list the top level without --path") from None
+        st.get_run(ctx.store, run_id)  # an unknown run gets the standard message
+        raise c.NotFoundError(f"no artifact path {args.path!r} in run {run_id}: list the top level without --path") from None
     files = answer.get("files", []) or []
     entries = [{"path": f["path"], "is_dir": bool(f.get("is_dir")), "size": None if f.get("is_dir") else int(f.get("file_size", 0) or 0)} for f in files]
     entries.sort(key=lambda e: (not e["is_dir"], e["path"]))
-    if ctx.fmt == "json":
-        ctx.emit(c.to_json({"run_id": args.run_id, "path": args.path or "", "root_uri": answer.get("root_uri"), "artifacts": entries}))
-        return 0
-    headers = ["path", "size", "is_dir"]
-    if ctx.fmt == "csv":
-        ctx.emit(c.to_csv(headers, [[e["path"], e["size"], e["is_dir"]] for e in entries]))
-        return 0
-    where = f"under {args.path}/ " if args.path else ""
-    shown = entries[: args.max_results]
-    out = [f"{len(entries)} artifacts {where}of run {args.run_id} (root {answer.get('root_uri', '?')})"]
-    if shown:
-        rows = [[e["path"] + ("/" if e["is_dir"] else ""), c.fmt_bytes(e["size"]) if not e["is_dir"] else "", "yes" if e["is_dir"] else ""] for e in shown]
-        out += ["", c.md_table(headers, rows)]
-        dirs = [e["path"] for e in shown if e["is_dir"]]
-        if dirs:
-            out.append(f"\nlook inside a folder: `{PROG} artifacts {args.run_id} --path {shlex.quote(dirs[0])}`")
-    else:
-        out.append("\nno artifacts here")
-    if len(entries) > len(shown):
-        out.append(f"\n{len(entries) - len(shown)} more: raise --max-results")
-    ctx.emit("\n".join(out))
+    ctx.emit(artifacts_view(args, run_id, answer.get("root_uri"), entries))
     return 0
+
+
+def artifacts_view(args, run_id: str, root_uri: str | None, entries: list[dict]) -> cli.View:
+    shown = entries[: args.max_results]
+    where = f"under {args.path}/ " if args.path else ""
+    after = []
+    dirs = [e["path"] for e in shown if e["is_dir"]]
+    if dirs:
+        after.append(f"\nlook inside a folder: `{PROG} artifacts {run_id} --path {shlex.quote(dirs[0])}`")
+    if len(entries) > len(shown):
+        after.append(f"\n{len(entries) - len(shown)} more: raise --max-results")
+    rows = [[e["path"] + ("/" if e["is_dir"] else ""), c.fmt_bytes(e["size"]) if not e["is_dir"] else "", "yes" if e["is_dir"] else ""] for e in shown]
+    return cli.View(
+        data={"run_id": run_id, "path": args.path or "", "root_uri": root_uri, "artifacts": entries},
+        lines=[f"{len(entries)} artifacts {where}of run {run_id} (root {root_uri or '?'})", ""],
+        table=cli.Table(["path", "size", "is_dir"], rows, [[e["path"], e["size"], e["is_dir"]] for e in entries]),
+        after=after,
+        empty="no artifacts here",
+    )
 
 
 # =============================================================================================
@@ -759,13 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, handler: Callable[[cli.Context], int], help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=EXAMPLES[name], formatter_class=cli.HelpFormatter, epilog=c.EXIT_CODES_HELP)
-        cli.add_common_args(p, FORMATS)
-        for action in p._actions:  # given before or after COMMAND; the main parser holds the defaults
-            if action.dest in ("tracking_uri", "timeout", "format", "debug"):
-                action.default = argparse.SUPPRESS
-        p.set_defaults(handler=handler)
-        return p
+        return cli.add_subcommand(sub, name, handler, help_text, EXAMPLES[name], FORMATS)
 
     p = add("experiments", cmd_experiments, "list experiments")
     p.add_argument("--view", choices=rs.VIEWS, default="active", help="active (default), deleted or all")
@@ -782,11 +788,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_paging(p)
 
     p = add("run", cmd_run, "describe one run")
-    p.add_argument("run_id")
+    cli.add_run_ids(p, help_text="run id, or a model version: models:/NAME@alias, models:/NAME/VERSION")
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
 
     p = add("compare", cmd_compare, "compare runs side by side")
-    p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    cli.add_run_ids(p, many=True, help_text="run ids, or model versions: models:/NAME@alias, models:/NAME/VERSION")
     p.add_argument("--all", action="store_true", help="show identical fields too")
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
 
@@ -823,14 +829,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("export", cmd_export, "all matching runs to CSV or JSON")
     _add_search_args(p)
-    p.add_argument("--output", "-o", required=True, help="file to write (.csv or .json)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    cli.add_output_args(p, required=True, what="every matching run (.csv or .json)")
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
     p.add_argument("--page-size", type=int, default=rs.SCAN_PAGE, help=f"runs per request (default {rs.SCAN_PAGE}, max 50000)")
     p.add_argument("--limit", type=int, help="stop after this many runs (default: all)")
 
     p = add("artifacts", cmd_artifacts, "list a run's artifacts")
-    p.add_argument("run_id")
+    cli.add_run_ids(p)
     p.add_argument("--path", "-p", help="folder inside the run's artifacts")
     p.add_argument("--max-results", "-n", type=int, default=100, help="entries shown (default 100)")
     return parser

@@ -136,3 +136,62 @@ def test_property_corpus_is_varied(corpus):
     forms = {r.data.params["n"] for r in runs if "n" in r.data.params}
     assert any("." in f for f in forms) and any("e" in f for f in forms) and any(f.isdigit() for f in forms)
     assert len({r.data.metrics.get("m1") for r in runs}) < N_RUNS  # ties exist
+
+
+# ---------------------------------------------------------------------------------------------
+# IN / NOT IN and parentheses: rewritten into forms the server answers; checked against MLflow's
+# own answers to the equivalent plain filters (MlflowClient.search_runs), not against our code.
+# ---------------------------------------------------------------------------------------------
+def _ours(run_script, exp: str, text: str) -> list[str]:
+    res = run_script("query_experiments", "runs", "-e", exp, "--filter", text, "--format", "json", "--max-results", "1000")
+    assert res.code == 0, (text, res.err)
+    got = [r["run_id"] for r in json.loads(res.out)["runs"]]
+    assert len(got) == len(set(got)), f"duplicates for {text}"
+    return got
+
+
+def _mlflow(client, exp: str, *filters: str) -> set[str]:
+    """The union of MLflow's answers to plain AND-filters."""
+    return {r.info.run_id for f in filters for r in client.search_runs([exp], filter_string=f, max_results=1000)}
+
+
+@pytest.mark.parametrize("text,equivalent", [
+    ("params.color IN ('red', 'blue')", ["params.color = 'red'", "params.color = 'blue'"]),
+    ("params.color NOT IN ('red', 'blue')", ["params.color != 'red' AND params.color != 'blue'"]),
+    ("(metrics.m1 > 1 OR params.color = 'green') AND metrics.m2 <= 0.5",
+     ["metrics.m1 > 1 AND metrics.m2 <= 0.5", "params.color = 'green' AND metrics.m2 <= 0.5"]),
+    ("metrics.m2 >= 1 AND (params.color IN ('dark red', 'green') OR metrics.m1 = 0)",
+     ["metrics.m2 >= 1 AND params.color = 'dark red'", "metrics.m2 >= 1 AND params.color = 'green'",
+      "metrics.m2 >= 1 AND metrics.m1 = 0"]),
+    ("((metrics.m1 < 0.5 OR metrics.m1 > 1.25) AND (params.n = '3' OR params.n = '5')) OR params.color = 'blue'",
+     ["metrics.m1 < 0.5 AND params.n = '3'", "metrics.m1 < 0.5 AND params.n = '5'",
+      "metrics.m1 > 1.25 AND params.n = '3'", "metrics.m1 > 1.25 AND params.n = '5'", "params.color = 'blue'"]),
+    ("attributes.status IN ('FINISHED', 'FAILED')", ["attributes.status = 'FINISHED'", "attributes.status = 'FAILED'"]),
+])  # fmt: skip
+def test_in_and_parentheses_equal_mlflow(run_script, client, corpus, text, equivalent):
+    expected = _mlflow(client, corpus["exp"], *equivalent)
+    assert expected, f"the corpus must make {text!r} match something"
+    assert set(_ours(run_script, corpus["exp"], text)) == expected
+
+
+def test_long_in_list_runs_on_the_client_and_says_so(run_script, corpus):
+    values = [f"'{v}'" for v in ["red", "blue", *[f"x{i}" for i in range(12)]]]
+    text = f"params.color IN ({', '.join(values)}) AND metrics.m1 >= 0.5"
+    res = run_script("query_experiments", "runs", "-e", corpus["exp"], "--filter", text, "--max-results", "1000", "--format", "json")
+    assert res.code == 0, res.err
+    answer = json.loads(res.out)
+    expected = {
+        rid for rid, r in corpus["runs"].items()
+        if r.data.params.get("color") in ("red", "blue") and r.data.metrics.get("m1", -1) >= 0.5
+    }  # fmt: skip
+    assert {r["run_id"] for r in answer["runs"]} == expected
+    assert answer["client_side"] and any("client-side" in n and "IN" in n for n in answer["notes"])
+
+
+def test_run_id_in_stays_on_the_server(run_script, corpus):
+    ids = sorted(corpus["runs"])[:3]
+    text = "attributes.run_id IN (" + ", ".join(f"'{i}'" for i in ids) + ")"
+    res = run_script("query_experiments", "runs", "-e", corpus["exp"], "--filter", text, "--format", "json")
+    answer = json.loads(res.out)
+    assert res.code == 0 and not answer["client_side"] and answer["server_filters"] == [text]
+    assert {r["run_id"] for r in answer["runs"]} == set(ids)
