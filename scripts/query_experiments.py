@@ -25,6 +25,9 @@ Commands:
   aggregate    group runs by params/tags and summarise metrics (count, mean, min, max)
   export       every matching run to a CSV or JSON file (atomic, --force to overwrite)
   artifacts    a run's artifacts (path, size), optionally under a sub-path
+  models       registered models: latest versions, aliases, stages, tags (read-only)
+  model        one registered model's versions with their source runs, or one version in full
+  health       what deserves a look in an experiment: stale, failed, NaN, diverging, outlying, duplicated runs
 
 Filters (runs, best, overfit, failed, aggregate, export): MLflow's grammar is passed to the
 server (metrics.x > 1, params.opt = 'adam', tags.team LIKE 'q%', attributes.status = 'FAILED',
@@ -52,7 +55,6 @@ import csv
 import io
 import json
 import math
-import re
 import shlex
 import sys
 from collections import Counter
@@ -60,16 +62,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import _cli as cli
+import _health as health
+import _registry as registry
 import _runcolumns as rc
 import _runsearch as rs
+import _sharpe
 import _common as c
+import _directions
 import _store as st
 
 SCRIPT = "query_experiments.py"
 PROG = f"uv run scripts/{SCRIPT}"
 FORMATS = ("markdown", "json", "csv")
 ERROR_WORDS = ("error", "exception", "traceback", "failure", "fail_reason")
-LOWER_IS_BETTER_WORDS = ("loss", "error", "err", "mse", "mae", "rmse", "mape", "drawdown", "perplexity", "latency", "wer", "cer")
 
 
 # =============================================================================================
@@ -296,8 +301,54 @@ def cmd_compare(ctx: cli.Context) -> int:
         eid = run["info"]["experiment_id"]
         if eid not in exp_names:
             exp_names[eid] = st.get_experiment(ctx.store, eid)["name"]
-    ctx.emit(compare_view(runs, compare_rows(runs, exp_names, ctx.args.all_tags), ctx.args.all))
+    rows = compare_rows(runs, exp_names, ctx.args.all_tags)
+    wanted = compare_metrics(ctx.args)
+    if wanted is not None:
+        rows = pick_metric_rows(rows, wanted)
+    mark_better(rows)
+    ctx.emit(compare_view(runs, rows, ctx.args.all or wanted is not None))
     return 0
+
+
+COMPARE_PRESETS = {  # --preset NAME -> the metrics --metrics would name
+    "backtest": ["sharpe", "sortino", "cagr", "cumulative_return", "max_drawdown", "volatility", "calmar",
+                 "win_rate", "profit_factor", "alpha", "beta"],
+}  # fmt: skip
+
+
+def compare_metrics(args: argparse.Namespace) -> list[str] | None:
+    """The metrics --metrics and --preset ask for (in order), or None for every metric."""
+    names = [m.strip() for m in ",".join(args.metrics or []).split(",") if m.strip()]
+    if args.preset:
+        names = [*COMPARE_PRESETS[args.preset], *names]
+    return list(dict.fromkeys(names)) or None
+
+
+def pick_metric_rows(rows: list[dict], wanted: list[str]) -> list[dict]:
+    """The asked-for metrics (in the order asked, present in at least one run), plus the run's
+    identity rows and the params that differ; other metrics and tags are left out."""
+    by_field = {row["field"]: row for row in rows}
+    head = [row for row in rows if not row["field"].startswith(("params.", "metrics.", "tags."))]
+    params = [row for row in rows if row["field"].startswith("params.") and not row["same"]]
+    metrics = [by_field[f"metrics.{m}"] for m in wanted if f"metrics.{m}" in by_field]
+    return head + params + metrics
+
+
+def mark_better(rows: list[dict]) -> None:
+    """Bold the better value of each metric row, by the metric's direction (known or guessed)."""
+    for row in rows:
+        if not row["field"].startswith("metrics."):
+            continue
+        metric = row["field"].removeprefix("metrics.")
+        higher, how = _directions.direction(metric)
+        values = [v if isinstance(v, (int, float)) and math.isfinite(v) else None for v in row["raw"]]
+        present = [v for v in values if v is not None]
+        if len(set(present)) < 2 or _directions.known(metric) == _directions.NEITHER:
+            continue
+        best = max(present) if higher else min(present)
+        row["better"] = [i for i, v in enumerate(values) if v == best]
+        row["direction"] = ("higher" if higher else "lower") + (" (guessed)" if how.startswith("guessed") else "")
+        row["shown"] = [f"**{s}**" if i in row["better"] else s for i, s in enumerate(row["shown"])]
 
 
 def compare_view(runs: list[dict], rows: list[dict], show_all: bool) -> cli.View:
@@ -308,10 +359,18 @@ def compare_view(runs: list[dict], rows: list[dict], show_all: bool) -> cli.View
     after = []
     if same and not show_all:
         after = ["", f"identical ({len(same)}, --all shows them): " + c.truncate(", ".join(same), 300)]
+    guessed = [row["field"] for row in shown if "guessed" in row.get("direction", "")]
+    if any("better" in row for row in shown):
+        after += ["", "**bold**: the better value, by each metric's direction (references/quantstats-metrics.md)"
+                  + (f"; guessed from the name for {', '.join(guessed)}" if guessed else "")]
     return cli.View(
         data={
             "runs": [{"run_id": r["info"]["run_id"], "run_name": st.run_name(r)} for r in runs],
-            "rows": [{"field": row["field"], "values": c.json_safe(row["raw"]), "same": row["same"]} for row in shown],
+            "rows": [
+                {"field": row["field"], "values": c.json_safe(row["raw"]), "same": row["same"],
+                 **({"better": row["better"], "direction": row["direction"]} if "better" in row else {})}
+                for row in shown
+            ],  # fmt: skip
             "identical": len(rows) - len(differing),
         },
         lines=[f"Comparing {len(runs)} runs: {len(differing)} fields differ, {len(same)} identical", ""],
@@ -356,15 +415,15 @@ def metric_direction(metric: str, args: argparse.Namespace) -> tuple[bool, str]:
         return True, "--max"
     if getattr(args, "min", False):
         return False, "--min"
-    words = re.split(r"[^a-z]+", metric.lower())
-    lower = any(w in LOWER_IS_BETTER_WORDS for w in words) or metric.lower().endswith(("loss", "error"))
-    return (not lower), f"guessed from the name {metric!r}; pass --max or --min to say"
+    return _directions.direction(metric)
 
 
 def cmd_best(ctx: cli.Context) -> int:
     args = ctx.args
     if args.top < 1:
         raise c.UsageError("--top must be at least 1")
+    if args.trials is not None and args.trials < 1:
+        raise c.UsageError("--trials must be at least 1")
     higher, why = metric_direction(args.metric, args)
     order = f"metrics.{rs.quote_key(args.metric)} {'DESC' if higher else 'ASC'}"
     query = query_for(ctx, [order])
@@ -379,8 +438,54 @@ def cmd_best(ctx: cli.Context) -> int:
             f"{c.fmt_num(st.run_metrics(best)[args.metric])}"
         ]
     label = f"Top {args.top} by {args.metric} ({'max' if higher else 'min'}, {why})"
-    ctx.emit(rc.runs_view(query, rs.Page(runs, None), label, rc.parse_columns(args.columns), after))
+    view = rc.runs_view(query, rs.Page(runs, None), label, rc.parse_columns(args.columns), after)
+    if runs and args.metric == "sharpe" and higher:
+        add_deflated_sharpe(view, runs, list(rs.iter_runs(ctx.store, query)), args.trials)
+    ctx.emit(view)
     return 0
+
+
+def backtest_trial(run: dict) -> _sharpe.Trial | None:
+    """A run logged by log_backtest.py as a Sharpe trial (its Sharpe ratio, bars, moments), or None."""
+    metrics, params = st.run_metrics(run), st.run_params(run)
+    try:
+        trial = _sharpe.Trial(
+            run["info"]["run_id"], metrics["sharpe"], float(params["data.periods_per_year"]),
+            int(params["data.periods"]), metrics["skew"], metrics["kurtosis"],
+        )  # fmt: skip
+    except (KeyError, ValueError):
+        return None
+    return trial if all(math.isfinite(v) for v in (trial.sr, trial.skew, trial.excess_kurtosis)) else None
+
+
+def add_deflated_sharpe(view: cli.View, shown: list[dict], every: list[dict], trials_flag: int | None) -> None:
+    """PSR and DSR for the shown runs, with N counted over every run the query matched."""
+    trials = [t for t in (backtest_trial(r) for r in every) if t is not None]
+    if not trials:
+        return
+    ranking = _sharpe.rank(trials, trials_flag)
+    counted = (
+        f"N = {ranking.trials} given by --trials" if trials_flag
+        else f"N = {ranking.trials}: the backtest runs this query matched (variants you tried but did not log "
+        "are not counted: pass --trials N)"
+    )  # fmt: skip
+    rows = []
+    for run in shown:
+        rid = run["info"]["run_id"]
+        if rid in ranking.psr:
+            rows.append([c.truncate(st.run_name(run), 30), rid[:8], c.fmt_num(ranking.psr[rid], 3), c.fmt_num(ranking.dsr[rid], 3)])
+    winner = shown[0]["info"]["run_id"]
+    view.after += [
+        "",
+        f"Deflated Sharpe (Bailey & López de Prado): {counted}; Sharpe variance across trials "
+        f"{ranking.variance:.3g} per bar², expected best of N under no skill SR0 = {ranking.sr0:.3g} per bar.",
+        c.md_table(["run", "id", "PSR (SR>0)", "DSR (SR>SR0)"], rows) if rows else "",
+        f"winner: {_sharpe.verdict(ranking.dsr.get(winner, math.nan))}" if winner in ranking.dsr else "",
+    ]
+    view.data["deflated_sharpe"] = {
+        "trials": ranking.trials, "trials_counted_as": counted, "sharpe_variance_per_bar": ranking.variance,
+        "sr0_per_bar": ranking.sr0, "psr": c.json_safe(ranking.psr), "dsr": c.json_safe(ranking.dsr),
+    }  # fmt: skip
 
 
 def _nan(value: float | None) -> bool:
@@ -705,10 +810,16 @@ Examples:
   uv run scripts/query_experiments.py run 0a1b2c3d4e5f60718293a4b5c6d7e8f9
   uv run scripts/query_experiments.py run 0a1b2c3d4e5f60718293a4b5c6d7e8f9 --all-tags --format json""",
     "compare": """Several runs side by side: by default only the fields that differ (params, metrics,
-tags, status, times) plus a count of identical ones; --all shows everything.
+tags, status, times) plus a count of identical ones; --all shows everything. --metrics a,b
+(or --preset backtest) shows just those metrics, every one of them, plus the params that differ.
+The better value of each metric is in bold, by the metric's direction (known for everything
+log_backtest.py logs, guessed from the name otherwise and said so). A run can be named by a
+model version: models:/NAME@alias or models:/NAME/VERSION.
 
 Examples:
   uv run scripts/query_experiments.py compare RUN_ID_A RUN_ID_B
+  uv run scripts/query_experiments.py compare RUN_ID_A RUN_ID_B --preset backtest
+  uv run scripts/query_experiments.py compare --run-id RUN_ID_A --run-id RUN_ID_B --metrics sharpe,cagr,max_drawdown
   uv run scripts/query_experiments.py compare RUN_ID_A RUN_ID_B RUN_ID_C --all""",
     "best": """Top N runs by a metric. Direction: --max or --min; without either it is guessed from the
 name (loss, error, mse, mae, rmse, drawdown, ... are minimised) and the output says so.
@@ -749,6 +860,45 @@ Examples:
 Examples:
   uv run scripts/query_experiments.py artifacts 0a1b2c3d4e5f60718293a4b5c6d7e8f9
   uv run scripts/query_experiments.py artifacts 0a1b2c3d4e5f60718293a4b5c6d7e8f9 --path model""",
+    "models": """Registered models (read-only): latest version, aliases (champion→v3), legacy stages where a
+server still has them, tags, description, last update; paged. --filter takes MLflow's registry
+grammar (name LIKE 'fraud%', tags.team = 'risk'); prompts (MLflow 3) are left out unless the
+filter names tags.`mlflow.prompt.is_prompt`. --order-by: name, creation_timestamp or
+last_updated_timestamp, with ASC/DESC.
+
+Examples:
+  uv run scripts/query_experiments.py models
+  uv run scripts/query_experiments.py models --filter "name LIKE 'fraud%'" --order-by "last_updated_timestamp DESC"
+  uv run scripts/query_experiments.py models --filter "tags.team = 'risk'" --format json""",
+    "model": """One registered model: its versions newest first (version, aliases, stage, status, source run
+and its run name, key metrics of that run, created, description), bounded by --max-results and
+paged; --alias NAME or --version N shows one version in full: its run's params and metrics, the
+source and artifact URIs, and the `run` command for its run. Unknown model, alias or version:
+exit 3 with the close names. Anywhere a run id is taken (run, compare), models:/NAME@ALIAS or
+models:/NAME/VERSION names that version's source run.
+
+Examples:
+  uv run scripts/query_experiments.py model fraud-detector
+  uv run scripts/query_experiments.py model fraud-detector --alias champion
+  uv run scripts/query_experiments.py model fraud-detector --version 3 --format json
+  uv run scripts/query_experiments.py compare models:/fraud-detector@champion models:/fraud-detector@challenger""",
+    "health": """What deserves a look in an experiment, each finding with its reason and the command to dig in:
+  stale       RUNNING runs with no write (start, metric timestamps) for longer than --stale (default 1h)
+  failed      FAILED and KILLED runs (counted; the newest listed with their error tags)
+  non_finite  metrics whose last value is NaN or infinite
+  diverging   loss-like metrics whose last value is far above the run's minimum: last - min >
+              --diverge x max(first - min, |min|), from a history sampled on the server (at most
+              200 points per run, 100 runs per request; --history-runs bounds the runs read)
+  outlier     key metrics far from the siblings' median: robust z = 0.6745 (x - median) / MAD
+              beyond --z (default 3.5), among at least 5 runs of the same experiment
+  duplicate   runs with identical params and different results, with the spread
+Key metrics: --metric, else those at least half the runs have. Shows the worst --top per kind
+and counts the rest; --format json lists every finding.
+
+Examples:
+  uv run scripts/query_experiments.py health --experiment mnist
+  uv run scripts/query_experiments.py health --experiment mnist --stale 30m --metric val_loss --top 10
+  uv run scripts/query_experiments.py health --experiment mnist --filter "params.model = 'cnn'" --format json""",
 }
 
 
@@ -793,6 +943,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("compare", cmd_compare, "compare runs side by side")
     cli.add_run_ids(p, many=True, help_text="run ids, or model versions: models:/NAME@alias, models:/NAME/VERSION")
+    p.add_argument("--metrics", "-m", action="append", metavar="A,B", help="only these metrics (plus the params that differ); repeatable")
+    p.add_argument("--preset", choices=sorted(COMPARE_PRESETS), help="a named metric set: backtest = " + ",".join(COMPARE_PRESETS["backtest"]))
     p.add_argument("--all", action="store_true", help="show identical fields too")
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
 
@@ -803,6 +955,7 @@ def build_parser() -> argparse.ArgumentParser:
     direction.add_argument("--max", action="store_true", help="higher is better")
     direction.add_argument("--min", action="store_true", help="lower is better")
     p.add_argument("--top", type=int, default=5, help="how many (default 5)")
+    p.add_argument("--trials", type=int, help="--metric sharpe: how many variants were tried in all (default: the runs matched)")
     p.add_argument("--columns", "-c", help="extra columns, comma separated")
 
     p = add("overfit", cmd_overfit, "train/test gap above a threshold")
@@ -838,6 +991,29 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_run_ids(p)
     p.add_argument("--path", "-p", help="folder inside the run's artifacts")
     p.add_argument("--max-results", "-n", type=int, default=100, help="entries shown (default 100)")
+
+    p = add("models", registry.cmd_models, "registered models (read-only)")
+    p.add_argument("--filter", "-f", help="MLflow registry filter, e.g. \"name LIKE 'fraud%%'\" or \"tags.team = 'risk'\"")
+    p.add_argument("--order-by", action="append", metavar="KEY [ASC|DESC]", help='e.g. "last_updated_timestamp DESC"; repeatable')
+    _add_paging(p)
+
+    p = add("model", registry.cmd_model, "one registered model's versions, or one version")
+    p.add_argument("name", metavar="NAME", help="registered model name")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--alias", "-a", help="one version by alias, e.g. champion")
+    which.add_argument("--version", "-v", help="one version by number")
+    p.add_argument("--metric", "-m", action="append", help="metrics to show per version (default: the most common 3)")
+    _add_paging(p, default=20)
+
+    p = add("health", health.cmd_health, "stale, failed, NaN, diverging, outlying or duplicated runs")
+    _add_search_args(p, order=False, view=False)
+    p.add_argument("--stale", default="1h", metavar="DURATION", help="RUNNING with no write for longer than this is stale (default 1h)")
+    p.add_argument("--metric", "-m", action="append", help="key metrics for outliers/divergence (default: those most runs have)")
+    p.add_argument("--z", type=float, default=3.5, help="robust z-score beyond which a value is an outlier (default 3.5)")
+    p.add_argument("--diverge", type=float, default=1.0, help="last - min above this x max(first - min, |min|) diverges (default 1)")
+    p.add_argument("--top", type=int, default=3, help="findings shown per kind (default 3)")
+    p.add_argument("--limit", type=int, default=10_000, help="runs checked at most (default 10000)")
+    p.add_argument("--history-runs", type=int, default=200, help="runs whose loss history is sampled, per metric (default 200)")
     return parser
 
 
