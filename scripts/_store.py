@@ -27,6 +27,7 @@ class Store:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._mlflow_seen: bool | None = None  # None: not yet known
 
     # Subclasses implement _request(method, path, params, body) -> (status, json_or_text)
     def _request(self, method: str, path: str, params: dict | None, body: dict | None):
@@ -46,14 +47,15 @@ class Store:
         if isinstance(payload, str):
             with contextlib.suppress(ValueError):
                 payload = json.loads(payload)
-        raise self._error(status, payload, what)
+        raise self._error(status, payload, what, path)
 
     def _call(self, method, path, params=None, body=None, what="", expect=None):
         status, payload = self._request(method, path, params, body)
         if not 200 <= status < 300:
-            raise self._error(status, payload, what)
+            raise self._error(status, payload, what, path)
         if not isinstance(payload, dict):
             raise self._not_mlflow(status, payload, path)
+        self._mlflow_seen = True
         if expect and expect not in payload:
             raise ServerError(
                 f"{self.settings.display_uri} answered {path} without {expect!r}: is this an MLflow tracking "
@@ -62,24 +64,46 @@ class Store:
         return payload
 
     def _not_mlflow(self, status: int, payload: Any, path: str) -> SkillError:
-        """A 2xx (or 404) that is not MLflow's JSON: say what came back and what to check."""
+        """An answer that is not MLflow's JSON: say what came back and what to check. On a server
+        that does speak MLflow (checked once) it is a missing endpoint, a NotFoundError callers may
+        fall back on; otherwise a NotMlflowError (exit 3 for a 404, else 6) that no look-up mistakes
+        for "no such run"."""
         kind = describe_body(payload)
         where = f"{self.settings.display_uri} ({self.settings.source})"
+        if path.startswith("/api/") and self._speaks_mlflow(path):
+            error_class = NotFoundError if status in (404, 405) else ServerError
+            return error_class(
+                f"{where} is an MLflow server but answered {path} with {kind} ({status}): it lacks this endpoint; "
+                "its MLflow may be older than this feature needs"
+            )
         hint = (
-            "a login page or a wrong path prefix? check the URI, the path after the host, and any SSO proxy"
+            f"a login page or a wrong path prefix? check the URI, the path after the host, and any SSO proxy: {self.settings.uri_fix}"
             if kind.startswith("an HTML page")
-            else "is this an MLflow tracking server? check the URI"
+            else f"is this an MLflow tracking server? {self.settings.uri_fix}"
         )
-        error_class = NotFoundError if status == 404 else ServerError
-        return error_class(f"{where} answered {path} with {kind}, not MLflow's JSON ({status}): {hint}")
+        return NotMlflowError(
+            f"{where} answered {path} with {kind}, not MLflow's JSON ({status}): {hint}",
+            c.EXIT_NOT_FOUND if status == 404 else c.EXIT_SERVER,
+        )
 
-    def _error(self, status: int, payload: Any, what: str) -> SkillError:
+    def _speaks_mlflow(self, failed_path: str) -> bool:
+        """Whether this server answers MLflow's API at all: one small search, asked once."""
+        if self._mlflow_seen is None:
+            probe = f"{API}/experiments/search"
+            self._mlflow_seen = False
+            if failed_path != probe:
+                with contextlib.suppress(SkillError):
+                    status, payload = self._request("GET", probe, {"max_results": 1}, None)
+                    self._mlflow_seen = isinstance(payload, dict) and (200 <= status < 300 or "error_code" in payload)
+        return self._mlflow_seen
+
+    def _error(self, status: int, payload: Any, what: str, path: str = "") -> SkillError:
         code = message = ""
         if isinstance(payload, dict):
             code = str(payload.get("error_code", ""))
             message = str(payload.get("message", ""))
-        elif status in (404, 405) or looks_like_html(payload):
-            return self._not_mlflow(status, payload, what or "the request")
+        elif status not in (401, 403) and (status in (404, 405) or looks_like_html(payload)):
+            return self._not_mlflow(status, payload, path or what or "the request")
         else:
             message = str(payload or "").strip().splitlines()[0] if payload else ""
         message = " ".join(c.scrub(message).split())[:400]  # one line: server messages may hold SQL over lines
@@ -99,6 +123,13 @@ class Store:
         if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE", "RESOURCE_ALREADY_EXISTS") or status == 400:
             return UsageError(f"the server rejected the request: {message}" if message else f"bad request (400) to {where}")
         return ServerError(f"{where} answered {status}{' ' + code if code else ''}: {message or 'no detail'}")
+
+
+class NotMlflowError(SkillError):
+    """The URI answers, but not as MLflow (an SSO login page, a proxy's page, a wrong path prefix).
+    Deliberately not a NotFoundError: "no run with id ..." would hide the real cause."""
+
+    exit_code = c.EXIT_SERVER
 
 
 def looks_like_html(payload: Any) -> bool:
@@ -124,16 +155,12 @@ def describe_body(payload: Any) -> str:
 
 
 def credentials_fix(settings: Settings) -> str:
-    """The fix for a 401, for the source the credentials (or the URI) came from."""
-    src = settings.credential_source
-    if not src:
-        return (
-            f"set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) beside the URI "
-            f"in the same place ({settings.source})"
-        )
-    if src.startswith("the URI"):
-        return "fix the user:password@ in the URI (percent-encode special characters)"
-    return "fix them there"
+    """The fix for a 401, for the source the credentials came from (or where they belong: beside
+    the URI, in the same source); _config works it out since it knows the sources."""
+    return settings.credentials_fix or (
+        "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) beside the URI "
+        f"in the same place ({settings.source})"
+    )
 
 
 class HttpStore(Store):
@@ -213,7 +240,7 @@ class HttpStore(Store):
             return resp.status_code, _decode(resp)
         raise ConnectionFailure(
             f"tracking server {self.settings.display_uri} is not reachable (tried {attempts}x, timeout "
-            f"{self.settings.timeout:g}s; URI {self.settings.source}): start it, fix the URI there, or raise --timeout"
+            f"{self.settings.timeout:g}s; URI {self.settings.source}): start it, or {self.settings.uri_fix}, or raise --timeout"
         ) from last_exc
 
     def put_file(self, path: str, local_file: Path) -> None:
@@ -383,7 +410,7 @@ def open_store(settings: Settings) -> Store:
 
 class MlflowRestStore(Store):
     """Servers whose authentication only MLflow itself knows (Databricks profiles, auth plugins,
-    AWS SigV4): MLflow's own REST helper carries the request, with our settings, not os.environ."""
+    AWS SigV4): MLflow's own REST helper carries the request, with our settings, not the process's."""
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
@@ -577,8 +604,8 @@ def ensure_experiment(
     if existing.get("lifecycle_stage") == "deleted":
         if not restore:
             raise UsageError(
-                f"experiment {name!r} (id {existing['experiment_id']}) is deleted: pass --restore to restore it, "
-                "or choose another name"
+                f"experiment {name!r} (id {existing['experiment_id']}) is deleted: restore it with "
+                f"`uv run scripts/create_experiment.py --name {shlex_quote(name)} --restore`, or choose another name"
             )
         store.post(f"{API}/experiments/restore", {"experiment_id": existing["experiment_id"]}, what="restoring")
         status = "restored"
@@ -595,6 +622,49 @@ def ensure_experiment(
     experiment = store.get(f"{API}/experiments/get", {"experiment_id": existing["experiment_id"]}, expect="experiment")["experiment"]
     experiment["_unapplied"] = sorted(changes) if (changes and status == "exists") else []
     return experiment, status
+
+
+def shlex_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def near_experiment_names(store: Store, name: str, limit: int = 5) -> list[dict]:
+    """Experiments (active or deleted) whose names are close to `name` but not equal: the same
+    letters and digits ignoring case and punctuation (`cryptobt` vs `Crypto-BT`), or a small edit
+    distance (at most 1 for names under 6 characters, 2 under 13, else 3). Closest first."""
+    wanted = name.strip()
+    squashed = _squash(wanted)
+    found = []
+    for exp in all_experiments(store):
+        other = exp.get("name", "")
+        if other == wanted:
+            continue
+        distance = 0 if squashed and _squash(other) == squashed else _edit_distance(wanted.lower(), other.lower())
+        if distance <= (1 if len(wanted) < 6 else 2 if len(wanted) < 13 else 3):
+            found.append((distance, other, exp))
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [exp for _, _, exp in found[:limit]]
+
+
+def _squash(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance, stopping early above 3 (only small distances matter here)."""
+    if abs(len(a) - len(b)) > 3:
+        return 4
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(current) > 3:
+            return 4
+        previous = current
+    return previous[-1]
 
 
 def _experiment_by_name(store: Store, name: str) -> dict | None:

@@ -25,6 +25,7 @@ Commands:
   aggregate    group runs by params/tags and summarise metrics (count, mean, min, max)
   export       every matching run to a CSV or JSON file (atomic, --force to overwrite)
   artifacts    a run's artifacts (path, size), optionally under a sub-path
+  returns      a backtest's monthly/yearly returns grid and worst drawdowns
   models       registered models: latest versions, aliases, stages, tags (read-only)
   model        one registered model's versions with their source runs, or one version in full
   health       what deserves a look in an experiment: stale, failed, NaN, diverging, outlying, duplicated runs
@@ -51,22 +52,21 @@ Examples:
 
 
 import argparse
-import csv
-import io
 import json
 import math
 import shlex
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import _cli as cli
 import _health as health
 import _registry as registry
 import _runcolumns as rc
+import _runcompare as cmp
+import _runexport as export
 import _runsearch as rs
-import _sharpe
 import _common as c
 import _directions
 import _store as st
@@ -74,7 +74,6 @@ import _store as st
 SCRIPT = "query_experiments.py"
 PROG = f"uv run scripts/{SCRIPT}"
 FORMATS = ("markdown", "json", "csv")
-ERROR_WORDS = ("error", "exception", "traceback", "failure", "fail_reason")
 
 
 # =============================================================================================
@@ -301,112 +300,13 @@ def cmd_compare(ctx: cli.Context) -> int:
         eid = run["info"]["experiment_id"]
         if eid not in exp_names:
             exp_names[eid] = st.get_experiment(ctx.store, eid)["name"]
-    rows = compare_rows(runs, exp_names, ctx.args.all_tags)
-    wanted = compare_metrics(ctx.args)
+    rows = cmp.compare_rows(runs, exp_names, ctx.args.all_tags)
+    wanted = cmp.compare_metrics(ctx.args)
     if wanted is not None:
-        rows = pick_metric_rows(rows, wanted)
-    mark_better(rows)
-    ctx.emit(compare_view(runs, rows, ctx.args.all or wanted is not None))
+        rows = cmp.pick_metric_rows(rows, wanted)
+    cmp.mark_better(rows)
+    ctx.emit(cmp.compare_view(runs, rows, ctx.args.all or wanted is not None))
     return 0
-
-
-COMPARE_PRESETS = {  # --preset NAME -> the metrics --metrics would name
-    "backtest": ["sharpe", "sortino", "cagr", "cumulative_return", "max_drawdown", "volatility", "calmar",
-                 "win_rate", "profit_factor", "alpha", "beta"],
-}  # fmt: skip
-
-
-def compare_metrics(args: argparse.Namespace) -> list[str] | None:
-    """The metrics --metrics and --preset ask for (in order), or None for every metric."""
-    names = [m.strip() for m in ",".join(args.metrics or []).split(",") if m.strip()]
-    if args.preset:
-        names = [*COMPARE_PRESETS[args.preset], *names]
-    return list(dict.fromkeys(names)) or None
-
-
-def pick_metric_rows(rows: list[dict], wanted: list[str]) -> list[dict]:
-    """The asked-for metrics (in the order asked, present in at least one run), plus the run's
-    identity rows and the params that differ; other metrics and tags are left out."""
-    by_field = {row["field"]: row for row in rows}
-    head = [row for row in rows if not row["field"].startswith(("params.", "metrics.", "tags."))]
-    params = [row for row in rows if row["field"].startswith("params.") and not row["same"]]
-    metrics = [by_field[f"metrics.{m}"] for m in wanted if f"metrics.{m}" in by_field]
-    return head + params + metrics
-
-
-def mark_better(rows: list[dict]) -> None:
-    """Bold the better value of each metric row, by the metric's direction (known or guessed)."""
-    for row in rows:
-        if not row["field"].startswith("metrics."):
-            continue
-        metric = row["field"].removeprefix("metrics.")
-        higher, how = _directions.direction(metric)
-        values = [v if isinstance(v, (int, float)) and math.isfinite(v) else None for v in row["raw"]]
-        present = [v for v in values if v is not None]
-        if len(set(present)) < 2 or _directions.known(metric) == _directions.NEITHER:
-            continue
-        best = max(present) if higher else min(present)
-        row["better"] = [i for i, v in enumerate(values) if v == best]
-        row["direction"] = ("higher" if higher else "lower") + (" (guessed)" if how.startswith("guessed") else "")
-        row["shown"] = [f"**{s}**" if i in row["better"] else s for i, s in enumerate(row["shown"])]
-
-
-def compare_view(runs: list[dict], rows: list[dict], show_all: bool) -> cli.View:
-    differing = [row for row in rows if not row["same"]]
-    shown = rows if show_all else differing
-    same = [row["field"] for row in rows if row["same"]]
-    headers = ["field", *compare_headers(runs)]
-    after = []
-    if same and not show_all:
-        after = ["", f"identical ({len(same)}, --all shows them): " + c.truncate(", ".join(same), 300)]
-    guessed = [row["field"] for row in shown if "guessed" in row.get("direction", "")]
-    if any("better" in row for row in shown):
-        after += ["", "**bold**: the better value, by each metric's direction (references/quantstats-metrics.md)"
-                  + (f"; guessed from the name for {', '.join(guessed)}" if guessed else "")]
-    return cli.View(
-        data={
-            "runs": [{"run_id": r["info"]["run_id"], "run_name": st.run_name(r)} for r in runs],
-            "rows": [
-                {"field": row["field"], "values": c.json_safe(row["raw"]), "same": row["same"],
-                 **({"better": row["better"], "direction": row["direction"]} if "better" in row else {})}
-                for row in shown
-            ],  # fmt: skip
-            "identical": len(rows) - len(differing),
-        },
-        lines=[f"Comparing {len(runs)} runs: {len(differing)} fields differ, {len(same)} identical", ""],
-        table=cli.Table(headers, [[row["field"], *row["shown"]] for row in shown], [[row["field"], *row["raw"]] for row in shown]),
-        after=after,
-        empty="no differences",
-    )
-
-
-def compare_headers(runs: list[dict]) -> list[str]:
-    names = [st.run_name(r) or "(no name)" for r in runs]
-    dupes = {n for n in names if names.count(n) > 1}
-    return [f"{n} ({r['info']['run_id'][:8]})" if n in dupes else n for n, r in zip(names, runs)]
-
-
-def compare_rows(runs: list[dict], exp_names: dict[str, str], all_tags: bool) -> list[dict]:
-    fields: list[tuple[str, rc.Column]] = [
-        ("run id", rc.Column("attr", "run_id")), ("status", rc.Column("attr", "status")),
-        ("experiment", rc.Column("experiment", "experiment")), ("start", rc.Column("attr", "start_time")),
-        ("duration", rc.Column("duration", "duration")),
-    ]  # fmt: skip
-    for kind, getter in (("params", st.run_params), ("metrics", st.run_metrics), ("tags", st.run_tags)):
-        keys = sorted({k for r in runs for k in getter(r)})
-        if kind == "tags" and not all_tags:
-            keys = [k for k in keys if not k.startswith("mlflow.")]
-        fields += [(f"{kind}.{k}", rc.Column(kind, k)) for k in keys]
-    rows = []
-    for label, col in fields:
-        raw = [rc.cell(r, col, exp_names) for r in runs]
-        shown = [rc.show_cell(v, col) for v in raw]
-        same_raw = [("NaN" if isinstance(v, float) and math.isnan(v) else v) for v in raw]
-        same = label not in ("run id", "start", "duration") and all(v == same_raw[0] for v in same_raw)
-        if label in ("start", "duration"):
-            same = all(s == shown[0] for s in shown)
-        rows.append({"field": label, "raw": [rc.raw_cell(v, col) for v in raw], "shown": shown, "same": same})
-    return rows
 
 
 def metric_direction(metric: str, args: argparse.Namespace) -> tuple[bool, str]:
@@ -440,52 +340,9 @@ def cmd_best(ctx: cli.Context) -> int:
     label = f"Top {args.top} by {args.metric} ({'max' if higher else 'min'}, {why})"
     view = rc.runs_view(query, rs.Page(runs, None), label, rc.parse_columns(args.columns), after)
     if runs and args.metric == "sharpe" and higher:
-        add_deflated_sharpe(view, runs, list(rs.iter_runs(ctx.store, query)), args.trials)
+        cmp.add_deflated_sharpe(view, runs, list(rs.iter_runs(ctx.store, query)), args.trials)
     ctx.emit(view)
     return 0
-
-
-def backtest_trial(run: dict) -> _sharpe.Trial | None:
-    """A run logged by log_backtest.py as a Sharpe trial (its Sharpe ratio, bars, moments), or None."""
-    metrics, params = st.run_metrics(run), st.run_params(run)
-    try:
-        trial = _sharpe.Trial(
-            run["info"]["run_id"], metrics["sharpe"], float(params["data.periods_per_year"]),
-            int(params["data.periods"]), metrics["skew"], metrics["kurtosis"],
-        )  # fmt: skip
-    except (KeyError, ValueError):
-        return None
-    return trial if all(math.isfinite(v) for v in (trial.sr, trial.skew, trial.excess_kurtosis)) else None
-
-
-def add_deflated_sharpe(view: cli.View, shown: list[dict], every: list[dict], trials_flag: int | None) -> None:
-    """PSR and DSR for the shown runs, with N counted over every run the query matched."""
-    trials = [t for t in (backtest_trial(r) for r in every) if t is not None]
-    if not trials:
-        return
-    ranking = _sharpe.rank(trials, trials_flag)
-    counted = (
-        f"N = {ranking.trials} given by --trials" if trials_flag
-        else f"N = {ranking.trials}: the backtest runs this query matched (variants you tried but did not log "
-        "are not counted: pass --trials N)"
-    )  # fmt: skip
-    rows = []
-    for run in shown:
-        rid = run["info"]["run_id"]
-        if rid in ranking.psr:
-            rows.append([c.truncate(st.run_name(run), 30), rid[:8], c.fmt_num(ranking.psr[rid], 3), c.fmt_num(ranking.dsr[rid], 3)])
-    winner = shown[0]["info"]["run_id"]
-    view.after += [
-        "",
-        f"Deflated Sharpe (Bailey & López de Prado): {counted}; Sharpe variance across trials "
-        f"{ranking.variance:.3g} per bar², expected best of N under no skill SR0 = {ranking.sr0:.3g} per bar.",
-        c.md_table(["run", "id", "PSR (SR>0)", "DSR (SR>SR0)"], rows) if rows else "",
-        f"winner: {_sharpe.verdict(ranking.dsr.get(winner, math.nan))}" if winner in ranking.dsr else "",
-    ]
-    view.data["deflated_sharpe"] = {
-        "trials": ranking.trials, "trials_counted_as": counted, "sharpe_variance_per_bar": ranking.variance,
-        "sr0_per_bar": ranking.sr0, "psr": c.json_safe(ranking.psr), "dsr": c.json_safe(ranking.dsr),
-    }  # fmt: skip
 
 
 def _nan(value: float | None) -> bool:
@@ -634,21 +491,18 @@ def summarise(key: tuple, runs: int, values: dict[str, list[float]], metrics: li
     return {"group": key, "runs": runs, "stats": stats}
 
 
-EXPORT_FIXED = ["run_id", "run_name", "experiment_id", "experiment", "status", "start_time", "end_time"]
-
-
 def cmd_export(ctx: cli.Context) -> int:
     args = ctx.args
     target = Path(args.output)
-    kind = export_kind(target, ctx.fmt)
+    kind = export.export_kind(target, ctx.fmt)
     cli.check_output_target(args)  # fail before fetching thousands of runs
     if args.limit is not None and args.limit < 1:
         raise c.UsageError("--limit must be at least 1 (leave it out for every run)")
     if not 1 <= args.page_size <= 50_000:
         raise c.UsageError("--page-size must be between 1 and 50000 (the server's maximum)")
     query = query_for(ctx, args.order_by)
-    rows, index = collect_rows(rs.iter_runs(ctx.store, query, args.limit, args.page_size), rc.exp_name_map(query), args.all_tags)
-    data = render_csv(rows, index) if kind == "csv" else render_json_rows(rows, index)
+    rows, index = export.collect_rows(rs.iter_runs(ctx.store, query, args.limit, args.page_size), rc.exp_name_map(query), args.all_tags)
+    data = export.render_csv(rows, index) if kind == "csv" else export.render_json_rows(rows, index)
     count = len(rows)
     del rows
     c.write_atomic(target, data, force=args.force)
@@ -664,78 +518,55 @@ def cmd_export(ctx: cli.Context) -> int:
     return 0
 
 
-def export_kind(target: Path, fmt: str) -> str:
-    suffix = target.suffix.lower()
-    if suffix in (".csv", ".json"):
-        return suffix[1:]
-    if fmt in ("csv", "json"):
-        return fmt
-    raise c.UsageError(f"cannot tell the file format of {target}: name it .csv or .json, or pass --format csv|json")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def collect_rows(runs: Iterable[dict], names: dict[str, str], all_tags: bool) -> tuple[list[list], dict[str, int]]:
-    """Runs -> compact rows: a list per run, values placed by a column index that grows as new
-    metric/param/tag keys appear. No raw JSON is kept, so memory stays near one page."""
-    columns: dict[str, int] = {name: i for i, name in enumerate(EXPORT_FIXED)}
-    rows = []
-    for run in runs:
-        info = run["info"]
-        data = run.get("data", {})
-        row: list[Any] = [
-            info["run_id"], info.get("run_name") or "", info.get("experiment_id"), names.get(info.get("experiment_id"), ""),
-            info.get("status"), c.iso_time(info.get("start_time")), c.iso_time(info.get("end_time")),
-        ]  # fmt: skip
-        for kind, items in (("metrics", data.get("metrics")), ("params", data.get("params")), ("tags", data.get("tags"))):
-            for item in items or ():
-                key = item["key"]
-                if kind == "tags" and not all_tags and key.startswith("mlflow."):
-                    continue
-                idx = columns.setdefault(f"{kind}.{key}", len(columns))
-                if idx >= len(row):
-                    row.extend([None] * (idx + 1 - len(row)))
-                row[idx] = item.get("value", "")
-        rows.append(row)
-    return rows, columns
+def cmd_returns(ctx: cli.Context) -> int:
+    """A backtest run's monthly/yearly returns and worst drawdowns, from its backtest/periods.json."""
+    run_id = resolve_run_ref(ctx, cli.one_run_id(ctx.args))
+    run = st.get_run(ctx.store, run_id)
+    path = "backtest/periods.json"
+    try:
+        raw = ctx.store.raw("GET", "/get-artifact", {"path": path, "run_uuid": run_id}, what=f"reading {path}")
+    except c.NotFoundError:
+        raise c.NotFoundError(
+            f"run {run_id} has no {path}: it was not logged by log_backtest.py (or by an older version); "
+            f"list its artifacts: {PROG} artifacts {run_id}"
+        ) from None
+    try:
+        document = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+        document["monthly"].items()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise c.ServerError(f"{path} of run {run_id} is not the JSON log_backtest.py writes") from None
+    ctx.emit(returns_view(run, document, ctx.args.drawdowns))
+    return 0
 
 
-def ordered_columns(columns: dict[str, int]) -> list[tuple[str, int]]:
-    """Fixed columns first, then metrics.*, params.*, tags.*, each sorted by key."""
-    rank = {"metrics": 0, "params": 1, "tags": 2}
-    fixed = [(name, columns[name]) for name in EXPORT_FIXED]
-    rest = sorted((name, i) for name, i in columns.items() if name not in EXPORT_FIXED)
-    rest.sort(key=lambda item: (rank[item[0].split(".", 1)[0]], item[0]))
-    return fixed + rest
-
-
-def render_csv(rows: list[list], columns: dict[str, int]) -> str:
-    order = ordered_columns(columns)
-    idxs = [i for _, i in order]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([name for name, _ in order])
-    for row in rows:
-        n = len(row)
-        writer.writerow([("" if (i >= n or row[i] is None) else row[i]) for i in idxs])
-    return buf.getvalue()
-
-
-def render_json_rows(rows: list[list], columns: dict[str, int]) -> str:
-    records = []
-    for row in rows:
-        record: dict[str, Any] = {name: row[i] for name, i in columns.items() if name in EXPORT_FIXED}
-        record.update(metrics={}, params={}, tags={})
-        for name, i in columns.items():
-            if name in EXPORT_FIXED or i >= len(row) or row[i] is None:
-                continue
-            kind, key = name.split(".", 1)
-            record[kind][key] = _json_number(row[i]) if kind == "metrics" else row[i]
-        records.append(record)
-    return json.dumps(records, ensure_ascii=False, allow_nan=False)
-
-
-def _json_number(value: Any) -> float | None:
-    number = c.to_float(value)
-    return None if math.isnan(number) or math.isinf(number) else number
+def returns_view(run: dict, document: dict, drawdowns: int) -> cli.View:
+    grid = document["monthly"]
+    years = sorted(grid)
+    pct = lambda v: "" if v is None else f"{v * 100:.1f}%"  # noqa: E731
+    rows = [[year, *[pct(grid[year].get(f"{m:02d}")) for m in range(1, 13)], pct(grid[year].get("year"))] for year in years]
+    raw = [[year, *[grid[year].get(f"{m:02d}") for m in range(1, 13)], grid[year].get("year")] for year in years]
+    worst = document.get("worst_drawdowns", [])[:drawdowns]
+    after = []
+    if worst:
+        after += ["", f"worst {len(worst)} drawdowns (of the run's whole window):", c.md_table(
+            ["start", "valley", "end", "depth", "days"],
+            [[d["start"], d["valley"], d["end"] or "not recovered", pct(d["depth"]), d["days"]] for d in worst],
+        )]  # fmt: skip
+    title = (
+        f"Monthly returns of **{c.safe_text(st.run_name(run))}** ({run['info']['run_id']}), compounded; "
+        f"{document.get('bars', '?')} bars {str(document.get('first', ''))[:10]} to {str(document.get('last', ''))[:10]}; "
+        "a blank cell had no bar"
+    )
+    return cli.View(
+        data={"run_id": run["info"]["run_id"], **document},
+        lines=[title, ""],
+        table=cli.Table(["year", *MONTHS, "year total"], rows, raw),
+        after=after,
+        empty="no returns",
+    )
 
 
 def cmd_artifacts(ctx: cli.Context) -> int:
@@ -855,6 +686,13 @@ An existing file is never replaced without --force. Rows come in server order (p
 Examples:
   uv run scripts/query_experiments.py export --experiment btc-momentum --output runs.csv
   uv run scripts/query_experiments.py export --filter "metrics.sharpe > 1" --output best.json --force""",
+    "returns": """A backtest run's returns per calendar month and year (compounded), as a year x month
+grid, and its worst drawdowns (start, valley, end, depth, days). Read from the run's
+backtest/periods.json, which log_backtest.py logs; --format csv gives the grid as numbers.
+
+Examples:
+  uv run scripts/query_experiments.py returns 0a1b2c3d4e5f60718293a4b5c6d7e8f9
+  uv run scripts/query_experiments.py returns --run-id 0a1b2c3d4e5f60718293a4b5c6d7e8f9 --drawdowns 10 --format json""",
     "artifacts": """A run's artifacts: path, size, is_dir; --path lists inside a folder.
 
 Examples:
@@ -923,6 +761,12 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, handler: Callable[[cli.Context], int], help_text: str) -> argparse.ArgumentParser:
         return cli.add_subcommand(sub, name, handler, help_text, EXAMPLES[name], FORMATS)
 
+    for add_group in (_parse_listings, _parse_analyses, _parse_files, _parse_registry_and_health):
+        add_group(add)
+    return parser
+
+
+def _parse_listings(add) -> None:
     p = add("experiments", cmd_experiments, "list experiments")
     p.add_argument("--view", choices=rs.VIEWS, default="active", help="active (default), deleted or all")
     p.add_argument("--name-like", metavar="TEXT", help="names containing TEXT (case-insensitive)")
@@ -944,10 +788,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("compare", cmd_compare, "compare runs side by side")
     cli.add_run_ids(p, many=True, help_text="run ids, or model versions: models:/NAME@alias, models:/NAME/VERSION")
     p.add_argument("--metrics", "-m", action="append", metavar="A,B", help="only these metrics (plus the params that differ); repeatable")
-    p.add_argument("--preset", choices=sorted(COMPARE_PRESETS), help="a named metric set: backtest = " + ",".join(COMPARE_PRESETS["backtest"]))
+    p.add_argument("--preset", choices=sorted(cmp.COMPARE_PRESETS), help="a named metric set: backtest = " + ",".join(cmp.COMPARE_PRESETS["backtest"]))
     p.add_argument("--all", action="store_true", help="show identical fields too")
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
 
+
+def _parse_analyses(add) -> None:
     p = add("best", cmd_best, "top N runs by a metric")
     _add_search_args(p, order=False)
     p.add_argument("--metric", "-m", required=True, help="metric key")
@@ -980,6 +826,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", "-m", action="append", required=True, help="metric key(s); repeatable or comma separated")
     p.add_argument("--max-results", "-n", type=int, default=25, help="groups shown (default 25)")
 
+
+def _parse_files(add) -> None:
     p = add("export", cmd_export, "all matching runs to CSV or JSON")
     _add_search_args(p)
     cli.add_output_args(p, required=True, what="every matching run (.csv or .json)")
@@ -987,11 +835,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page-size", type=int, default=rs.SCAN_PAGE, help=f"runs per request (default {rs.SCAN_PAGE}, max 50000)")
     p.add_argument("--limit", type=int, help="stop after this many runs (default: all)")
 
+    p = add("returns", cmd_returns, "a backtest's monthly and yearly returns, worst drawdowns")
+    cli.add_run_ids(p, help_text="a run logged by log_backtest.py (or models:/NAME@alias)")
+    p.add_argument("--drawdowns", type=int, default=5, help="worst drawdowns shown (default 5)")
+
     p = add("artifacts", cmd_artifacts, "list a run's artifacts")
     cli.add_run_ids(p)
     p.add_argument("--path", "-p", help="folder inside the run's artifacts")
     p.add_argument("--max-results", "-n", type=int, default=100, help="entries shown (default 100)")
 
+
+def _parse_registry_and_health(add) -> None:
     p = add("models", registry.cmd_models, "registered models (read-only)")
     p.add_argument("--filter", "-f", help="MLflow registry filter, e.g. \"name LIKE 'fraud%%'\" or \"tags.team = 'risk'\"")
     p.add_argument("--order-by", action="append", metavar="KEY [ASC|DESC]", help='e.g. "last_updated_timestamp DESC"; repeatable')
@@ -1014,7 +868,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, help="findings shown per kind (default 3)")
     p.add_argument("--limit", type=int, default=10_000, help="runs checked at most (default 10000)")
     p.add_argument("--history-runs", type=int, default=200, help="runs whose loss history is sampled, per metric (default 200)")
-    return parser
 
 
 def command(ctx: cli.Context) -> int:

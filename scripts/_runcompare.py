@@ -1,0 +1,157 @@
+"""Comparing runs: side by side with only what differs, the asked-for metrics with the better
+value marked by each metric's direction, and the deflated Sharpe ratio of a ranking of backtests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import _cli as cli
+import _common as c
+import _directions
+import _runcolumns as rc
+import _sharpe
+import _store as st
+
+
+COMPARE_PRESETS = {  # --preset NAME -> the metrics --metrics would name
+    "backtest": ["sharpe", "sortino", "cagr", "cumulative_return", "max_drawdown", "volatility", "calmar",
+                 "win_rate", "profit_factor", "alpha", "beta"],
+}  # fmt: skip
+
+
+def compare_metrics(args: argparse.Namespace) -> list[str] | None:
+    """The metrics --metrics and --preset ask for (in order), or None for every metric."""
+    names = [m.strip() for m in ",".join(args.metrics or []).split(",") if m.strip()]
+    if args.preset:
+        names = [*COMPARE_PRESETS[args.preset], *names]
+    return list(dict.fromkeys(names)) or None
+
+
+def pick_metric_rows(rows: list[dict], wanted: list[str]) -> list[dict]:
+    """The asked-for metrics (in the order asked, present in at least one run), plus the run's
+    identity rows and the params that differ; other metrics and tags are left out."""
+    by_field = {row["field"]: row for row in rows}
+    head = [row for row in rows if not row["field"].startswith(("params.", "metrics.", "tags."))]
+    params = [row for row in rows if row["field"].startswith("params.") and not row["same"]]
+    metrics = [by_field[f"metrics.{m}"] for m in wanted if f"metrics.{m}" in by_field]
+    return head + params + metrics
+
+
+def mark_better(rows: list[dict]) -> None:
+    """Bold the better value of each metric row, by the metric's direction (known or guessed)."""
+    for row in rows:
+        if not row["field"].startswith("metrics."):
+            continue
+        metric = row["field"].removeprefix("metrics.")
+        higher, how = _directions.direction(metric)
+        values = [v if isinstance(v, (int, float)) and math.isfinite(v) else None for v in row["raw"]]
+        present = [v for v in values if v is not None]
+        if len(set(present)) < 2 or _directions.known(metric) == _directions.NEITHER:
+            continue
+        best = max(present) if higher else min(present)
+        row["better"] = [i for i, v in enumerate(values) if v == best]
+        row["direction"] = ("higher" if higher else "lower") + (" (guessed)" if how.startswith("guessed") else "")
+        row["shown"] = [f"**{s}**" if i in row["better"] else s for i, s in enumerate(row["shown"])]
+
+
+def compare_view(runs: list[dict], rows: list[dict], show_all: bool) -> cli.View:
+    differing = [row for row in rows if not row["same"]]
+    shown = rows if show_all else differing
+    same = [row["field"] for row in rows if row["same"]]
+    headers = ["field", *compare_headers(runs)]
+    after = []
+    if same and not show_all:
+        after = ["", f"identical ({len(same)}, --all shows them): " + c.truncate(", ".join(same), 300)]
+    guessed = [row["field"] for row in shown if "guessed" in row.get("direction", "")]
+    if any("better" in row for row in shown):
+        after += ["", "**bold**: the better value, by each metric's direction (references/quantstats-metrics.md)"
+                  + (f"; guessed from the name for {', '.join(guessed)}" if guessed else "")]
+    return cli.View(
+        data={
+            "runs": [{"run_id": r["info"]["run_id"], "run_name": st.run_name(r)} for r in runs],
+            "rows": [
+                {"field": row["field"], "values": c.json_safe(row["raw"]), "same": row["same"],
+                 **({"better": row["better"], "direction": row["direction"]} if "better" in row else {})}
+                for row in shown
+            ],  # fmt: skip
+            "identical": len(rows) - len(differing),
+        },
+        lines=[f"Comparing {len(runs)} runs: {len(differing)} fields differ, {len(same)} identical", ""],
+        table=cli.Table(headers, [[row["field"], *row["shown"]] for row in shown], [[row["field"], *row["raw"]] for row in shown]),
+        after=after,
+        empty="no differences",
+    )
+
+
+def compare_headers(runs: list[dict]) -> list[str]:
+    names = [st.run_name(r) or "(no name)" for r in runs]
+    dupes = {n for n in names if names.count(n) > 1}
+    return [f"{n} ({r['info']['run_id'][:8]})" if n in dupes else n for n, r in zip(names, runs)]
+
+
+def compare_rows(runs: list[dict], exp_names: dict[str, str], all_tags: bool) -> list[dict]:
+    fields: list[tuple[str, rc.Column]] = [
+        ("run id", rc.Column("attr", "run_id")), ("status", rc.Column("attr", "status")),
+        ("experiment", rc.Column("experiment", "experiment")), ("start", rc.Column("attr", "start_time")),
+        ("duration", rc.Column("duration", "duration")),
+    ]  # fmt: skip
+    for kind, getter in (("params", st.run_params), ("metrics", st.run_metrics), ("tags", st.run_tags)):
+        keys = sorted({k for r in runs for k in getter(r)})
+        if kind == "tags" and not all_tags:
+            keys = [k for k in keys if not k.startswith("mlflow.")]
+        fields += [(f"{kind}.{k}", rc.Column(kind, k)) for k in keys]
+    rows = []
+    for label, col in fields:
+        raw = [rc.cell(r, col, exp_names) for r in runs]
+        shown = [rc.show_cell(v, col) for v in raw]
+        same_raw = [("NaN" if isinstance(v, float) and math.isnan(v) else v) for v in raw]
+        same = label not in ("run id", "start", "duration") and all(v == same_raw[0] for v in same_raw)
+        if label in ("start", "duration"):
+            same = all(s == shown[0] for s in shown)
+        rows.append({"field": label, "raw": [rc.raw_cell(v, col) for v in raw], "shown": shown, "same": same})
+    return rows
+
+
+def backtest_trial(run: dict) -> _sharpe.Trial | None:
+    """A run logged by log_backtest.py as a Sharpe trial (its Sharpe ratio, bars, moments), or None."""
+    metrics, params = st.run_metrics(run), st.run_params(run)
+    try:
+        trial = _sharpe.Trial(
+            run["info"]["run_id"], metrics["sharpe"], float(params["data.periods_per_year"]),
+            int(params["data.periods"]), metrics["skew"], metrics["kurtosis"],
+        )  # fmt: skip
+    except (KeyError, ValueError):
+        return None
+    return trial if all(math.isfinite(v) for v in (trial.sr, trial.skew, trial.excess_kurtosis)) else None
+
+
+def add_deflated_sharpe(view: cli.View, shown: list[dict], every: list[dict], trials_flag: int | None) -> None:
+    """PSR and DSR for the shown runs, with N counted over every run the query matched."""
+    trials = [t for t in (backtest_trial(r) for r in every) if t is not None]
+    if not trials:
+        return
+    ranking = _sharpe.rank(trials, trials_flag)
+    counted = (
+        f"N = {ranking.trials} given by --trials" if trials_flag
+        else f"N = {ranking.trials}: the backtest runs this query matched (variants you tried but did not log "
+        "are not counted: pass --trials N)"
+    )  # fmt: skip
+    rows = []
+    for run in shown:
+        rid = run["info"]["run_id"]
+        if rid in ranking.psr:
+            rows.append([c.truncate(st.run_name(run), 30), rid[:8], c.fmt_num(ranking.psr[rid], 3), c.fmt_num(ranking.dsr[rid], 3)])
+    winner = shown[0]["info"]["run_id"]
+    view.after += [
+        "",
+        f"Deflated Sharpe (Bailey & López de Prado): {counted}; Sharpe variance across trials "
+        f"{ranking.variance:.3g} per bar², expected best of N under no skill SR0 = {ranking.sr0:.3g} per bar.",
+        c.md_table(["run", "id", "PSR (SR>0)", "DSR (SR>SR0)"], rows) if rows else "",
+        f"winner: {_sharpe.verdict(ranking.dsr.get(winner, math.nan))}" if winner in ranking.dsr else "",
+    ]
+    view.data["deflated_sharpe"] = {
+        "trials": ranking.trials, "trials_counted_as": counted, "sharpe_variance_per_bar": ranking.variance,
+        "sr0_per_bar": ranking.sr0, "psr": c.json_safe(ranking.psr), "dsr": c.json_safe(ranking.dsr),
+    }  # fmt: skip
