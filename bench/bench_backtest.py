@@ -59,7 +59,8 @@ def main() -> int:
         env = conftest.clean_env({"MLFLOW_TRACKING_URI": server.uri, "UV_COMPILE_BYTECODE": "1", "UV_PYTHON_DOWNLOADS": "never"})
         env["MLFLOW_SKILL_ENV_DIR"] = str(tmp)  # no .env files
         uv = shutil.which("uv") or "uv"
-        common = ["--returns", str(csv), "--experiment", "bench-backtest"]
+        # --force-new: every timed call logs a run (the same command again finds it and writes nothing)
+        common = ["--returns", str(csv), "--experiment", "bench-backtest", "--force-new"]
         uv_ours = [uv, "run", "--quiet", str(SCRIPT), *common]
         py_ours = [sys.executable, str(SCRIPT), *common]
         timed(uv_ours + ["--no-history", "--no-tearsheet"], env)  # warm uv's cache for the script's environment
@@ -73,12 +74,16 @@ def main() -> int:
         hist, out = median_time(py_ours + ["--no-tearsheet", "--format", "json"], env, opts.repeat, warm_up=False)
         points = sum(json.loads(out)["histories"].values())
         sheet, _ = median_time(py_ours + ["--no-history"], env, opts.repeat, warm_up=False)
+        again_cmd = [c for c in py_ours if c != "--force-new"] + ["--no-history", "--no-tearsheet", "--format", "json"]
+        again, out = median_time(again_cmd, env, opts.repeat, warm_up=False)
+        assert json.loads(out)["action"] == "already_logged", out[:300]
 
         rows.append(("QuantStats baseline: import + reports.metrics(full), fresh process", base, 1.0))
         rows.append(("`uv run scripts/log_backtest.py --no-history --no-tearsheet`", lean_uv, lean_uv / base))
         rows.append(("same, project Python (no uv start-up)", lean_py, lean_py / base))
         rows.append((f"with histories ({points:,} points)", hist, hist / base))
         rows.append(("with tearsheet (no histories)", sheet, sheet / base))
+        rows.append(("same command again: already logged, nothing written (project Python)", again, again / base))
         print(f"\n{opts.bars:,} daily bars, {len(logged['metrics'])} metrics logged, median of {opts.repeat}, server {server.uri}\n")
         print("| command | wall s | vs baseline |")
         print("|---|---|---|")

@@ -11,7 +11,9 @@ Measures, in one run against one local `mlflow server` (sqlite, 1 worker):
      for no filter and for `trace.status = 'ERROR'` (our worst case: the error column
      fetches the spans of every failed trace shown);
   2. characters printed by `get_trace.py` for a 50-span trace against `mlflow traces get`,
-     checking that every span's name appears in ours.
+     checking that every span's name appears in ours;
+  3. wall time and size of the evaluation views: --every (server endpoint and --client-side),
+     --group-by tag.env and session, get_trace.py --session.
 
 Seeding uses MLflow's tracing API in this process, writing into the server's sqlite file
 before the server starts (about 0.2 s per trace here; exporting over HTTP was 1.2 s): an
@@ -202,9 +204,27 @@ def run_bench(server, args, exp_id: str, big_id: str, names: list[str], seed_s: 
     print(f"\nspans named in get_trace.py output: {len(names) - len(missing)}/{len(names)} (tree lines: {tree_lines})")
     if missing:
         print("missing: " + ", ".join(missing))
+    evaluation_views(uv, exp_id, env, args)
     ok = all(t / c <= 0.5 for _, t, c, _, _ in rows) and len(out_get) <= 0.2 * len(out_cli_get) and not missing
     print("targets met" if ok else "TARGET MISSED")
     return 0 if ok else 1
+
+
+def evaluation_views(uv: list[str], exp_id: str, env: dict, args) -> None:
+    """Issue 17's views over the same traces: wall time and characters printed (markdown)."""
+    views = (
+        ("metrics --every 1h --since 7d (server endpoint)", [SEARCH, "--every", "1h", "--since", "7d"]),
+        ("metrics --every 1h --since 7d --client-side", [SEARCH, "--every", "1h", "--since", "7d", "--client-side"]),
+        ("--group-by tag.env (all traces, feedback, ids)", [SEARCH, "--group-by", "tag.env"]),
+        ("--group-by session", [SEARCH, "--group-by", "session"]),
+        ("get_trace --session sess-7", [GET, "--session", "sess-7"]),
+    )
+    print("\n### evaluation views (medians of", args.repeat, "runs)\n")
+    print("| view | wall time | characters |")
+    print("|---|---|---|")
+    for label, argv in views:
+        t, out = median_time([*uv, *argv, "--experiment", exp_id], env, args.repeat)
+        print(f"| {label} | {t:.2f} s | {len(out):,} |")
 
 
 if __name__ == "__main__":

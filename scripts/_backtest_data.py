@@ -7,6 +7,8 @@ a run is created.
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import warnings
 from pathlib import Path
 
@@ -21,17 +23,32 @@ DATE_NAMES = ("date", "datetime", "time", "timestamp", "ts", "dt", "day", "perio
 class Table:
     """A loaded file: its string/number columns, how rows are named in errors, its facts."""
 
-    def __init__(self, path: Path, frame, is_csv: bool):
+    def __init__(self, path: Path, frame, is_csv: bool, sep: str = ",", decimal: str | None = None):
         self.path = path
         self.frame = frame
         self.is_csv = is_csv
+        self.sep = sep  # the field separator used (given or detected)
+        self.decimal = decimal  # "." or "," when given by --decimal, else None: decided per column
 
     def row_name(self, position: int) -> str:
         """Errors name data rows 1-based, and the file line for CSV (header is line 1)."""
         return f"row {position + 1} (line {position + 2})" if self.is_csv else f"row {position + 1}"
 
 
-def read_table(path_text: str, flag: str) -> Table:
+SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def sniff_separator(path: Path) -> str:
+    """The separator of a CSV from its header line: the candidate found most often outside quotes."""
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        header = fh.readline()
+    unquoted = re.sub(r'"[^"]*"', "", header)
+    counts = {sep: unquoted.count(sep) for sep in SEPARATORS}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] > 0 else ","
+
+
+def read_table(path_text: str, flag: str, sep: str | None = None, decimal: str | None = None) -> Table:
     import pandas as pd
 
     path = Path(path_text).expanduser()
@@ -47,20 +64,45 @@ def read_table(path_text: str, flag: str) -> Table:
                 frame = frame.reset_index()
             is_csv = False
         else:
-            sep = "\t" if suffix in (".tsv", ".tab") else ","
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, skipinitialspace=True)
+            sep = sep or ("\t" if suffix in (".tsv", ".tab") else sniff_separator(path))
+            # utf-8-sig: a byte-order mark (Excel's UTF-8 CSV) is not part of the first column's name
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, skipinitialspace=True, encoding="utf-8-sig")
             is_csv = True
     except pd.errors.EmptyDataError:
         raise c.UsageError(f"{flag} {path_text} is empty: it needs a header and at least 2 rows") from None
+    except UnicodeDecodeError:
+        raise c.UsageError(f"cannot read {flag} {path_text}: not UTF-8 text; save it as UTF-8 CSV") from None
+    except pd.errors.ParserError as exc:  # rows with more fields than the header
+        hint = "; decimal commas in a comma-separated file? pass --sep ';' (or quote the numbers)" if sep == "," else ": pass --sep"
+        raise c.UsageError(f"cannot read {flag} {path_text}: {c.truncate(str(exc).strip(), 120)}{hint}") from None
     except Exception as exc:  # malformed CSV, not a Parquet file, ...
         raise c.UsageError(f"cannot read {flag} {path_text}: {c.truncate(str(exc), 200)}") from None
-    frame.columns = [str(col).strip() for col in frame.columns]
+    if is_csv and not isinstance(frame.index, pd.RangeIndex):  # pandas made the extra first field an index
+        other = "';'" if sep == "," else "','"
+        raise c.UsageError(
+            f"cannot read {flag} {path_text}: its rows have more fields than its header ({sep!r}-separated); "
+            f"decimal commas in a comma-separated file? pass --sep {other} if that is the separator, or quote the numbers"
+        )
+    frame.columns = [str(col).strip().lstrip("\ufeff") for col in frame.columns]
     if len(frame) == 0:
         raise c.UsageError(f"{flag} {path_text} has a header but no data rows")
-    return Table(path, frame, is_csv)
+    return Table(path, frame, is_csv, sep or ",", decimal)
 
 
-def pick_date_column(table: Table, wanted: str | None, flag: str) -> str:
+def _format_hint(table: Table) -> str:
+    """When the columns look wrong, the flag that fixes the reading (separator or decimal comma)."""
+    columns = list(table.frame.columns)
+    if table.is_csv and len(columns) == 1:
+        sample = f"{columns[0]} {table.frame.iloc[0, 0]}"
+        other = [name for sep, name in SEPARATORS.items() if sep != table.sep and sep in sample]
+        if other:
+            sep = next(s for s, n in SEPARATORS.items() if n == other[0])
+            shown = "'\\t'" if sep == "\t" else repr(sep)
+            return f"the header {columns[0]!r} looks {other[0]}-separated: pass --sep {shown}"
+    return ""
+
+
+def pick_date_column(table: Table, wanted: str | None, flag: str, undated_ok: bool = False) -> str | None:
     columns = list(table.frame.columns)
     if wanted:
         if wanted not in columns:
@@ -83,16 +125,78 @@ def pick_date_column(table: Table, wanted: str | None, flag: str) -> str:
             warnings.simplefilter("ignore")
             if not pd.isna(pd.to_datetime(first, errors="coerce")):
                 return col
+    hint = _format_hint(table)
+    if hint:
+        raise c.UsageError(f"cannot read {flag} {table.path.name}: {hint}")
+    if undated_ok:
+        return None
     raise c.UsageError(
-        f"no date/time column found in {flag} {table.path.name} (columns: {', '.join(columns)}): pass --date-column NAME"
+        f"no date/time column found in {flag} {table.path.name} (columns: {', '.join(columns)}): pass --date-column NAME, "
+        "or --periods-per-year N for returns without dates"
     )
 
 
-def _as_number(text: str) -> float | None:
+# Number styles: 1,234.5 (point decimal, comma thousands) and 1.234,5 (comma decimal, point thousands)
+_PLAIN = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_US_GROUPED = re.compile(r"^[+-]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?$")
+_EU_GROUPED = re.compile(r"^[+-]?[1-9]\d{0,2}(\.\d{3})+(,\d*)?$")
+_EU_DECIMAL = re.compile(r"^[+-]?\d*,\d+([eE][+-]?\d+)?$")
+
+
+def _style(text: str) -> str | None:
+    """'.' or ',' when the cell's decimal mark is certain, None when either reading fits."""
+    text = text.rstrip("%").strip()
+    if _PLAIN.match(text):
+        return "." if ("." in text and not re.match(r"^[+-]?[1-9]\d{0,2}\.\d{3}$", text)) else None
+    if _EU_DECIMAL.match(text):
+        return None if re.match(r"^[+-]?[1-9]\d{0,2},\d{3}$", text) else ","
+    if _US_GROUPED.match(text):
+        return "." if "." in text else None
+    if _EU_GROUPED.match(text):
+        return "," if "," in text else None
+    return None
+
+
+def _convert(text: str, decimal: str) -> float | None:
+    text = text.rstrip("%").strip()
+    if decimal == ",":
+        if _EU_GROUPED.match(text) or _EU_DECIMAL.match(text) or re.match(r"^[+-]?\d+$", text):
+            text = text.replace(".", "").replace(",", ".")
+        elif "," in text or "." in text:
+            return None
+    elif _US_GROUPED.match(text):
+        text = text.replace(",", "")
     try:
-        return float(text.rstrip("%").strip())
+        return float(text)
     except ValueError:
         return None
+
+
+def _as_number(text: str, decimal: str | None = None) -> float | None:
+    text = text.strip()
+    if decimal:
+        return _convert(text, decimal)
+    return _convert(text, _style(text) or ".") if text else None
+
+
+def column_decimal(table: Table, col: str, flag: str) -> str:
+    """The column's decimal mark: --decimal, else the one its cells show (refusing a mix)."""
+    if table.decimal:
+        return table.decimal
+    styles: dict[str, int] = {}
+    for pos, cell in enumerate(table.frame[col].astype(str)):
+        style = _style(cell.strip())
+        if style and style not in styles:
+            styles[style] = pos
+    if len(styles) == 2:
+        a, b = sorted(styles.values())
+        raise c.UsageError(
+            f"{flag} {table.path.name} column {col!r} mixes decimal marks ({table.row_name(a)}: "
+            f"{table.frame[col].iloc[a]!r}, {table.row_name(b)}: {table.frame[col].iloc[b]!r}): pass --decimal . or --decimal ,"
+        )
+    if styles:
+        return next(iter(styles))
+    return "," if table.sep == ";" else "."
 
 
 def pick_value_column(table: Table, wanted: str | None, exclude: set[str], flag: str, what: str, option: str) -> str:
@@ -122,20 +226,24 @@ def pick_value_column(table: Table, wanted: str | None, exclude: set[str], flag:
     )
 
 
+_OFFSET = r"\s*(?:Z|[+-]\d{2}:?\d{2})$"
+
+
 def parse_dates(table: Table, col: str, flag: str):
-    """-> DatetimeIndex (tz-naive UTC), refusing unreadable cells by row."""
+    """-> (instants, local): DatetimeIndex of UTC instants (tz-naive) and of the wall-clock times
+    the file states (tz-naive; equal to the instants when the file gives no offset or zone).
+    Weekdays and calendar months are read on the local times. Unreadable cells refused by row."""
     import pandas as pd
 
     raw = table.frame[col]
     if str(raw.dtype).startswith("datetime"):
         parsed = pd.to_datetime(raw, utc=True)
+        local = raw.dt.tz_localize(None) if getattr(raw.dt, "tz", None) is not None else parsed.dt.tz_localize(None)
     else:
         text = raw.astype(str).str.strip()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-            if parsed.isna().any():  # not ISO: let pandas infer one format for the column
-                parsed = pd.to_datetime(text, utc=True, errors="coerce")
+        parsed = _to_datetime(text, utc=True)
+        zoned = text.str.contains(_OFFSET, regex=True)
+        local = _to_datetime(text.str.replace(_OFFSET, "", regex=True), utc=False) if zoned.any() else None
     bad = parsed.isna().to_numpy().nonzero()[0]
     if len(bad):
         pos = int(bad[0])
@@ -143,11 +251,31 @@ def parse_dates(table: Table, col: str, flag: str):
             f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r}: cannot read {str(raw.iloc[pos])!r} "
             "as a date/time (use ISO dates like 2024-01-31 or 2024-01-31T14:00)"
         )
-    return pd.DatetimeIndex(parsed).tz_convert("UTC").tz_localize(None)
+    instants = pd.DatetimeIndex(parsed).tz_convert("UTC").tz_localize(None)
+    if local is None or local.isna().any():
+        local = instants
+    return instants, pd.DatetimeIndex(local)
+
+
+def _to_datetime(text, utc: bool):
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(text, utc=utc, errors="coerce", format="ISO8601")
+        if parsed.isna().any():  # not ISO: let pandas infer one format for the column
+            dotted = bool(text.str.match(r"^\d{1,2}\.\d{1,2}\.\d{2,4}").all())  # 31.01.2024: day first
+            parsed = pd.to_datetime(text, utc=utc, errors="coerce", dayfirst=dotted)
+            if parsed.isna().any() and not dotted:  # 31/01/2024 after 01/02/2024 read month first
+                other = pd.to_datetime(text, utc=utc, errors="coerce", dayfirst=True)
+                if other.isna().sum() < parsed.isna().sum():
+                    parsed = other
+    return parsed
 
 
 def parse_numbers(table: Table, col: str, flag: str, percent: bool):
-    """-> float numpy array; '1.5%' strings are 0.015; refuses empty and non-numeric cells by row."""
+    """-> float numpy array; '1.5%' strings are 0.015; decimal commas and thousands separators
+    read per the column's style (column_decimal); refuses empty and non-numeric cells by row."""
     import numpy as np
     import pandas as pd
 
@@ -155,7 +283,13 @@ def parse_numbers(table: Table, col: str, flag: str, percent: bool):
     if str(raw.dtype) in ("object", "string", "str"):
         text = raw.astype(str).str.strip()
         is_pct = text.str.endswith("%").to_numpy()
-        values = pd.to_numeric(text.str.rstrip("%").str.strip().str.replace(",", "", regex=False), errors="coerce").to_numpy(dtype=float)
+        plain = text.str.rstrip("%").str.strip()
+        if not table.decimal and table.sep != ";" and not plain.str.contains(",", regex=False).any():
+            decimal = "."  # no comma anywhere: the fast path
+            values = pd.to_numeric(plain.where(plain != "", None), errors="coerce").to_numpy(dtype=float)
+        else:
+            decimal = column_decimal(table, col, flag)
+            values = np.array([_convert(t, decimal) if t else None for t in text], dtype=float)
         values = np.where(is_pct, values / 100.0, values)
         if is_pct.any() and not is_pct.all():
             mixed = ~is_pct & (values != 0) & np.isfinite(values)
@@ -168,7 +302,7 @@ def parse_numbers(table: Table, col: str, flag: str, percent: bool):
         elif percent:
             values = values / 100.0
     else:
-        text = raw.astype(str)
+        decimal = "."
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
         if percent:
             values = values / 100.0
@@ -177,7 +311,10 @@ def parse_numbers(table: Table, col: str, flag: str, percent: bool):
         pos = int(bad[0])
         cell = str(raw.iloc[pos]).strip()
         what = "is empty" if cell in ("", "nan", "None", "NaN", "<NA>") and not np.isinf(values[pos]) else f"holds {cell!r}, not a finite number"
-        raise c.UsageError(f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r} {what}: fix or drop that row")
+        hint = "fix or drop that row"
+        if what != "is empty" and re.search(r"\d[.,]\d", cell):
+            hint = f"numbers are read with {'a decimal comma' if decimal == ',' else 'a decimal point'}; pass --decimal {'.' if decimal == ',' else ','} if the file uses the other"
+        raise c.UsageError(f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r} {what}: {hint}")
     return values
 
 
@@ -217,12 +354,26 @@ def to_series(table: Table, dates, values, col: str, flag: str, prices: bool, no
                 "if the column holds percent numbers pass --percent, if it holds prices pass --prices"
             )
         series = pd.Series(vals, index=index)
-        if len(vals) and float(np.median(np.abs(vals))) > 0.2:
-            notes.append(f"{label}: the median absolute return is {np.median(np.abs(vals)):.3g}; if these are percent, pass --percent")
     series.index.name = "date"
     if len(series) < 2:
         raise c.UsageError(f"{flag} {table.path.name} gives {len(series)} return(s): at least 2 are needed")
     return series
+
+
+def check_scale(series, ppy: float, notes: list[str], label: str) -> None:
+    """A note when the returns' statistics are implausible for fractions (0.01 = 1 %): percent
+    numbers read as fractions give a median bar move above 20 % or an annualised volatility above
+    100 % (crypto can reach that: the note says to check, it changes nothing)."""
+    import numpy as np
+
+    vals = series.to_numpy(dtype=float)
+    median = float(np.median(np.abs(vals)))
+    vol = float(np.std(vals, ddof=1)) * math.sqrt(ppy) if len(vals) > 1 else 0.0
+    if median > 0.2 or vol > 1.0:
+        notes.append(
+            f"{label}: median absolute return {median:.3g} per bar, annualised volatility {vol:.0%}: implausible for "
+            "fractional returns (0.01 = 1 %); if the column holds percent numbers (1.5 = 1.5 %), pass --percent"
+        )
 
 
 def sha256(path: Path) -> str:
@@ -233,16 +384,51 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def format_args(args) -> tuple[str | None, str | None]:
+    """--sep and --decimal, checked (None: detect)."""
+    sep, decimal = getattr(args, "sep", None), getattr(args, "decimal", None)
+    if sep is not None:
+        sep = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(sep.lower(), sep)
+        if len(sep) != 1:
+            raise c.UsageError("--sep takes one character: , ; | or tab")
+    if decimal is not None:
+        decimal = {"comma": ",", "point": ".", "dot": "."}.get(decimal.lower(), decimal)
+        if decimal not in (".", ","):
+            raise c.UsageError("--decimal takes . or ,")
+        if sep == decimal:
+            raise c.UsageError("--sep and --decimal cannot be the same character")
+    return sep, decimal
+
+
+def undated_index(count: int, ppy: float):
+    """Bars without dates: evenly spaced stand-in times from 1970-01-01, 1/ppy of a year apart."""
+    import pandas as pd
+
+    step = pd.Timedelta(seconds=round(365.25 * 86400 / ppy))
+    return pd.DatetimeIndex([pd.Timestamp("1970-01-01") + i * step for i in range(count)])
+
+
 def load_inputs(args, notes: list[str]) -> dict:
     """Read --returns (and the benchmark) into aligned pandas Series; every refusal happens here."""
-    table = read_table(args.returns, "--returns")
-    date_col = pick_date_column(table, args.date_column, "--returns")
-    exclude = {date_col}
+    import pandas as pd
+
+    sep, decimal = format_args(args)
+    table = read_table(args.returns, "--returns", sep, decimal)
+    date_col = pick_date_column(table, args.date_column, "--returns", undated_ok=args.periods_per_year is not None)
+    exclude = {date_col} if date_col else set()
     if args.benchmark_column and not args.benchmark:
         exclude.add(args.benchmark_column)
     value_col = pick_value_column(table, args.column, exclude, "--returns", "prices" if args.prices else "returns", "--column")
-    dates = parse_dates(table, date_col, "--returns")
-    dates.name = date_col
+    if date_col:
+        dates, local = parse_dates(table, date_col, "--returns")
+    else:
+        dates = local = undated_index(len(table.frame), args.periods_per_year)
+        notes.append(
+            f"no date column: {len(table.frame)} rows read as consecutive bars, {args.periods_per_year:g} a year "
+            "(--periods-per-year); times start at 1970-01-01 as stand-ins, calendar metrics are left out"
+        )
+    dates.name = date_col or "bar"
+    local_of = pd.Series(local.values, index=dates.values)
     returns = to_series(
         table, dates, parse_numbers(table, value_col, "--returns", args.percent), value_col, "--returns", args.prices, notes, "returns"
     )
@@ -253,16 +439,17 @@ def load_inputs(args, notes: list[str]) -> dict:
         "file": table.path,
         "column": value_col,
         "date_column": date_col,
+        "dated": date_col is not None,
         "benchmark_file": None,
         "benchmark_column": None,
     }
     bench = None
     bench_prices = args.benchmark_prices or (args.prices and not args.benchmark)
     if args.benchmark:
-        btable = read_table(args.benchmark, "--benchmark")
+        btable = read_table(args.benchmark, "--benchmark", sep, decimal)
         bdate = pick_date_column(btable, None, "--benchmark")
         bcol = pick_value_column(btable, args.benchmark_column, {bdate}, "--benchmark", "benchmark", "--benchmark-column")
-        bdates = parse_dates(btable, bdate, "--benchmark")
+        bdates, _ = parse_dates(btable, bdate, "--benchmark")
         bdates.name = bdate
         bvalues = parse_numbers(btable, bcol, "--benchmark", args.percent)
         bench = to_series(btable, bdates, bvalues, bcol, "--benchmark", bench_prices, notes, "benchmark")
@@ -277,6 +464,7 @@ def load_inputs(args, notes: list[str]) -> dict:
     if bench is not None:
         returns, bench = align_benchmark(returns, bench, notes)
         data["returns"], data["benchmark"] = returns, bench
+    data["local_index"] = pd.DatetimeIndex(local_of.reindex(data["returns"].index).to_numpy())
     return data
 
 
@@ -315,12 +503,39 @@ def align_benchmark(returns, bench, notes: list[str]):
     return returns, bench_ret
 
 
-def infer_periods_per_year(index) -> tuple[float, str]:
-    """Annualisation from the timestamps: (periods per year, how it was inferred)."""
-    import numpy as np
+TOLERANCE = 0.10  # measured bars a year vs the calendar's convention
+MIN_CHECK_DAYS = 90  # shorter spans measure the calendar too roughly (edge weekends, partial weeks)
+MIN_CHECK_BARS = 20
 
+
+def infer_periods_per_year(index, notes: list[str] | None = None) -> tuple[float, str]:
+    """Annualisation from the timestamps (local wall-clock times: weekdays as the data states them):
+    (periods per year, how it was inferred). The convention for the bar spacing (252 trading days,
+    365 calendar days, 52 weeks, ...) is checked against the bars a year the data itself has; when
+    they differ by more than 10 % the measured figure is used, with a note naming the flag."""
     if len(index) < 2:
         return 252.0, "default (too few bars to infer)"
+    ppy, how = _convention(index)
+    span_days = float((index[-1] - index[0]).total_seconds()) / 86400.0
+    if span_days < MIN_CHECK_DAYS or len(index) < MIN_CHECK_BARS:
+        return ppy, f"{how} (the data spans {span_days:.3g} days: too short to check against the calendar)"
+    measured = (len(index) - 1) / (span_days / 365.25)
+    gap = measured / ppy - 1.0
+    if abs(gap) <= TOLERANCE:
+        return ppy, f"{how}; the data has {measured:.4g} bars a year, within 10 %"
+    chosen = float(f"{measured:.4g}")
+    if notes is not None:
+        notes.append(
+            f"periods per year: the data has {measured:.4g} bars a year ({len(index)} bars over {span_days / 365.25:.3g} years), "
+            f"{gap:+.0%} from the {ppy:g} of its spacing ({how}): irregular or gappy bars, so the measured {chosen:g} is used; "
+            f"pass --periods-per-year {ppy:g} to use the convention"
+        )
+    return chosen, f"measured: {len(index) - 1} intervals over {span_days:.4g} days; the convention ({how}) differs by {gap:+.0%}"
+
+
+def _convention(index) -> tuple[float, str]:
+    import numpy as np
+
     diffs = np.diff(index.values).astype("timedelta64[s]").astype(float)
     median_days = float(np.median(diffs)) / 86400.0
     weekend_share = float((index.day_of_week >= 5).mean())

@@ -189,8 +189,8 @@ class Context:
         else:
             body = view
         self.emitted = True
-        if self.fmt == "markdown":
-            sys.stdout.write(self.header() + "\n\n" + body.rstrip("\n") + "\n")
+        if self.fmt == "markdown":  # for a terminal: store-supplied ANSI escapes shown, not obeyed
+            sys.stdout.write(c.safe_text(self.header() + "\n\n" + body.rstrip("\n") + "\n"))
         else:
             diag(self.header())
             sys.stdout.write(body if body.endswith("\n") else body + "\n")

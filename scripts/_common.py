@@ -77,8 +77,14 @@ class ServerError(SkillError):
 # ---------------------------------------------------------------------------------------------
 MASK = "***"
 _SECRETS: set[str] = set()
-_AUTH_HEADER_RE = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer|token)?\s*)([A-Za-z0-9._~+/=:-]+)")
-_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@]*(?::[^\s@]*)?@")
+_AUTH_SCHEMES = r"(?:basic|bearer|token|digest|negotiate)"
+# `Authorization: Basic <value>` / `"authorization": "Bearer <value>"`: the value after the scheme
+# word; the scheme word itself is never taken for the value, so masking twice changes nothing.
+_AUTH_HEADER_RE = re.compile(
+    rf"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:{_AUTH_SCHEMES}\s+)?)(?!{_AUTH_SCHEMES}\s)([A-Za-z0-9._~+/=:-]+)"
+)
+# userinfo in any URI; `user:***@` (a password already masked, as in a database store line) is kept
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(?![^\s/@:]*:\*\*\*@)[^\s/@]*(?::[^\s@]*)?@")
 
 
 def register_secret(value: str | None) -> None:
@@ -121,13 +127,15 @@ def _replace_token(text: str, secret: str) -> str:
 
 
 class ScrubbingStream(io.TextIOBase):
-    """Wraps stderr so no registered secret reaches a diagnostic, whatever the code path."""
+    """Wraps stderr so no registered secret reaches a diagnostic, whatever the code path, and
+    control characters from the store (ANSI escapes in a name echoed by an error) stay visible."""
 
     def __init__(self, inner):
         self._inner = inner
 
     def write(self, text):  # type: ignore[override]
-        return self._inner.write(scrub(text))
+        self._inner.write(safe_text(scrub(text)))
+        return len(text)
 
     def flush(self):
         return self._inner.flush()

@@ -52,6 +52,16 @@ SECRET_VARS = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_PASSWORD", "MLFLOW_TRACKING_T
 class Layer:
     name: str  # "environment", ".env.local (/abs/folder)", ...
     values: Mapping[str, str]
+    path: Path | None = None  # the file, for .env layers
+
+    def fix(self, names: str) -> str:
+        """How to change `names` in this source, for error messages."""
+        if self.path is not None:
+            return f"edit {names} in {self.path}"
+        return f"fix {names} in the environment, where it is set (shell export, `doppler secrets set`, mise [env])"
+
+    def beside(self) -> str:
+        return f"in {self.path}" if self.path is not None else "in the environment"
 
     def get(self, var: str) -> str | None:
         value = self.values.get(var)
@@ -80,7 +90,7 @@ def dotenv_layers(folders: list[tuple[Path, str]]) -> list[Layer]:
             from dotenv import dotenv_values  # only when such a file exists
 
             values = {k: v for k, v in dotenv_values(path).items() if v is not None}
-            layers.append(Layer(f"{name} in the {label} {folder}", values))
+            layers.append(Layer(f"{name} in the {label} {folder}", values, path))
     return layers
 
 
@@ -162,6 +172,18 @@ def redact_uri(uri: str) -> str:
     return parts.display() if parts else uri
 
 
+def redact_store_uri(uri: str) -> str:
+    """A database URI as people may see it: `user:***@` instead of the password, secret query
+    values masked; other URIs (sqlite paths) exactly as written."""
+    parts = split_uri(uri)
+    if parts is None or not (parts.password or any(is_secret_query_key(k) for k, _ in parts.query)):
+        return uri
+    user = f"{quote(parts.username or '', safe='')}:{c.MASK}@" if parts.password else (
+        f"{quote(parts.username, safe='')}@" if parts.username else "")  # fmt: skip
+    shown = [(k, c.MASK if is_secret_query_key(k) else v) for k, v in parts.query]
+    return f"{parts.scheme}://{user}{parts.host}{parts.path}" + (f"?{urlencode(shown, safe='*')}" if shown else "")
+
+
 # ---------------------------------------------------------------------------------------------
 # Settings
 # ---------------------------------------------------------------------------------------------
@@ -173,6 +195,9 @@ class Settings:
     password: str | None = None
     token: str | None = None
     credential_source: str | None = None  # e.g. "MLFLOW_TRACKING_USERNAME/PASSWORD from .env.local (...)"
+    unused_credentials: str | None = None  # credentials set in a source other than the URI's: not sent
+    uri_fix: str = "fix the URI"  # how to change the URI in the place it came from
+    credentials_fix: str = ""  # how to fix the credentials in the place they came from (or belong)
     query_params: tuple[tuple[str, str], ...] = ()  # sent with every request (e.g. a proxy's access_token)
     insecure_tls: bool = False
     server_cert_path: str | None = None
@@ -198,6 +223,8 @@ class Settings:
 
     @property
     def display_uri(self) -> str:
+        if not self.is_http:
+            return redact_store_uri(self.tracking_uri)
         if self.query_params:
             shown = [(k, c.MASK if is_secret_query_key(k) else v) for k, v in self.query_params]
             return f"{self.tracking_uri}?{urlencode(shown, safe='*')}"
@@ -215,6 +242,8 @@ class Settings:
             return f"a bearer token was sent ({self.credential_source})"
         if self.username or self.password:
             return f"user {self.username!r} was sent ({self.credential_source})"
+        if self.unused_credentials:
+            return f"no credentials were sent ({self.unused_credentials}, a different source than the URI's)"
         return "no credentials were sent"
 
 
@@ -275,6 +304,27 @@ def _uri_in(layer: Layer) -> tuple[str, str] | None:
     return None
 
 
+def _uri_fix(source: str, layer: Layer | None) -> str:
+    if source == FLAG_SOURCE:
+        return "pass a corrected --tracking-uri"
+    if layer is None:
+        return "set MLFLOW_TRACKING_URI (environment or .env.local) to use a server"
+    return layer.fix("MLFLOW_TRACKING_URI" if source.startswith("MLFLOW_TRACKING_URI") else "MLFLOW_HOST/MLFLOW_PORT")
+
+
+def _credentials_fix(cred_layer: Layer | None, cred_source: str | None, unused: str | None) -> str:
+    """How to fix a 401 in the place the credentials came from, or where they belong."""
+    if cred_source and cred_layer is not None:
+        names = cred_source.split(" from ", 1)[0]
+        return cred_layer.fix(names)
+    place = cred_layer.beside() if cred_layer is not None else "in the environment"
+    wanted = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+    if unused:
+        return (f"credentials are sent only with the URI of the same source: set {wanted} {place} beside the URI, "
+                "or put the URI where the credentials are")  # fmt: skip
+    return f"set {wanted} {place}, beside the URI"
+
+
 def resolve_settings(
     flag_uri: str | None = None,
     timeout: float | None = None,
@@ -284,23 +334,27 @@ def resolve_settings(
     """Apply the precedence table above; `environ` and `cwd` default to this process's."""
     environ = dict(os.environ if environ is None else environ)
     cwd = Path.cwd() if cwd is None else cwd
-    env_layer = Layer("environment", environ)
-    layers = [env_layer, *dotenv_layers(env_folders(environ, cwd))]
+    layers = [Layer("environment", environ), *dotenv_layers(env_folders(environ, cwd))]
+    store = _store_settings(flag_uri, layers, cwd)
+    origins: dict[str, str] = {"tracking_uri": store["source"]}
+    if store["credential_source"]:
+        origins["credentials"] = store["credential_source"]
+    secrets = [layer.get(v) for layer in layers for v in SECRET_VARS if layer.get(v)] + store.pop("uri_secrets")
+    secrets += [s for s in (store["password"], store["token"]) if s]
+    return Settings(
+        **store,
+        **_transport_settings(layers, timeout, origins),
+        secrets=tuple(dict.fromkeys(s for s in secrets if s)),
+        origins=origins,
+    )
 
-    def first(var: str) -> tuple[str | None, str]:
-        for layer in layers:
-            if layer.get(var) is not None:
-                return layer.get(var), f"{var} from {layer.name}"
-        return None, "not set"
 
-    secrets: list[str] = []
-    for layer in layers:
-        secrets += [layer.get(v) for v in SECRET_VARS if layer.get(v)]
-
+def _store_settings(flag_uri: str | None, layers: list[Layer], cwd: Path) -> dict:
+    """The store URI, where it came from, and the credentials that travel with it."""
     uri_layer: Layer | None = None
     if flag_uri:
         uri, source = flag_uri.strip(), FLAG_SOURCE
-        cred_layer = env_layer  # typed in this shell: the shell's credentials go with it
+        cred_layer: Layer | None = layers[0]  # typed in this shell: the shell's credentials go with it
     else:
         found = next(((layer, _uri_in(layer)) for layer in layers if _uri_in(layer)), None)
         if found:
@@ -309,26 +363,42 @@ def resolve_settings(
             uri, source = embedded_store_uri(cwd), EMBEDDED_SOURCE
         cred_layer = uri_layer
     embedded = source == EMBEDDED_SOURCE
-
     username = password = token = cred_source = None
     if cred_layer is not None and not embedded:
         username, password, token, cred_source = _layer_credentials(cred_layer)
+    uri_fix = _uri_fix(source, uri_layer)
     query: tuple[tuple[str, str], ...] = ()
+    uri_secrets: list[str] = []
     parts = split_uri(uri)
+    in_uri = bool(parts and parts.scheme in ("http", "https") and (parts.username or parts.password))
     if parts and parts.scheme in ("http", "https"):
-        if parts.username or parts.password:
+        if in_uri:
             username, password, token = parts.username, parts.password, None
             cred_source = f"the URI's user:password@ ({source})"
-        secrets += [v for k, v in parts.query if is_secret_query_key(k) and v]
-        query = parts.query
-        uri = parts.base
-    elif parts and parts.password:  # database URIs: keep them whole, never show the password
-        secrets.append(parts.password)
-    secrets += [s for s in (password, token) if s]
+        uri_secrets = [v for k, v in parts.query if is_secret_query_key(k) and v]
+        query, uri = parts.query, parts.base
+    elif parts:  # database URIs: kept whole for the driver, shown as user:***@ (Settings.display_uri)
+        uri_secrets = [parts.password or ""] + [v for k, v in parts.query if is_secret_query_key(k)]
+    unused = None
+    if not embedded and not (username or password or token):
+        unused = next((d for layer in layers if layer is not cred_layer for d in [_layer_credentials(layer)[3]] if d), None)
+    cred_fix = f"fix the user:password@ in the URI: {uri_fix}" if in_uri else _credentials_fix(cred_layer, cred_source, unused)
+    return {
+        "tracking_uri": uri, "source": source, "embedded": embedded, "query_params": query, "uri_secrets": uri_secrets,
+        "username": username or None, "password": password or None, "token": token or None,
+        "credential_source": cred_source, "unused_credentials": unused, "uri_fix": uri_fix, "credentials_fix": cred_fix,
+    }  # fmt: skip
 
-    origins: dict[str, str] = {"tracking_uri": source}
-    if cred_source:
-        origins["credentials"] = cred_source
+
+def _transport_settings(layers: list[Layer], timeout: float | None, origins: dict[str, str]) -> dict:
+    """Everything but the store and its credentials: each from the first source that sets it."""
+
+    def first(var: str) -> tuple[str | None, str]:
+        for layer in layers:
+            if layer.get(var) is not None:
+                return layer.get(var), f"{var} from {layer.name}"
+        return None, "not set"
+
     timeout_text, origins["timeout"] = first("MLFLOW_HTTP_REQUEST_TIMEOUT")
     if timeout is not None:
         origins["timeout"] = "--timeout"
@@ -352,28 +422,18 @@ def resolve_settings(
     for var, (value, where) in values.items():
         if value is not None:
             origins[var] = where
-    return Settings(
-        tracking_uri=uri,
-        source=source,
-        username=username or None,
-        password=password or None,
-        token=token or None,
-        credential_source=cred_source,
-        query_params=query,
-        insecure_tls=_truthy(values["MLFLOW_TRACKING_INSECURE_TLS"][0]),
-        server_cert_path=values["MLFLOW_TRACKING_SERVER_CERT_PATH"][0],
-        client_cert_path=values["MLFLOW_TRACKING_CLIENT_CERT_PATH"][0],
-        timeout=float(timeout),
-        retries=retries,
-        embedded=embedded,
-        auth_plugin=values["MLFLOW_TRACKING_AUTH"][0],
-        aws_sigv4=_truthy(values["MLFLOW_TRACKING_AWS_SIGV4"][0]),
-        allow_file_store=_truthy(values["MLFLOW_ALLOW_FILE_STORE"][0]),
-        experiment_id=values["MLFLOW_EXPERIMENT_ID"][0],
-        experiment_name=values["MLFLOW_EXPERIMENT_NAME"][0],
-        secrets=tuple(dict.fromkeys(s for s in secrets if s)),
-        origins=origins,
-    )
+    return {
+        "insecure_tls": _truthy(values["MLFLOW_TRACKING_INSECURE_TLS"][0]),
+        "server_cert_path": values["MLFLOW_TRACKING_SERVER_CERT_PATH"][0],
+        "client_cert_path": values["MLFLOW_TRACKING_CLIENT_CERT_PATH"][0],
+        "timeout": float(timeout),
+        "retries": retries,
+        "auth_plugin": values["MLFLOW_TRACKING_AUTH"][0],
+        "aws_sigv4": _truthy(values["MLFLOW_TRACKING_AWS_SIGV4"][0]),
+        "allow_file_store": _truthy(values["MLFLOW_ALLOW_FILE_STORE"][0]),
+        "experiment_id": values["MLFLOW_EXPERIMENT_ID"][0],
+        "experiment_name": values["MLFLOW_EXPERIMENT_NAME"][0],
+    }
 
 
 def quote_userinfo(value: str) -> str:

@@ -58,8 +58,8 @@ class Store:
         self._mlflow_seen = True
         if expect and expect not in payload:
             raise ServerError(
-                f"{self.settings.display_uri} answered {path} without {expect!r}: is this an MLflow tracking "
-                f"server? check the URI ({self.settings.source})"
+                f"{self.settings.display_uri} ({self.settings.source}) answered {path} with JSON without {expect!r}: "
+                f"is this an MLflow tracking server? {self.settings.uri_fix}"
             )
         return payload
 
@@ -316,7 +316,8 @@ def check_driver(settings: Settings) -> None:
 
     if importlib.util.find_spec(module) is None:
         raise UsageError(
-            f"{settings.scheme}:// stores need the {package} driver, which this script does not install: "
+            f"{settings.scheme}:// stores need the {package} driver, which this script does not install "
+            f"(URI {settings.display_uri} from {settings.source.removeprefix('MLFLOW_TRACKING_URI from ')}): "
             f"run it as `uv run --with {package} scripts/...` (or serve the database with `mlflow server` "
             "and point MLFLOW_TRACKING_URI at http://...)"
         )
@@ -325,7 +326,11 @@ def check_driver(settings: Settings) -> None:
 class InProcessStore(Store):
     """Stores that are not servers (sqlite, other databases, file): MLflow's own server handlers
     run in this process through Flask's test client, so every script speaks one protocol and the
-    store applies exactly the validation a real server would."""
+    store applies exactly the validation a real server would.
+
+    Opening the store creates or migrates its schema on first use; that runs under a file lock, so
+    several processes opening a fresh ./mlflow.db at once are safe, and a store left mid-migration
+    by an interrupted process is reported with its fix instead of being migrated again."""
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
@@ -338,18 +343,27 @@ class InProcessStore(Store):
         check_driver(settings)
         uri = _absolute_sqlite_uri(uri)
         artifact_root = str(Path("mlruns").resolve())  # where MLflow's client puts them too
-        with quiet_mlflow_logging():
+        import _embedded as emb
+
+        with quiet_mlflow_logging(), emb.gc_paused():
             from mlflow.server import app, handlers
 
-            # The handlers cache one store per process; point them at this one.
-            handlers._tracking_store = None
-            handlers._model_registry_store = None
-            handlers._get_tracking_store(uri, artifact_root)
-            handlers._get_model_registry_store(uri)
+            with emb.store_init_lock(uri, settings.display_uri):
+                emb.check_sqlite_state(uri, settings.display_uri)
+                # The handlers cache one store per process; point them at this one.
+                handlers._tracking_store = None
+                handlers._model_registry_store = None
+                try:
+                    handlers._get_tracking_store(uri, artifact_root)
+                    handlers._get_model_registry_store(uri)
+                except SkillError:
+                    raise
+                except Exception as exc:  # schema too old or too new, a broken half-created file, ...
+                    raise emb.store_open_error(exc, uri, settings.display_uri) from None
             self._client = app.test_client()
 
     def _request(self, method, path, params, body):
-        with quiet_mlflow_logging():
+        with quiet_mlflow_logging(), bytecode_cache():
             try:
                 if method == "GET":
                     resp = self._client.get(path, query_string=params)
@@ -359,6 +373,26 @@ class InProcessStore(Store):
                 raise ServerError(f"store {self.settings.display_uri} failed: {c.scrub(str(exc))[:300]}") from exc
         payload = resp.get_json(silent=True)
         return resp.status_code, payload if payload is not None else resp.get_data(as_text=True)
+
+
+@contextlib.contextmanager
+def bytecode_cache():
+    """Let Python cache the byte-code of the packages imported here even where
+    PYTHONDONTWRITEBYTECODE is set. The scripts' uv environments are installed without compiling
+    (compiling all of MLflow's dependencies took most of a first call, once per script); this way
+    a first call compiles only the modules it imports, into uv's environment, and later calls
+    reuse them. Only third-party packages are imported inside, never the user's files."""
+    import sys
+
+    import _embedded
+
+    _embedded.borrow_bytecode()  # what another script's environment compiled already
+    previous = sys.dont_write_bytecode
+    sys.dont_write_bytecode = False
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode = previous
 
 
 def _absolute_sqlite_uri(uri: str) -> str:
@@ -398,14 +432,16 @@ def quiet_mlflow_logging():
 
 
 def open_store(settings: Settings) -> Store:
-    scheme = settings.scheme
-    if scheme in ("http", "https"):
-        if settings.auth_plugin or settings.aws_sigv4:
+    check_driver(settings)  # a database URI without its driver: refused before anything is imported
+    with bytecode_cache():  # the packages each store imports (requests, MLflow): see bytecode_cache
+        scheme = settings.scheme
+        if scheme in ("http", "https"):
+            if settings.auth_plugin or settings.aws_sigv4:
+                return MlflowRestStore(settings)
+            return HttpStore(settings)
+        if scheme.startswith("databricks"):
             return MlflowRestStore(settings)
-        return HttpStore(settings)
-    if scheme.startswith("databricks"):
-        return MlflowRestStore(settings)
-    return InProcessStore(settings)
+        return InProcessStore(settings)
 
 
 class MlflowRestStore(Store):
@@ -478,7 +514,7 @@ def paged(
     while True:
         body["max_results"] = min(page_size, limit - seen) if limit is not None else page_size
         page = store.post(path, body) if method == "POST" else store.get(path, body)
-        token = page.get("next_page_token")
+        token = check_page(store, path, page, key).get("next_page_token")
         items = page.pop(key, None) or []
         del page
         items.reverse()
@@ -488,6 +524,17 @@ def paged(
         if not token or (limit is not None and seen >= limit):
             return
         body["page_token"] = token
+
+
+def check_page(store: Store, path: str, page: dict, key: str) -> dict:
+    """A search answer without its list is empty only if it holds nothing else: MLflow omits empty
+    lists but never answers with other keys (a health check's {"ok": true} is not "0 results")."""
+    if key not in page and set(page) - {"next_page_token"}:
+        raise ServerError(
+            f"{store.settings.display_uri} ({store.settings.source}) answered {path} with JSON of another shape "
+            f"(keys {', '.join(sorted(page))[:80]}): is this an MLflow tracking server? {store.settings.uri_fix}"
+        )
+    return page
 
 
 def all_experiments(store: Store, view: str = "ALL") -> list[dict]:

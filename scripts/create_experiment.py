@@ -1,13 +1,20 @@
 # /// script
 # requires-python = ">=3.11"
 # dependencies = [
-#     "mlflow>=3.7",
+#     "mlflow-skinny>=3.7",
+#     "sqlalchemy>=1.4,<3",
+#     "alembic>=1.8,!=1.10.0,<2",
+#     "flask<4",
 #     "python-dotenv>=1.0",
 #     "requests>=2.31",
 # ]
 # [tool.uv]
-# compile-bytecode = true  # MLflow is imported for non-server stores: compile once, not per call
+# compile-bytecode = false  # a first call compiles only what it imports, or borrows it (_embedded)
 # ///
+# Dependencies: MLflow's client and tracking store without its ML stack (mlflow-skinny plus the
+# database and server-handler packages full `mlflow` adds for the embedded sqlite store). Not
+# compiled at install: compiling all of it took most of each script's first call, six times over;
+# see _store.bytecode_cache and _embedded.borrow_bytecode for what happens instead.
 """Create an MLflow experiment, idempotently, with a description and tags.
 
 Usage:
@@ -61,12 +68,11 @@ def command(ctx: cli.Context) -> int:
         update=args.update,
     )
     unapplied = experiment.pop("_unapplied", [])
-    result = shape(ctx, experiment, status, unapplied)
-    ctx.emit(c.to_json(result) if ctx.fmt == "json" else render(result))
+    ctx.emit(view(shape_result(ctx, experiment, status, unapplied)))
     return c.EXIT_OK
 
 
-def shape(ctx: cli.Context, experiment: dict, status: str, unapplied: list[str]) -> dict:
+def shape_result(ctx: cli.Context, experiment: dict, status: str, unapplied: list[str]) -> dict:
     tags = st.kv(experiment.get("tags"))
     description = tags.pop(st.DESCRIPTION_TAG, None)
     url = f"{ctx.settings.display_uri.rstrip('/')}/#/experiments/{experiment['experiment_id']}" if ctx.settings.is_http else None
@@ -83,7 +89,7 @@ def shape(ctx: cli.Context, experiment: dict, status: str, unapplied: list[str])
     }
 
 
-def render(result: dict) -> str:
+def view(result: dict) -> cli.View:
     verb = {
         "created": "Created",
         "exists": "Already exists:",
@@ -102,7 +108,7 @@ def render(result: dict) -> str:
         lines.append(
             "- not changed: " + ", ".join(result["unapplied"]) + " (the stored values differ from yours; add --update to set them)"
         )
-    return "\n".join(lines)
+    return cli.View(data=result, lines=lines)
 
 
 def main(argv: list[str] | None = None) -> int:

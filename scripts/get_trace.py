@@ -1,24 +1,35 @@
 # /// script
 # requires-python = ">=3.11"
 # dependencies = [
-#     "mlflow>=3.7",
+#     "mlflow-skinny>=3.7",
+#     "sqlalchemy>=1.4,<3",
+#     "alembic>=1.8,!=1.10.0,<2",
+#     "flask<4",
 #     "python-dotenv>=1.0",
 #     "requests>=2.31",
 # ]
 # [tool.uv]
-# compile-bytecode = true  # MLflow is imported for non-server stores: compile once, not per call
+# compile-bytecode = false  # a first call compiles only what it imports, or borrows it (_embedded)
 # ///
-"""Read one MLflow trace (or several) as a span tree: what happened, how long, what failed.
+# Dependencies: MLflow's client and tracking store without its ML stack (mlflow-skinny plus the
+# database and server-handler packages full `mlflow` adds for the embedded sqlite store). Not
+# compiled at install: compiling all of it took most of each script's first call, six times over;
+# see _store.bytecode_cache and _embedded.borrow_bytecode for what happens instead.
+"""Read one MLflow trace (or several) as a span tree, or a whole session as a conversation.
 
 Usage:
   uv run scripts/get_trace.py --trace-id ID [ID ...] [--full] [--span NAME_OR_ID]
-                              [--max-spans N] [--output FILE [--force]] [--format markdown|json]
+                              [--max-spans N] [--prices prices.json] [--output FILE [--force]]
+                              [--format markdown|json]
+  uv run scripts/get_trace.py --session ID [--experiment NAME_OR_ID ...] [--max-turns N]
+                              [--prices prices.json] [--format markdown|json]
 
-Shows a header (status, start time, duration, session, user, tags, token usage, request and
+A trace: a header (status, start time, duration, session, user, tags, token usage, request and
 response previews, root-cause error), the span tree indented by nesting (name, span type,
 duration and share of the trace, status, inputs -> outputs previews; failed spans show their
 exception or status message), the slowest spans by own time (duration minus child spans),
-and the assessments (feedback and expectations with value, source and rationale).
+and the assessments: feedback and expectations with value, source (HUMAN, LLM_JUDGE, CODE and
+who), rationale (bounded) and the span each points at.
 
   --full            inputs and outputs whole instead of short previews
   --span NAME_OR_ID one span completely: attributes, inputs, outputs, events (stack traces)
@@ -27,13 +38,25 @@ and the assessments (feedback and expectations with value, source and rationale)
                     shape `mlflow traces get` prints; a list for several ids) and print only
                     the summary, without the tree
 
-An unknown trace id is an error (exit 3). Find ids with scripts/search_traces.py.
+A session (--session ID, metadata mlflow.trace.session): its traces oldest first, each turn as
+user input -> response (previews), with status, latency, tokens, feedback and, for failed
+turns, the root-cause error inline; then the totals (turns, errors, time, tokens, feedback
+pass rates or means, cost with --prices) and the trace id of every turn to open. Scope:
+--experiment (default MLFLOW_EXPERIMENT_ID / _NAME). --max-turns N turns shown (default 8;
+all in --format json); failed turns beyond them are still listed.
+
+--prices prices.json: cost in USD from the models named on spans with token usage,
+{"gpt-4o-mini": {"input_per_1m": 0.15, "output_per_1m": 0.6}}; no file, no cost.
+
+An unknown trace id or an empty session is an error (exit 3). Find ids with
+scripts/search_traces.py (sessions: search_traces.py --group-by session).
 
 Examples:
   uv run scripts/get_trace.py --trace-id tr-8d3f0c1e2b4a4f5e9d7c6b5a4f3e2d1c
   uv run scripts/get_trace.py --trace-id tr-8d3f... --span retriever
   uv run scripts/get_trace.py --trace-id tr-8d3f... tr-19ab... --output traces.json
   uv run scripts/get_trace.py --trace-id tr-8d3f... --format json
+  uv run scripts/get_trace.py --session sess-42 --experiment my-agent
 """
 
 from __future__ import annotations
@@ -51,10 +74,15 @@ PREVIEW = 60  # characters of a span's inputs/outputs in the tree
 
 def build_parser():
     parser = cli.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
-    parser.add_argument("--trace-id", nargs="+", action="extend", required=True, metavar="ID", help="trace id(s)")
+    parser.add_argument("--trace-id", nargs="+", action="extend", metavar="ID", help="trace id(s)")
+    parser.add_argument("--session", metavar="ID", help="a session's traces as a conversation")
+    parser.add_argument("--experiment", action="append", metavar="NAME_OR_ID", help="--session: experiment(s) to look in")
+    parser.add_argument("--max-turns", type=int, default=8, help="--session: turns shown (default 8; all in json)")
+    parser.add_argument("--limit", type=int, default=1000, help="--session: at most this many traces read (default 1000)")
     parser.add_argument("--full", action="store_true", help="show inputs and outputs whole")
     parser.add_argument("--span", metavar="NAME_OR_ID", help="show one span completely (attributes, events)")
     parser.add_argument("--max-spans", type=int, default=200, help="spans listed in the tree (default 200)")
+    parser.add_argument("--prices", metavar="FILE", help="prices.json: cost in USD per model (see above)")
     parser.add_argument("--output", metavar="FILE", help="write the complete trace JSON; print only the summary")
     parser.add_argument("--force", action="store_true", help="let --output replace an existing file")
     return parser
@@ -62,11 +90,25 @@ def build_parser():
 
 def command(ctx: cli.Context) -> int:
     args = ctx.args
-    ids = list(dict.fromkeys(t.strip() for t in args.trace_id if t.strip()))
-    if not ids:
-        raise c.UsageError("pass --trace-id ID (find ids: uv run scripts/search_traces.py --experiment NAME)")
     if args.max_spans < 1:
         raise c.UsageError("--max-spans must be at least 1")
+    if args.session is not None:
+        if args.trace_id:
+            raise c.UsageError("pass --trace-id or --session, not both")
+        if args.max_turns < 1 or args.limit < 1:
+            raise c.UsageError("--max-turns and --limit must be at least 1")
+        if args.output or args.span or args.full:
+            raise c.UsageError("--output, --span and --full read one trace: open a turn with --trace-id ID (or --format json for the session)")
+        ctx.emit(session_view(ctx, tr.load_prices(args.prices)))
+        return c.EXIT_OK
+    ids = list(dict.fromkeys(t.strip() for t in args.trace_id or [] if t.strip()))
+    if not ids:
+        raise c.UsageError(
+            "pass --trace-id ID (find ids: uv run scripts/search_traces.py --experiment NAME), "
+            "or --session ID for a conversation"
+        )
+    cli.check_output_target(args)
+    prices = tr.load_prices(args.prices)
     traces = []
     for trace_id in ids:
         info = tr.get_trace_info(ctx.store, trace_id)
@@ -76,14 +118,12 @@ def command(ctx: cli.Context) -> int:
         full = [{"info": info, "data": {"spans": spans}} for info, spans in traces]
         path = c.write_atomic(args.output, c.to_json(full[0] if len(full) == 1 else full), force=args.force)
         cli.diag(f"wrote {len(full)} complete trace(s) to {path}")
-    views = [shape(info, spans, args) for info, spans in traces]
-    if ctx.fmt == "json":
-        ctx.emit(c.to_json(c.json_safe(views[0] if len(views) == 1 else views)))
-        return c.EXIT_OK
+    views = [shape(info, spans, args, prices) for info, spans in traces]
     parts = [render(v, args) for v in views]
     if args.output:
         parts.append(f"Complete trace JSON written to {args.output}.")
-    ctx.emit("\n\n".join(parts))
+    data = c.json_safe(views[0] if len(views) == 1 else views)
+    ctx.emit(cli.View(data=data, lines=["\n\n".join(parts)]))
     return c.EXIT_OK
 
 
@@ -94,7 +134,7 @@ def find_span(nodes: list[dict], ref: str) -> list[dict]:
     return by_id or [n for n in nodes if n["name"] == ref] or [n for n in nodes if n["name"].lower() == ref.lower()]
 
 
-def shape(info: dict, spans: list[dict], args) -> dict:
+def shape(info: dict, spans: list[dict], args, prices: dict | None = None) -> dict:
     summary = tr.trace_summary(info)
     nodes = tr.span_nodes(spans)
     total_ms = summary["duration_ms"]
@@ -161,6 +201,7 @@ def shape(info: dict, spans: list[dict], args) -> dict:
         ],
         "spans": span_views,
     }
+    add_assessment_spans_and_cost(result, nodes, prices)
     if args.full:
         result["request"] = tr.span_attr(nodes[0]["_span"], "mlflow.spanInputs") if nodes else summary["request_preview"]
         result["response"] = tr.span_attr(nodes[0]["_span"], "mlflow.spanOutputs") if nodes else summary["response_preview"]
@@ -172,6 +213,15 @@ def shape(info: dict, spans: list[dict], args) -> dict:
         result["span_detail"] = [span_detail(m, total_ms) for m in matches[:5]]
         result["span_matches"] = len(matches)
     return result
+
+
+def add_assessment_spans_and_cost(result: dict, nodes: list[dict], prices: dict | None) -> None:
+    """Name the span each assessment points at; price the trace when --prices is given."""
+    names = {n["span_id"]: n["name"] for n in nodes}
+    for a in result["assessments"]:
+        a["span_name"] = names.get(tr.span_hex_id(a["span_id"])) if a.get("span_id") else None
+    if prices:
+        result["cost"] = tr.trace_cost(nodes, prices)
 
 
 def span_detail(node: dict, total_ms: float | None) -> dict:
@@ -226,6 +276,8 @@ def render(view: dict, args) -> str:
         lines.append("- " + " · ".join(w for w in who if w))
     if view["tokens"]:
         lines.append(f"- tokens: {tr.fmt_tokens(view['tokens'])}")
+    if view.get("cost"):
+        lines.append(f"- cost: {cost_text(view['cost'])}")
     if view["tags"]:
         lines.append("- tags: " + ", ".join(f"{k}={c.truncate(v, 40)}" for k, v in sorted(view["tags"].items())))
     if view["metadata"]:
@@ -252,19 +304,18 @@ def render(view: dict, args) -> str:
 
     if view["assessments"]:
         lines += ["", f"### Assessments ({len(view['assessments'])})", ""]
-        rows = []
-        for a in view["assessments"]:
-            value = a["value"] if a["value"] is not None else (f"error: {a['error']}" if a["error"] else "")
-            rows.append(
-                [
-                    a["name"],
-                    a["kind"],
-                    c.truncate(value if isinstance(value, str) else json.dumps(value, default=str), 60),
-                    a["source"],
-                    c.truncate(a["rationale"] or "", 100),
-                ]
-            )
-        lines.append(c.md_table(["name", "kind", "value", "source", "rationale"], rows))
+        rows = [
+            [
+                a["name"],
+                a["kind"],
+                tr.assessment_value_text(a, 60),
+                a["source"],
+                c.truncate(a["rationale"] or "", 100),
+                f"{a['span_name'] or '?'} ({tr.span_hex_id(a['span_id'])})" if a.get("span_id") else "(trace)",
+            ]
+            for a in view["assessments"]
+        ]
+        lines.append(c.md_table(["name", "kind", "value", "source", "rationale", "span"], rows))
 
     for detail in view.get("span_detail", []):
         lines += ["", *span_detail_lines(detail)]
@@ -284,7 +335,7 @@ def tree_lines(spans: list[dict], args) -> list[str]:
             timing += f" {pct(v['share'])}"
         bits.append(timing)
         if v["status"] == "ERROR":
-            bits.append("ERROR " + c.truncate(v["error_display"] or "", 160))
+            bits.append(("ERROR " + c.truncate(v["error_display"] or "", 160)).strip())
         elif v["status"] not in ("OK", "UNSET"):
             bits.append(v["status"])
         if v["tokens"]:
@@ -342,6 +393,153 @@ def span_detail_lines(d: dict) -> list[str]:
                 else:
                     lines.append(f"  - {k}: {text}")
     return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# A session as a conversation
+# ---------------------------------------------------------------------------------------------
+TURN_TEXT = 110  # characters of each side of a turn
+
+
+def cost_text(cost: dict) -> str:
+    text = tr.fmt_usd(cost["cost_usd"]) or "$0 priced"
+    if cost["unpriced_tokens"]:
+        text += f" (+{c.fmt_num(cost['unpriced_tokens'])} tokens unpriced: {', '.join(cost['unpriced_models'][:3])})"
+    return text
+
+
+def fetch_session(ctx: cli.Context) -> tuple[list[dict], list[dict], bool]:
+    args = ctx.args
+    experiments = tr.resolve_experiments(ctx.store, ctx.settings, args.experiment)
+    flt = tr.filter_eq(tr.backtick_key("metadata", tr.TRACE_SESSION_KEY), args.session)
+    infos, truncated = tr.search_all_trace_infos(
+        ctx.store, [e["experiment_id"] for e in experiments], flt, args.limit, ["timestamp_ms ASC"]
+    )
+    if not infos:
+        names = ", ".join(e["name"] for e in experiments)
+        raise c.NotFoundError(
+            f"no traces in session {args.session!r} in {names} (list sessions: uv run scripts/search_traces.py "
+            f"--experiment {shlex_quote(experiments[0]['name'])} --group-by session)"
+        )
+    return experiments, infos, truncated
+
+
+def shlex_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def turn_of(number: int, info: dict, nodes: list[dict] | None, prices: dict | None) -> dict:
+    s = tr.trace_summary(info)
+    cause = tr.root_cause(nodes) if nodes else None
+    return {
+        "turn": number,
+        "trace_id": s["trace_id"],
+        "timestamp_ms": s["timestamp_ms"],
+        "status": s["status"],
+        "duration_ms": s["duration_ms"],
+        "user": s["user"],
+        "tokens": s["tokens"],
+        "input": tr.message_text(s["request_preview"], "user") or "",
+        "response": tr.message_text(s["response_preview"], "assistant") or "",
+        "error": (f"{cause['name']}: {cause['error'] or 'ERROR'}" if cause else ("ERROR" if s["status"] == "ERROR" else None)),
+        "assessments": s["assessments"],
+        "cost": tr.trace_cost(nodes, prices) if prices and nodes is not None else None,
+    }
+
+
+def session_view(ctx: cli.Context, prices: dict | None) -> cli.View:
+    args = ctx.args
+    experiments, infos, truncated = fetch_session(ctx)
+    need = [i for i in infos if prices or (i.get("state") or i.get("status")) == "ERROR"]
+    nodes = {}
+    for info in need:  # spans only where a root cause or a cost needs them
+        try:
+            nodes[info["trace_id"]] = tr.span_nodes(tr.get_trace_spans(ctx.store, info["trace_id"]))
+        except c.SkillError:
+            nodes[info["trace_id"]] = None
+    turns = [turn_of(n + 1, info, nodes.get(info["trace_id"]), prices) for n, info in enumerate(infos)]
+    totals = session_totals(turns, prices)
+    result = {
+        "session": args.session,
+        "experiments": [{"experiment_id": e["experiment_id"], "name": e["name"]} for e in experiments],
+        "truncated_at_limit": truncated,
+        "totals": totals,
+        "turns": turns,
+    }
+    return cli.View(data=c.json_safe(result), lines=session_lines(result, args))
+
+
+def session_totals(turns: list[dict], prices: dict | None) -> dict:
+    tokens = [t["tokens"] for t in turns if t["tokens"]]
+    costs = [t["cost"] for t in turns if t["cost"]]
+    last = turns[-1]
+    return {
+        "turns": len(turns),
+        "errors": sum(1 for t in turns if t["status"] == "ERROR"),
+        "users": sorted({t["user"] for t in turns if t["user"]}),
+        "first_ms": turns[0]["timestamp_ms"],
+        "last_end_ms": (last["timestamp_ms"] or 0) + int(last["duration_ms"] or 0),
+        "duration_ms": sum(t["duration_ms"] or 0 for t in turns),
+        "input_tokens": sum(t.get("input_tokens") or 0 for t in tokens) if tokens else None,
+        "output_tokens": sum(t.get("output_tokens") or 0 for t in tokens) if tokens else None,
+        "total_tokens": sum(t.get("total_tokens") or 0 for t in tokens) if tokens else None,
+        "cost_usd": sum(x["cost_usd"] or 0 for x in costs) if prices else None,
+        "unpriced_tokens": sum(x["unpriced_tokens"] for x in costs) if prices else None,
+        "unpriced_models": sorted({m for x in costs for m in x["unpriced_models"]}) if prices else None,
+        "assessments": tr.summarize_assessments(turns),
+    }
+
+
+def session_lines(result: dict, args) -> list[str]:
+    t = result["totals"]
+    where = ", ".join(f"{e['name']} ({e['experiment_id']})" for e in result["experiments"])
+    errs = f" ({t['errors']} failed)" if t["errors"] else ""
+    lines = [f"## Session {result['session']}: {t['turns']} turns{errs} in {where}", ""]
+    head = [f"{c.fmt_time(t['first_ms'])} → {c.fmt_time(t['last_end_ms'])[11:]} UTC", f"{c.fmt_duration(t['duration_ms'])} in traces"]
+    if t["users"]:
+        head.append("user " + ", ".join(t["users"][:3]) + (" …" if len(t["users"]) > 3 else ""))
+    if t["total_tokens"] is not None:
+        head.append(f"tokens {c.fmt_num(t['total_tokens'])} ({c.fmt_num(t['input_tokens'])} in / {c.fmt_num(t['output_tokens'])} out)")
+    if t["cost_usd"] is not None:
+        head.append("cost " + cost_text({"cost_usd": t["cost_usd"], "unpriced_tokens": t["unpriced_tokens"], "unpriced_models": t["unpriced_models"]}))
+    lines.append("- " + " · ".join(head))
+    if t["assessments"]:
+        lines.append("- feedback: " + " · ".join(f"{n} {tr.fmt_assessment_summary(s)}" for n, s in t["assessments"].items()))
+    if result["truncated_at_limit"]:
+        lines.append(f"- stopped at --limit {args.limit} traces: the session has more (raise --limit)")
+    shown = result["turns"][: args.max_turns]
+    for turn in shown:
+        lines += ["", *turn_lines(turn)]
+    hidden = result["turns"][args.max_turns :]
+    if hidden:
+        lines += ["", f"turns {len(shown) + 1}–{t['turns']} not shown: --max-turns {t['turns']} (or --format json)"]
+        failed = [h for h in hidden if h["status"] == "ERROR"][:5]
+        if failed:
+            lines.append("failed among them: " + ", ".join(f"#{h['turn']} {h['trace_id']}" for h in failed))
+    lines += ["", "a turn in full: uv run scripts/get_trace.py --trace-id TRACE_ID"]
+    return lines
+
+
+def turn_lines(turn: dict) -> list[str]:
+    bits = [f"**{turn['turn']}**", c.fmt_time(turn["timestamp_ms"])[11:], turn["status"], c.fmt_duration(turn["duration_ms"])]
+    if turn["tokens"]:
+        bits.append(f"{c.fmt_num(turn['tokens'].get('total_tokens'))} tok")
+    if turn["cost"] and turn["cost"]["cost_usd"] is not None:
+        bits.append(tr.fmt_usd(turn["cost"]["cost_usd"]))
+    bits.append(turn["trace_id"])
+    out = [" · ".join(b for b in bits if b)]
+    out.append(f"> user: {c.md_escape(c.truncate(turn['input'], TURN_TEXT)) or '—'}")
+    if turn["error"]:
+        out.append(f"> **error**: {c.md_escape(c.truncate(turn['error'], TURN_TEXT))}")
+    else:
+        out.append(f"> response: {c.md_escape(c.truncate(turn['response'], TURN_TEXT)) or '—'}")
+    fb = [a for a in turn["assessments"] if a["kind"] == "feedback" and a.get("valid") is not False]
+    if fb:
+        text = ", ".join(f"{a['name']}={tr.assessment_value_text(a, 16)} ({a['source'].split(':')[0]})" for a in fb)
+        out.append(f"> feedback: {c.md_escape(c.truncate(text, 140))}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

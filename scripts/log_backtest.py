@@ -1,7 +1,10 @@
 # /// script
 # requires-python = ">=3.11"
 # dependencies = [
-#     "mlflow>=3.7",
+#     "mlflow-skinny>=3.7",
+#     "sqlalchemy>=1.4,<3",
+#     "alembic>=1.8,!=1.10.0,<2",
+#     "flask<4",
 #     "quantstats>=0.0.86",
 #     "pandas>=2.0",
 #     "pyarrow>=14",
@@ -9,28 +12,38 @@
 #     "requests>=2.31",
 # ]
 # [tool.uv]
-# compile-bytecode = true  # QuantStats/MLflow are big: compile once, not per call
+# compile-bytecode = true  # QuantStats, pandas, matplotlib: compiled once at install, not per call
 # ///
+# Dependencies: as the other scripts (mlflow-skinny and the embedded store's packages) plus QuantStats.
 """Log a backtest's returns to MLflow as one run with QuantStats' complete metric set.
 
 Usage:
   uv run scripts/log_backtest.py --returns FILE [--prices] [--column NAME] [--date-column NAME]
                                  [--benchmark FILE | --benchmark-column NAME] [--benchmark-prices]
                                  [--periods-per-year N] [--risk-free RATE] [--percent]
+                                 [--sep C] [--decimal C]
                                  [--experiment NAME] [--run-name NAME] [--params JSON]
                                  [--param K=V ...] [--tag K=V ...]
                                  [--dry-run] [--no-history] [--no-tearsheet]
+                                 [--force-new] [--create-experiment] [--history-points N] [--full-history]
 
 Input: CSV or Parquet with a date/time column (auto-detected, or --date-column) and one
 returns column (auto-detected when it is the only numeric one, else --column). --prices reads
 prices and derives simple returns. "1.5%" strings count as 0.015; --percent reads plain numbers
-as percent. Unsorted rows are sorted (and the output says so); duplicate timestamps, empty
-cells, non-numeric values and impossible values (returns below -100 %, prices <= 0) are refused
-with the row and column named, before anything is created.
+as percent. The CSV separator (, ; tab |) is detected from the header (--sep), a BOM is
+dropped, and decimal commas ("0,0123", "1.000,01") are read per column (--decimal). Unsorted
+rows are sorted (and the output says so); duplicate timestamps, empty cells, non-numeric
+values and impossible values (returns below -100 %, prices <= 0) are refused with the row and
+column named, before anything is created.
 
 Periods per year are inferred from the timestamps unless given: 252 for daily bars without
 weekend bars, 365 with weekend bars (crypto), 52 weekly, 12 monthly, and for intraday bars 252
-or 365 days times the typical number of bars per day. --risk-free is an annual rate (0.04 = 4 %).
+or 365 days times the typical number of bars per day; weekdays are those of the file's own
+times (Paris or Tokyo midnight bars are weekdays). When the data has more than 10 % more or fewer
+bars a year than that convention (gappy or irregular data), the measured figure is used and a
+note names --periods-per-year to override. Returns without dates need --periods-per-year.
+Metrics that are numerically meaningless for the data (zero variance, underflow, a window longer
+than the data) are left out with the reason. --risk-free is an annual rate (0.04 = 4 %).
 
 Logged: every QuantStats metric (75+ without a benchmark, more with one; keys and units in
 references/quantstats-metrics.md); undefined ones (NaN, inf) are left out and named in the tag
@@ -41,6 +54,17 @@ normalised returns (CSV), all metrics (JSON), the QuantStats HTML tearsheet (--n
 skips). If anything fails after the run was created, the run ends FAILED with the error in the
 tag backtest.error. --dry-run computes and prints, and logs nothing.
 
+Safe to re-run: the backtest's fingerprint (data, params, periods, risk-free, run name if given,
+QuantStats version) is the tag backtest.fingerprint. The same command again finds the FINISHED
+run and writes nothing ("Already logged"); a FAILED run, or a RUNNING one whose process is gone,
+is completed in place: re-running is how a killed or failed run is closed. --force-new logs
+another run. A run holds the tag backtest.incomplete (what is missing) until just before it is
+FINISHED. SIGTERM/SIGINT end the run FAILED ("interrupted by SIGTERM after N of M steps"; exit
+143/130). A missing --experiment close to an existing name (cryptobt vs crypto-bt) is refused
+with the candidates (exit 3) unless --create-experiment. Above 100,000 bars the full histories
+take minutes: refused before any work unless --history-points N (resampled; the metrics still
+use every bar), --no-history or --full-history.
+
 Examples:
   uv run scripts/log_backtest.py --returns backtest.csv --experiment btc-momentum \\
       --run-name "mom 20/50" --param fast=20 --param slow=50 --tag asset=BTC
@@ -49,11 +73,13 @@ Examples:
   uv run scripts/log_backtest.py --returns strat.csv --column strategy --benchmark-column spy
   uv run scripts/log_backtest.py --returns hourly.csv --periods-per-year 8760 --dry-run
   uv run scripts/log_backtest.py --returns strat.csv --params '{"lookback": 20}' --format json
+  uv run scripts/log_backtest.py --returns minute_bars.parquet --history-points 5000 --no-tearsheet
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import re
@@ -74,6 +100,16 @@ ARTIFACT_DIR = "backtest"
 HISTORY_KEYS = ("equity_curve", "drawdown")
 UNDEFINED_TAG = "backtest.undefined_metrics"
 ERROR_TAG = "backtest.error"
+FINGERPRINT_TAG = "backtest.fingerprint"  # what defines the result: the same value means the same backtest
+REQUEST_TAG = "backtest.request_id"  # set at runs/create: finds the run when the create's answer is lost
+INCOMPLETE_TAG = "backtest.incomplete"  # set at creation, removed just before FINISHED: what is missing
+WRITER_TAG = "backtest.writer"  # host and pid of the process logging the run
+HISTORY_TAG = "backtest.history"  # set when the histories are resampled
+FINGERPRINT_VERSION = "1"  # bump when what a run holds changes for the same inputs
+STALE_MS = 3_600_000  # a RUNNING run from another host with no write for this long is abandoned
+BIG_HISTORY_BARS = 100_000  # above this, full histories take minutes: ask first
+SECONDS_PER_1000_POINTS = 0.33  # README performance table (bench/bench_backtest.py)
+MAX_HISTORY_POINTS = 100_000
 BATCH_METRICS = 1000  # MLflow: MAX_METRICS_PER_BATCH / MAX_ENTITIES_PER_BATCH
 BATCH_PARAMS_TAGS = 100  # MLflow: MAX_PARAMS_TAGS_PER_BATCH
 MAX_PARAM_VALUE = 6000  # MLflow: MAX_PARAM_VAL_LENGTH
@@ -111,16 +147,22 @@ def build_parser():
     data.add_argument("--benchmark", metavar="FILE", help="benchmark returns file, aligned on dates")
     data.add_argument("--benchmark-column", help="benchmark column in --returns FILE (or in --benchmark FILE)")
     data.add_argument("--benchmark-prices", action="store_true", help="the benchmark holds prices, not returns")
+    data.add_argument("--sep", help="CSV field separator: , ; | or tab (default: detected from the header)")
+    data.add_argument("--decimal", help="decimal mark of the numbers: . or , (default: detected per column)")
     data.add_argument("--periods-per-year", type=float, help="annualisation (default: inferred from the timestamps)")
     data.add_argument("--risk-free", type=float, default=0.0, help="annual risk-free rate, e.g. 0.04 (default 0)")
     run = parser.add_argument_group("run")
-    run.add_argument("--experiment", default="backtests", help="experiment name, created if missing (default backtests)")
+    run.add_argument("--experiment", default="backtests", help="experiment name, created if missing unless close to an existing name (default backtests)")
+    run.add_argument("--create-experiment", action="store_true", help="create --experiment even when its name is close to an existing one")
+    run.add_argument("--force-new", action="store_true", help="log a new run even when this backtest is already logged")
     run.add_argument("--run-name", help="run name (default: file name and time)")
     run.add_argument("--params", metavar="JSON", help='strategy params as a JSON object, e.g. \'{"fast": 20}\'')
     run.add_argument("--param", action="append", metavar="K=V", help="strategy param; repeatable")
     run.add_argument("--tag", action="append", metavar="K=V", help="run tag; repeatable")
     run.add_argument("--dry-run", action="store_true", help="compute and print; log nothing")
     run.add_argument("--no-history", action="store_true", help="skip the equity_curve/drawdown histories")
+    run.add_argument("--history-points", type=int, metavar="N", help="log the histories resampled to N points (metrics still use every bar)")
+    run.add_argument("--full-history", action="store_true", help=f"log every bar's history even above {BIG_HISTORY_BARS:,} bars (slow)")
     run.add_argument("--no-tearsheet", action="store_true", help="skip the QuantStats HTML tearsheet")
     return parser
 
@@ -182,9 +224,145 @@ def _path_not_unique(name: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# Interruptions: SIGTERM/SIGINT unwind the command so the run can be marked FAILED; a process
+# whose parent died (a killed `uv run`) sends itself SIGTERM instead of logging on unseen.
+# ---------------------------------------------------------------------------------------------
+class Interrupted(BaseException):
+    """Raised in the main thread by SIGTERM/SIGINT; a BaseException so nothing swallows it."""
+
+    def __init__(self, signame: str, why: str = ""):
+        import signal
+
+        super().__init__(signame)
+        self.signame, self.why = signame, why
+        self.exit_code = 128 + int(getattr(signal, signame, 15))
+
+
+_PARENT_GONE: list[int] = []  # set by the watcher thread: the parent process it lost
+
+
+@contextlib.contextmanager
+def interruptible():
+    """While the command runs, SIGTERM and SIGINT raise Interrupted (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        why = f" (its parent process {_PARENT_GONE[0]} is gone)" if _PARENT_GONE else ""
+        raise Interrupted(signal.Signals(signum).name, why)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """While the run is being marked FAILED, further SIGTERM/SIGINT wait (they are ignored)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def watch_parent(interval: float = 0.5) -> None:
+    """SIGKILL to `uv run` does not stop the Python child it started: when this process's parent
+    changes (it died and we were re-parented), stop ourselves with SIGTERM, which marks the run."""
+    import os
+    import signal
+    import threading
+
+    parent = os.getppid()
+    if parent <= 1:
+        return
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                _PARENT_GONE.append(parent)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=loop, name="parent-watch", daemon=True).start()
+
+
+def writer_id() -> str:
+    import os
+    import socket
+
+    return f"host={socket.gethostname()} pid={os.getpid()} started={c.iso_time(int(time.time() * 1000))}"
+
+
+def writer_alive(run: dict) -> bool:
+    """Whether the process that logs a RUNNING run may still be at it: on this host, whether its
+    pid is a live log_backtest process; from another host, whether the run wrote in the last hour."""
+    import os
+    import socket
+
+    fields = dict(part.split("=", 1) for part in st.run_tags(run).get(WRITER_TAG, "").split() if "=" in part)
+    pid = fields.get("pid", "")
+    if fields.get("host") == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return False  # an earlier call in this same process (it returned, so it is done)
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        return b"log_backtest" in cmdline.read_bytes() if cmdline.exists() else True
+    return int(time.time() * 1000) - last_write_ms(run) < STALE_MS
+
+
+def last_write_ms(run: dict) -> int:
+    """The run's last known write: its start or its newest metric timestamp that is not in the future."""
+    now = int(time.time() * 1000)
+    stamps = [int(m.get("timestamp") or 0) for m in run.get("data", {}).get("metrics", []) or []]
+    return max([int(run["info"].get("start_time") or 0), *(t for t in stamps if t <= now)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress: what has been written, for the FAILED message and the incomplete tag
+# ---------------------------------------------------------------------------------------------
+class Progress:
+    def __init__(self, total: int, points_total: int):
+        self.total, self.done = total, 0
+        self.scalars = False
+        self.points, self.points_total = 0, points_total
+        self.artifacts: list[str] = []
+
+    def step(self) -> None:
+        self.done += 1
+
+    def written(self) -> str:
+        parts = ["metrics, params and tags" if self.scalars else "no metrics or params"]
+        if self.points_total:
+            parts.append(f"{self.points:,} of {self.points_total:,} history points")
+        parts.append(f"artifacts {', '.join(self.artifacts)}" if self.artifacts else "no artifacts")
+        return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
 # Logging to the store
 # ---------------------------------------------------------------------------------------------
-def log_batches(store: st.Store, run_id: str, metrics: list[dict], params: dict[str, str], tags: dict[str, str]) -> int:
+def log_batches(store: st.Store, run_id: str, metrics: list[dict], params: dict[str, str], tags: dict[str, str], progress: Progress | None = None) -> int:
     """Scalar metrics, params and tags in as few log-batch requests as MLflow's limits allow
     (two for up to 1000 entities with <= 200 params and tags). Returns the request count."""
     plist = [{"key": k, "value": str(v)} for k, v in params.items()]
@@ -197,23 +375,42 @@ def log_batches(store: st.Store, run_id: str, metrics: list[dict], params: dict[
         m, metrics = metrics[:room], metrics[room:]
         store.post(f"{st.API}/runs/log-batch", {"run_id": run_id, "metrics": m, "params": p, "tags": t}, what="logging metrics")
         requests_made += 1
+        if progress is not None:
+            progress.step()
     return requests_made
 
 
-def log_histories(store: st.Store, run_id: str, returns, drawdown) -> int:
+def history_points(returns, drawdown, limit: int | None) -> list[dict]:
+    """equity_curve and drawdown points, one per bar stamped with the bar's time; with `limit`
+    (fewer than the bars) resampled into `limit` buckets: equity at each bucket's last bar and the
+    bucket's deepest drawdown at its own bar, so the curve's end and the worst drawdown are exact."""
     import numpy as np
 
-    stamps = (returns.index.values.astype("datetime64[ms]").astype(np.int64)).tolist()
-    equity = (1.0 + returns).cumprod().to_numpy().tolist()
-    dd = drawdown.to_numpy().tolist()
+    stamps = returns.index.values.astype("datetime64[ms]").astype(np.int64)
+    equity = (1.0 + returns).cumprod().to_numpy()
+    dd = drawdown.to_numpy()
+    n = len(equity)
+    if limit is None or limit >= n:
+        e_idx = d_idx = np.arange(n)
+    else:
+        edges = np.linspace(0, n, limit + 1).astype(np.int64)
+        e_idx = edges[1:] - 1
+        d_idx = np.array([a + int(np.nanargmin(dd[a:b])) if np.isfinite(dd[a:b]).any() else b - 1 for a, b in itertools.pairwise(edges)])
     points = []
-    for step, (ts, e, d) in enumerate(zip(stamps, equity, dd)):
-        if math.isfinite(e):
-            points.append({"key": "equity_curve", "value": e, "timestamp": ts, "step": step})
-        if math.isfinite(d):
-            points.append({"key": "drawdown", "value": d, "timestamp": ts, "step": step})
+    for key, values, idx in (("equity_curve", equity, e_idx), ("drawdown", dd, d_idx)):
+        for i in idx.tolist():
+            if math.isfinite(values[i]):
+                points.append({"key": key, "value": float(values[i]), "timestamp": int(stamps[i]), "step": int(i)})
+    return points
+
+
+def log_histories(store: st.Store, run_id: str, points: list[dict], progress: Progress | None = None) -> int:
     for start in range(0, len(points), BATCH_METRICS):
-        store.post(f"{st.API}/runs/log-batch", {"run_id": run_id, "metrics": points[start : start + BATCH_METRICS]}, what="logging histories")
+        batch = points[start : start + BATCH_METRICS]
+        store.post(f"{st.API}/runs/log-batch", {"run_id": run_id, "metrics": batch}, what="logging histories")
+        if progress is not None:
+            progress.points += len(batch)
+            progress.step()
     return len(points)
 
 
@@ -232,7 +429,9 @@ def upload_artifacts(ctx: cli.Context, artifact_uri: str, files: list[Path]) -> 
             done.append(f"{ARTIFACT_DIR}/{file.name}")
         return done
     with st.quiet_mlflow_logging():
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from mlflow.store.artifact.artifact_repository_registry import (
+            get_artifact_repository,
+        )
 
         # mlflow-artifacts: URIs resolve against the tracking server
         repo = get_artifact_repository(artifact_uri, tracking_uri=ctx.settings.tracking_uri if ctx.settings.is_http else None)
@@ -242,18 +441,26 @@ def upload_artifacts(ctx: cli.Context, artifact_uri: str, files: list[Path]) -> 
     return done
 
 
-def mark_failed(store: st.Store, run_id: str, message: str) -> bool:
-    """Best effort: the error in a tag, the run FAILED. Never raises; says whether it worked."""
+def set_tag(store: st.Store, run_id: str, key: str, value: str) -> None:
+    store.post(f"{st.API}/runs/set-tag", {"run_id": run_id, "key": key, "value": value[:MAX_TAG_VALUE]}, what=f"setting tag {key}")
+
+
+def delete_tag(store: st.Store, run_id: str, key: str) -> None:
+    with contextlib.suppress(c.NotFoundError):  # absent already: nothing to do
+        store.post(f"{st.API}/runs/delete-tag", {"run_id": run_id, "key": key}, what=f"deleting tag {key}")
+
+
+def mark_failed(store: st.Store, run_id: str, message: str) -> tuple[bool, bool]:
+    """Best effort: the error in a tag (runs/set-tag, not log-batch, which may be what fails),
+    then the run FAILED. Never raises; says (tag written, status set)."""
+    tagged = marked = False
     with contextlib.suppress(Exception):
-        store.post(
-            f"{st.API}/runs/log-batch",
-            {"run_id": run_id, "tags": [{"key": ERROR_TAG, "value": message[:MAX_TAG_VALUE]}]},
-        )
-    try:
+        set_tag(store, run_id, ERROR_TAG, message)
+        tagged = True
+    with contextlib.suppress(Exception):
         store.post(f"{st.API}/runs/update", {"run_id": run_id, "status": "FAILED", "end_time": int(time.time() * 1000)})
-    except Exception:
-        return False
-    return True
+        marked = True
+    return tagged, marked
 
 
 def normalised_csv(data: dict) -> str:
@@ -265,117 +472,332 @@ def normalised_csv(data: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The command
+# The command: prepare (read, compute) -> log (find or create the run, write it) -> shape -> emit
 # ---------------------------------------------------------------------------------------------
 def command(ctx: cli.Context) -> int:
-    args = ctx.args
+    with interruptible():
+        try:
+            job = prepare(ctx.args)
+            if not ctx.args.dry_run:
+                log_run(ctx, job)
+        except Interrupted as exc:  # before a run existed, or after log_run reported it
+            raise c.SkillError(f"interrupted by {exc.signame}{exc.why} before a run was created", exit_code=exc.exit_code) from None
+    ctx.emit(shape(job["summary"]))
+    return c.EXIT_OK
+
+
+def check_args(args) -> None:
     if args.periods_per_year is not None and not (args.periods_per_year > 0 and math.isfinite(args.periods_per_year)):
         raise c.UsageError("--periods-per-year must be a positive number, e.g. 252")
     if not math.isfinite(args.risk_free) or not -1 < args.risk_free < 1:
         raise c.UsageError("--risk-free is an annual rate as a fraction, e.g. 0.04 for 4 %")
     if args.benchmark_prices and not (args.benchmark or args.benchmark_column):
         raise c.UsageError("--benchmark-prices needs --benchmark FILE or --benchmark-column NAME")
+    if args.history_points is not None and not 2 <= args.history_points <= MAX_HISTORY_POINTS:
+        raise c.UsageError(f"--history-points must be between 2 and {MAX_HISTORY_POINTS:,}, e.g. 5000")
+    if args.no_history and (args.history_points or args.full_history):
+        raise c.UsageError("--no-history logs no histories: drop --history-points/--full-history, or drop --no-history")
+
+
+def history_plan(args, bars: int) -> int | None:
+    """How many history steps to log per curve (None: none). Refuses, before any work, a full
+    history that would take minutes, naming the choices."""
+    if args.no_history:
+        return None
+    if args.history_points:
+        return min(args.history_points, bars)
+    if bars > BIG_HISTORY_BARS and not args.full_history:
+        points = 2 * bars
+        minutes = points / 1000 * SECONDS_PER_1000_POINTS / 60
+        raise c.UsageError(
+            f"{bars:,} bars make {points:,} history points: about {minutes:.0f} min of logging "
+            f"({-(-points // BATCH_METRICS):,} log-batch requests at ~{SECONDS_PER_1000_POINTS} s per 1,000 points). "
+            "Pass --history-points 5000 (a resampled curve; the metrics still use every bar), --no-history, "
+            "or --full-history to log every bar anyway"
+        )
+    return bars
+
+
+def prepare(args) -> dict:
+    """Everything that needs no server: inputs, metrics, params, tags, the fingerprint."""
+    check_args(args)
     notes: list[str] = []
     data = bd.load_inputs(args, notes)
     returns = data["returns"]
+    history = history_plan(args, len(returns))
     if args.periods_per_year is not None:
         ppy, how = float(args.periods_per_year), "given by --periods-per-year"
     else:
-        ppy, how = bd.infer_periods_per_year(returns.index)
+        ppy, how = bd.infer_periods_per_year(data["local_index"], notes)
         how = "inferred: " + how
+    if not (args.prices or args.percent):
+        bd.check_scale(returns, ppy, notes, "returns")
     qs = bm.import_quantstats()
-    qs_version = str(getattr(qs, "__version__", "unknown"))
-    params, user_tags = collect_params(args, data, ppy, qs_version)
+    params, user_tags = collect_params(args, data, ppy, str(getattr(qs, "__version__", "unknown")))
     result = bm.compute(qs, data, args.risk_free, ppy)
+    notes.extend(result["notes"])
     run_name = args.run_name or f"{data['file'].stem} {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())}"
-    facts = result["facts"]
     tags = dict(user_tags)
     tags["backtest.periods_per_year"] = f"{ppy:g} ({how})"
     for key in ("max_drawdown_start", "max_drawdown_valley", "max_drawdown_end"):
-        if key in facts:
-            tags[f"backtest.{key}"] = facts[key]
+        if key in result["facts"]:
+            tags[f"backtest.{key}"] = result["facts"][key]
     if result["undefined"]:
         tags[UNDEFINED_TAG] = c.truncate(", ".join(result["undefined"]), MAX_TAG_VALUE)
+    if history is not None and history < len(returns):
+        tags[HISTORY_TAG] = f"resampled: {history:,} of {len(returns):,} bars (equity at each bucket's last bar, each bucket's deepest drawdown)"
     summary: dict[str, Any] = {
-        "dry_run": bool(args.dry_run),
-        "experiment": args.experiment,
-        "experiment_id": None,
-        "run_name": run_name,
-        "run_id": None,
-        "status": None,
-        "url": None,
-        "periods_per_year": ppy,
-        "periods_per_year_how": how,
-        "risk_free": args.risk_free,
-        "data": {k: v for k, v in params.items() if k.startswith("data.")},
-        "notes": notes,
-        "metrics": result["metrics"],
-        "undefined_metrics": result["undefined"],
+        "dry_run": bool(args.dry_run), "action": None, "experiment": args.experiment, "experiment_id": None,
+        "experiment_status": None, "run_name": run_name, "run_id": None, "status": None, "url": None,
+        "fingerprint": fingerprint(args, data, params), "previous": None,
+        "periods_per_year": ppy, "periods_per_year_how": how, "risk_free": args.risk_free,
+        "data": {k: v for k, v in params.items() if k.startswith("data.")}, "notes": notes,
+        "metrics": result["metrics"], "undefined_metrics": result["undefined"],
+        "undefined_reasons": result["reasons"], "params": params, "tags": tags,
+        "histories": {}, "history_resampled": tags.get(HISTORY_TAG), "artifacts": [], "requests": {},
+    }  # fmt: skip
+    return {"args": args, "data": data, "result": result, "params": params, "tags": tags, "summary": summary, "qs": qs, "history": history}
+
+
+def fingerprint(args, data: dict, params: dict[str, str]) -> str:
+    """What defines the result: the data (sha256 of returns and benchmark, their columns, how they
+    are read), the strategy params, periods per year, risk-free, the run name if given, QuantStats'
+    version (all in `params`) and this fingerprint's own version. Not: tags, histories, tearsheet."""
+    import hashlib
+
+    spec = {
+        "v": FINGERPRINT_VERSION,
         "params": params,
-        "tags": tags,
-        "histories": {},
-        "artifacts": [],
-        "requests": {},
+        "run_name": args.run_name,
+        "date_column": data.get("date_column"),
+        "percent": bool(args.percent),
+        "benchmark_prices": bool(args.benchmark_prices),
     }
-    if not args.dry_run:
-        log_run(ctx, args, data, result, params, tags, summary, qs)
-    ctx.emit(c.to_json(c.json_safe(summary)) if ctx.fmt == "json" else render(summary))
-    return c.EXIT_OK
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def log_run(ctx, args, data, result, params, tags, summary, qs) -> None:
-    store = ctx.store
-    experiment, _status = st.ensure_experiment(store, args.experiment)
-    experiment_id = experiment["experiment_id"]
-    start_ms = int(time.time() * 1000)
-    body = {"experiment_id": experiment_id, "run_name": summary["run_name"], "start_time": start_ms, "tags": []}
-    run = store.post(f"{st.API}/runs/create", body, what="creating a run")["run"]
-    run_id = run["info"]["run_id"]
-    summary.update(experiment=experiment["name"], experiment_id=experiment_id, run_id=run_id, status="RUNNING")
-    summary["url"] = st.run_url(ctx.settings, experiment_id, run_id)
-    try:
-        metric_list = [{"key": k, "value": v, "timestamp": start_ms, "step": 0} for k, v in result["metrics"].items()]
-        summary["requests"]["scalars"] = log_batches(store, run_id, metric_list, params, tags)
-        if not args.no_history:
-            points = log_histories(store, run_id, data["returns"], result["facts"]["drawdown_series"])
-            summary["histories"] = {k: len(data["returns"]) for k in HISTORY_KEYS}
-            summary["requests"]["histories"] = -(-points // BATCH_METRICS)
-        with tempfile.TemporaryDirectory(prefix="log-backtest-") as tmp:
-            folder = Path(tmp)
-            files = [folder / "returns.csv", folder / "metrics.json"]
-            files[0].write_text(normalised_csv(data))
-            files[1].write_text(
-                c.to_json(
-                    {
-                        "metrics": result["metrics"],
-                        "undefined_metrics": result["undefined"],
-                        "periods_per_year": summary["periods_per_year"],
-                        "periods_per_year_how": summary["periods_per_year_how"],
-                        "risk_free": args.risk_free,
-                        "params": params,
-                        "notes": summary["notes"],
-                    }
-                )
-            )
-            if not args.no_tearsheet:
-                files.append(folder / "tearsheet.html")
-                bm.write_tearsheet(qs, data, args.risk_free, summary["periods_per_year"], summary["run_name"], files[-1])
-            summary["artifacts"] = upload_artifacts(ctx, run["info"].get("artifact_uri") or "", files)
-        store.post(f"{st.API}/runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": int(time.time() * 1000)})
-        summary["status"] = "FINISHED"
-    except BaseException as exc:
-        message = str(exc) if isinstance(exc, c.SkillError) else f"{type(exc).__name__}: {exc}"
-        message = c.scrub(" ".join(message.split()))[:500] or type(exc).__name__
-        marked = mark_failed(store, run_id, message)
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        code = exc.exit_code if isinstance(exc, c.SkillError) else c.EXIT_ERROR
-        state = (
-            f"marked FAILED (tag {ERROR_TAG})"
-            if marked
-            else "left RUNNING, never FINISHED (the server could not be told it failed)"
+def log_run(ctx: cli.Context, job: dict) -> None:
+    """Find this backtest's run (same fingerprint) or create it, then write it in an order that
+    leaves a killed run visibly incomplete. Interrupts and failures end the run FAILED."""
+    store, args, summary = ctx.store, ctx.args, job["summary"]
+    experiment = resolve_experiment(store, args, summary)
+    summary.update(experiment=experiment["name"], experiment_id=experiment["experiment_id"])
+    existing = None if args.force_new else find_same(store, experiment["experiment_id"], summary["fingerprint"])
+    if existing is not None and is_complete(existing):
+        return report_existing(ctx, summary, existing)
+    if existing is not None and existing["info"]["status"] == "RUNNING" and writer_alive(existing):
+        raise c.SkillError(
+            f"run {existing['info']['run_id']} with the same fingerprint is being logged right now "
+            f"({st.run_tags(existing).get(WRITER_TAG, 'another process')}): wait for it to finish and re-run, "
+            "or pass --force-new to log a separate run",
+            exit_code=c.EXIT_ERROR,
         )
-        raise c.SkillError(f"run {run_id} in experiment {experiment['name']!r} {state}: {message}", exit_code=code) from exc
+    progress = Progress(total=0, points_total=0)
+    run = existing
+    try:
+        run = reopen(store, existing, job) if existing is not None else create_run(store, experiment, job)
+        summary.update(run_id=run["info"]["run_id"], run_name=st.run_name(run) or summary["run_name"], status="RUNNING")
+        summary["url"] = st.run_url(ctx.settings, experiment["experiment_id"], summary["run_id"])
+        write_run(ctx, job, run, progress)
+    except BaseException as exc:
+        run = run or getattr(exc, "run", None)
+        if run is None:
+            raise
+        if summary["status"] == "FINISHED":  # complete: an interrupt now must not mark it FAILED
+            if isinstance(exc, Interrupted):
+                raise c.SkillError(f"interrupted by {exc.signame} after run {run['info']['run_id']} was FINISHED (complete)", exit_code=exc.exit_code) from None
+            raise
+        raise failure(store, run, experiment["name"], exc, progress) from exc
+
+
+def resolve_experiment(store: st.Store, args, summary: dict) -> dict:
+    """The experiment by its exact name. A missing one whose name is close to an existing one is
+    refused (exit 3) with the candidates unless --create-experiment; any creation is reported."""
+    name = args.experiment.strip()
+    if name and st._experiment_by_name(store, name) is None and not args.create_experiment:
+        near = st.near_experiment_names(store, name)
+        if near:
+            listed = ", ".join(repr(e["name"]) + (" (deleted)" if e.get("lifecycle_stage") == "deleted" else "") for e in near)
+            raise c.NotFoundError(
+                f"no experiment named {name!r}; close names exist: {listed}: pass --experiment with the one you mean, "
+                f"or add --create-experiment to create {name!r}"
+            )
+    experiment, status = st.ensure_experiment(store, name)
+    experiment.pop("_unapplied", None)
+    summary["experiment_status"] = status
+    return experiment
+
+
+def find_same(store: st.Store, experiment_id: str, fp: str) -> dict | None:
+    """This backtest's run: the newest complete FINISHED one, else the newest other (to complete)."""
+    body = {
+        "experiment_ids": [experiment_id],
+        "filter": f"tags.`{FINGERPRINT_TAG}` = '{fp}'",
+        "run_view_type": "ACTIVE_ONLY",
+        "order_by": ["attributes.start_time DESC"],
+    }
+    runs = list(st.paged(store, f"{st.API}/runs/search", body, "runs", limit=50))
+    complete = [r for r in runs if is_complete(r)]
+    return (complete or runs or [None])[0]
+
+
+def is_complete(run: dict) -> bool:
+    return run["info"].get("status") == "FINISHED" and INCOMPLETE_TAG not in st.run_tags(run)
+
+
+def find_by_request(store: st.Store, experiment_id: str, request_id: str, wait_s: float) -> dict | None:
+    """The run a lost runs/create made, by its request id; polls up to wait_s for a slow create."""
+    body = {"experiment_ids": [experiment_id], "filter": f"tags.`{REQUEST_TAG}` = '{request_id}'", "run_view_type": "ALL"}
+    deadline = time.monotonic() + wait_s
+    while True:
+        with contextlib.suppress(c.ConnectionFailure, c.ServerError):
+            runs = store.post(f"{st.API}/runs/search", body, what="finding the created run").get("runs") or []
+            if runs:
+                return runs[0]
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.5)
+
+
+def creation_tags(job: dict, request_id: str) -> dict[str, str]:
+    missing = ["metrics", "params", *([] if job["history"] is None else ["histories"]), "artifacts"]
+    return {
+        INCOMPLETE_TAG: "missing: " + ", ".join(missing) + " (re-run the same log_backtest.py command to complete it)",
+        FINGERPRINT_TAG: job["summary"]["fingerprint"],
+        REQUEST_TAG: request_id,
+        WRITER_TAG: writer_id(),
+        **job["tags"],
+    }
+
+
+def create_run(store: st.Store, experiment: dict, job: dict) -> dict:
+    """runs/create is sent once. When its answer is lost (timeout, 502/504, dropped connection),
+    the run it may have made is found by the request id tag and used, never created twice."""
+    import uuid
+
+    summary, exp_id = job["summary"], experiment["experiment_id"]
+    request_id = uuid.uuid4().hex
+    tags = creation_tags(job, request_id)
+    body = {"experiment_id": exp_id, "run_name": summary["run_name"], "start_time": int(time.time() * 1000),
+            "tags": [{"key": k, "value": str(v)} for k, v in tags.items()]}  # fmt: skip
+    summary["action"] = "created"
+    try:
+        return store.post(f"{st.API}/runs/create", body, what="creating a run")["run"]
+    except st.RequestUnanswered as exc:
+        wait_s = max(5.0, 2 * store.settings.timeout)
+        run = find_by_request(store, exp_id, request_id, wait_s)
+        if run is None:
+            raise c.ConnectionFailure(
+                f"{exc}. No run with tag {REQUEST_TAG}={request_id} appeared in experiment {experiment['name']!r} within "
+                f"{wait_s:g}s; if the server still creates it, it stays RUNNING and tagged {INCOMPLETE_TAG}: re-run the same "
+                "command to complete it (it finds the run by its fingerprint), or see it with "
+                f"`uv run scripts/query_experiments.py failed --experiment {st.shlex_quote(experiment['name'])}`"
+            ) from exc
+        summary["notes"].append(f"the answer to runs/create was lost ({exc.path}); continued with the run it created, found by its request id")
+        return run
+    except Interrupted as exc:
+        exc.run = find_by_request(store, exp_id, request_id, 0)
+        raise
+
+
+def reopen(store: st.Store, run: dict, job: dict) -> dict:
+    """Continue a FAILED, KILLED or abandoned RUNNING run with the same fingerprint: mark it
+    incomplete and RUNNING again; write_run then logs everything (MLflow skips identical metric
+    points and params), and FINISHED comes last."""
+    info, tags = run["info"], st.run_tags(run)
+    summary = job["summary"]
+    summary["action"] = "completed"
+    summary["previous"] = {"status": info["status"], "error": tags.get(ERROR_TAG), "missing": tags.get(INCOMPLETE_TAG)}
+    set_tag(store, info["run_id"], INCOMPLETE_TAG, creation_tags(job, "")[INCOMPLETE_TAG])
+    set_tag(store, info["run_id"], WRITER_TAG, writer_id())
+    delete_tag(store, info["run_id"], ERROR_TAG)
+    if info["status"] != "RUNNING":
+        store.post(f"{st.API}/runs/update", {"run_id": info["run_id"], "status": "RUNNING"}, what="reopening the run")
+    return run
+
+
+def write_run(ctx: cli.Context, job: dict, run: dict, progress: Progress) -> None:
+    """Order: (at creation: the incomplete tag) scalars+params+tags, histories, artifacts, then the
+    incomplete tag removed, then FINISHED. Metric timestamps are the run's start so a re-run
+    writes identical points, which MLflow stores once."""
+    store, summary, data = ctx.store, job["summary"], job["data"]
+    run_id, start_ms = run["info"]["run_id"], int(run["info"].get("start_time") or time.time() * 1000)
+    points = [] if job["history"] is None else history_points(data["returns"], job["result"]["facts"]["drawdown_series"], job["history"])
+    metric_list = [{"key": k, "value": v, "timestamp": start_ms, "step": 0} for k, v in job["result"]["metrics"].items()]
+    scalar_requests = max(1, -(-(len(metric_list) + len(job["params"]) + len(job["tags"])) // BATCH_METRICS))
+    progress.total = scalar_requests + -(-len(points) // BATCH_METRICS) + 2
+    progress.points_total = len(points)
+    summary["requests"]["scalars"] = log_batches(store, run_id, metric_list, job["params"], job["tags"], progress)
+    progress.scalars = True
+    if points:
+        set_tag(store, run_id, INCOMPLETE_TAG, "missing: histories, artifacts (re-run the same log_backtest.py command to complete it)")
+        log_histories(store, run_id, points, progress)
+        summary["histories"] = {k: sum(1 for p in points if p["key"] == k) for k in HISTORY_KEYS}
+        summary["requests"]["histories"] = -(-len(points) // BATCH_METRICS)
+    set_tag(store, run_id, INCOMPLETE_TAG, "missing: artifacts (re-run the same log_backtest.py command to complete it)")
+    summary["artifacts"] = progress.artifacts = write_artifacts(ctx, job, run)
+    progress.step()
+    delete_tag(store, run_id, INCOMPLETE_TAG)
+    store.post(f"{st.API}/runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": int(time.time() * 1000)})
+    summary["status"] = "FINISHED"
+    progress.step()
+
+
+def write_artifacts(ctx: cli.Context, job: dict, run: dict) -> list[str]:
+    args, summary, data = job["args"], job["summary"], job["data"]
+    with tempfile.TemporaryDirectory(prefix="log-backtest-") as tmp:
+        folder = Path(tmp)
+        files = [folder / "returns.csv", folder / "metrics.json"]
+        files[0].write_text(normalised_csv(data))
+        files[1].write_text(
+            c.to_json(
+                {
+                    "metrics": job["result"]["metrics"],
+                    "undefined_metrics": job["result"]["undefined"],
+                    "periods_per_year": summary["periods_per_year"],
+                    "periods_per_year_how": summary["periods_per_year_how"],
+                    "risk_free": args.risk_free,
+                    "params": job["params"],
+                    "notes": summary["notes"],
+                }
+            )
+        )
+        if not args.no_tearsheet:
+            files.append(folder / "tearsheet.html")
+            bm.write_tearsheet(job["qs"], data, args.risk_free, summary["periods_per_year"], summary["run_name"], files[-1])
+        return upload_artifacts(ctx, run["info"].get("artifact_uri") or "", files)
+
+
+def failure(store: st.Store, run: dict, experiment: str, exc: BaseException, progress: Progress) -> c.SkillError:
+    """Mark the run FAILED with the reason; the error says truly what was written and what was not."""
+    run_id = run["info"]["run_id"]
+    with uninterrupted():
+        if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            signame, why = (exc.signame, exc.why) if isinstance(exc, Interrupted) else ("SIGINT", "")
+            message, code = f"interrupted by {signame}{why} after {progress.done} of {progress.total or '?'} steps", 128 + (15 if signame == "SIGTERM" else 2)
+        else:
+            message = str(exc) if isinstance(exc, c.SkillError) else f"{type(exc).__name__}: {exc}"
+            message = c.scrub(" ".join(message.split()))[:500] or type(exc).__name__
+            code = exc.exit_code if isinstance(exc, c.SkillError) else c.EXIT_ERROR
+        tagged, marked = mark_failed(store, run_id, message)
+    if marked:
+        state = f"marked FAILED (reason in tag {ERROR_TAG})" if tagged else f"marked FAILED (the reason tag {ERROR_TAG} could not be written)"
+    else:
+        state = f"left RUNNING, never FINISHED (the server could not be told it failed; tag {INCOMPLETE_TAG} says what is missing)"
+    return c.SkillError(
+        f"run {run_id} in experiment {experiment!r} {state}: {message}. Written: {progress.written()}. "
+        "Re-run the same command to complete it",
+        exit_code=code,
+    )
+
+
+def report_existing(ctx: cli.Context, summary: dict, run: dict) -> None:
+    """Already logged: report the run, write nothing."""
+    info = run["info"]
+    summary.update(action="already_logged", run_id=info["run_id"], run_name=st.run_name(run), status=info["status"])
+    summary["url"] = st.run_url(ctx.settings, summary["experiment_id"], info["run_id"])
+    summary["histories"] = {}
+    summary["artifacts"] = []
 
 
 def fmt_metric(key: str, value: float | None) -> str:
@@ -386,45 +808,76 @@ def fmt_metric(key: str, value: float | None) -> str:
     return c.fmt_num(value)
 
 
-def render(s: dict) -> str:
-    lines = []
+def headline_line(s: dict) -> list[str]:
+    where = f"in experiment **{s['experiment']}** (id {s['experiment_id']})"
     if s["dry_run"]:
-        lines.append(f"Dry run: nothing logged (experiment **{s['experiment']}**, run name **{s['run_name']}**)")
-    else:
-        lines.append(
-            f"Logged run **{s['run_name']}** (id {s['run_id']}) in experiment **{s['experiment']}** "
-            f"(id {s['experiment_id']}): {s['status']}"
-        )
-    lines.append("")
-    if s.get("url"):
-        lines.append(f"- link: {s['url']}")
+        return [f"Dry run: nothing logged (experiment **{s['experiment']}**, run name **{s['run_name']}**)"]
+    if s["action"] == "already_logged":
+        return [
+            f"Already logged: run **{s['run_name']}** (id {s['run_id']}) {where}: {s['status']}; nothing written",
+            "",
+            (
+                f"- same backtest (tag {FINGERPRINT_TAG}={s['fingerprint']}: data, params, periods, risk-free, run name); "
+                "--force-new logs another run"
+            ),
+        ]
+    lines = [f"Logged run **{s['run_name']}** (id {s['run_id']}) {where}: {s['status']}", ""]
+    previous = s.get("previous")
+    if s["action"] == "completed" and previous:
+        why = f"FAILED: {c.truncate(previous['error'], 160)}" if previous.get("error") else previous["status"]
+        if previous["status"] == "RUNNING":
+            why = "RUNNING, left by a process that is gone"
+        lines.append(f"- completed an earlier run of this backtest (it was {why}); no new run created")
+    if s.get("experiment_status") in ("created", "restored"):
+        lines.append(f"- experiment **{s['experiment']}** {s['experiment_status']} by this call")
+    return lines
+
+
+def data_lines(s: dict) -> list[str]:
+    lines = [f"- link: {s['url']}"] if s.get("url") else []
     d = s["data"]
-    bench = f"; benchmark {d.get('data.benchmark_file') or ''}{' column ' + d['data.benchmark_column'] if d.get('data.benchmark_column') else ''}" if "data.benchmark_column" in d else ""
+    bench = ""
+    if "data.benchmark_column" in d:
+        bench = f"; benchmark {d.get('data.benchmark_file') or ''}{' column ' + d['data.benchmark_column'] if d.get('data.benchmark_column') else ''}"
     lines.append(
         f"- data: {d['data.file']} column {d['data.column']} ({d['data.kind']}), {d['data.periods']} bars "
         f"{d['data.start'][:19]} to {d['data.end'][:19]}{bench}"
     )
     lines.append(f"- periods per year: {c.fmt_num(s['periods_per_year'])} ({s['periods_per_year_how']}); risk-free {c.fmt_num(s['risk_free'])} a year")
-    for note in s["notes"]:
-        lines.append(f"- note: {note}")
-    lines.append("")
-    headline = HEADLINE + (BENCH_HEADLINE if any(k.startswith("benchmark_") for k in s["metrics"]) else [])
-    lines.append(c.md_table(["metric", "value", "key"], [(label, fmt_metric(k, s["metrics"].get(k)), k) for k, label in headline]))
-    lines.append("")
-    verb = "would be logged" if s["dry_run"] else "logged"
-    lines.append(f"- {len(s['metrics'])} metrics {verb} (all of them: --format json, or the backtest/metrics.json artifact)")
+    lines += [f"- note: {note}" for note in s["notes"]]
+    return lines
+
+
+def after_lines(s: dict) -> list[str]:
+    verb = "would be logged" if s["dry_run"] else "logged" if s["action"] != "already_logged" else "in the run"
+    lines = ["", f"- {len(s['metrics'])} metrics {verb} (all of them: --format json, or the backtest/metrics.json artifact)"]
     if s["undefined_metrics"]:
         lines.append(f"- undefined for this data, not logged (tag {UNDEFINED_TAG}): {', '.join(s['undefined_metrics'])}")
     if s["histories"]:
         lines.append(f"- histories: {', '.join(f'{k} ({v} steps)' for k, v in s['histories'].items())}")
+        if s.get("history_resampled"):
+            lines.append(f"- histories {s['history_resampled']} (tag {HISTORY_TAG}); --history-points N changes it")
     if s["artifacts"]:
         lines.append(f"- artifacts: {', '.join(s['artifacts'])}")
-    return "\n".join(lines)
+    return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def shape(s: dict) -> cli.View:
+    headline = HEADLINE + (BENCH_HEADLINE if any(k.startswith("benchmark_") for k in s["metrics"]) else [])
+    rows = [[label, fmt_metric(k, s["metrics"].get(k)), k] for k, label in headline]
+    return cli.View(
+        data=c.json_safe(s),
+        lines=[*headline_line(s), *data_lines(s), ""],
+        table=cli.Table(["metric", "value", "key"], rows, raw=[[label, s["metrics"].get(k), k] for k, label in headline]),
+        after=after_lines(s),
+    )
+
+
+def main(argv: list[str] | None = None, watch: bool = False) -> int:
+    if watch:
+        watch_parent()
     return cli.run_main(build_parser(), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(watch=True))

@@ -1,13 +1,20 @@
 # /// script
 # requires-python = ">=3.11"
 # dependencies = [
-#     "mlflow>=3.7",
+#     "mlflow-skinny>=3.7",
+#     "sqlalchemy>=1.4,<3",
+#     "alembic>=1.8,!=1.10.0,<2",
+#     "flask<4",
 #     "python-dotenv>=1.0",
 #     "requests>=2.31",
 # ]
 # [tool.uv]
-# compile-bytecode = true  # MLflow is imported for non-server stores: compile once, not per call
+# compile-bytecode = false  # a first call compiles only what it imports, or borrows it (_embedded)
 # ///
+# Dependencies: MLflow's client and tracking store without its ML stack (mlflow-skinny plus the
+# database and server-handler packages full `mlflow` adds for the embedded sqlite store). Not
+# compiled at install: compiling all of it took most of each script's first call, six times over;
+# see _store.bytecode_cache and _embedded.borrow_bytecode for what happens instead.
 """rs.Query an MLflow tracking store: experiments, runs, one run, comparisons, best runs, overfitting,
 failures, aggregates, exports and artifacts. Read-only: nothing is ever written to the store.
 
@@ -21,8 +28,9 @@ Commands:
   compare      several runs side by side, only what differs by default
   best         top N runs by a metric (max or min)
   overfit      runs whose train/test metric gap exceeds a threshold
-  failed       FAILED or KILLED runs with their error tags
+  failed       FAILED or KILLED runs with their error tags, and stale RUNNING runs
   aggregate    group runs by params/tags and summarise metrics (count, mean, min, max)
+  (best, overfit and aggregate use FINISHED runs unless --include-unfinished; they say how many they skipped)
   export       every matching run to a CSV or JSON file (atomic, --force to overwrite)
   artifacts    a run's artifacts (path, size), optionally under a sub-path
   returns      a backtest's monthly/yearly returns grid and worst drawdowns
@@ -88,7 +96,7 @@ def query_for(ctx: cli.Context, order_by: list[str] | None = None, extra: list[s
 def cmd_experiments(ctx: cli.Context) -> int:
     args = ctx.args
     body = experiments_request(args)
-    answer = ctx.store.post(f"{st.API}/experiments/search", body)
+    answer = st.check_page(ctx.store, f"{st.API}/experiments/search", ctx.store.post(f"{st.API}/experiments/search", body), "experiments")
     experiments = answer.get("experiments", [])
     token = answer.get("next_page_token") or None
     counts = {e["experiment_id"]: count_runs(ctx.store, e["experiment_id"], args.count_limit) for e in experiments} if args.count_runs else {}
@@ -326,7 +334,7 @@ def cmd_best(ctx: cli.Context) -> int:
         raise c.UsageError("--trials must be at least 1")
     higher, why = metric_direction(args.metric, args)
     order = f"metrics.{rs.quote_key(args.metric)} {'DESC' if higher else 'ASC'}"
-    query = query_for(ctx, [order])
+    query = query_for(ctx, [order], extra=[FINISHED] if finished_only(args) else None)
     query.refs = [("metrics", args.metric), *query.refs]
     runs = [r for r in rs.fetch_all(ctx.store, query, limit=args.top) if not _nan(st.run_metrics(r).get(args.metric))]
     if not runs:
@@ -341,6 +349,7 @@ def cmd_best(ctx: cli.Context) -> int:
     view = rc.runs_view(query, rs.Page(runs, None), label, rc.parse_columns(args.columns), after)
     if runs and args.metric == "sharpe" and higher:
         cmp.add_deflated_sharpe(view, runs, list(rs.iter_runs(ctx.store, query)), args.trials)
+    note_skipped(view, count_unfinished(ctx) if finished_only(args) else 0)
     ctx.emit(view)
     return 0
 
@@ -353,8 +362,12 @@ def cmd_overfit(ctx: cli.Context) -> int:
     args = ctx.args
     higher, why = metric_direction(args.train, args)
     query = query_for(ctx)
-    considered, missing, flagged = 0, 0, []
+    considered, missing, flagged, skipped = 0, 0, [], 0
+    only = finished_only(args)
     for run in rs.iter_runs(ctx.store, query):
+        if only and not is_finished(run):
+            skipped += 1
+            continue
         metrics = st.run_metrics(run)
         train, test = metrics.get(args.train), metrics.get(args.test)
         if _nan(train) or _nan(test):
@@ -370,7 +383,8 @@ def cmd_overfit(ctx: cli.Context) -> int:
         f"gap = {'train − test' if higher else 'test − train'} ({'higher' if higher else 'lower'} is better, {why}); "
         f"flagged when {'gap/|train|' if args.relative else 'gap'} > {c.fmt_num(args.threshold)}"
     )
-    ctx.emit(overfit_view(args, query, rule, considered, missing, flagged))
+    view = overfit_view(args, query, rule, considered, missing, flagged)
+    ctx.emit(note_skipped(view, skipped))
     return 0
 
 
@@ -403,22 +417,90 @@ def overfit_view(args, query: rs.Query, rule: str, considered: int, missing: int
     )
 
 
+FINISHED = "attributes.status = 'FINISHED'"
+
+
+def finished_only(args: argparse.Namespace) -> bool:
+    """best/overfit/aggregate rank FINISHED runs only, unless --include-unfinished or the filter
+    itself says which statuses it wants."""
+    return not getattr(args, "include_unfinished", False) and "status" not in (args.filter or "").lower()
+
+
+def is_finished(run: dict) -> bool:
+    return run.get("info", {}).get("status") == "FINISHED"
+
+
+def count_unfinished(ctx: cli.Context) -> int:
+    query = query_for(ctx, extra=["attributes.status != 'FINISHED'"])
+    return sum(1 for _ in rs.iter_runs(ctx.store, query, limit=100_000))
+
+
+def note_skipped(view: cli.View, skipped: int) -> cli.View:
+    view.data["skipped_unfinished"] = skipped
+    if skipped:
+        view.after.append(
+            f"\nskipped {skipped} unfinished runs (RUNNING, FAILED or KILLED): --include-unfinished keeps them; "
+            f"`{PROG} failed` lists the failed and stale ones"
+        )
+    return view
+
+
+def last_write_ms(run: dict, now_ms: int) -> int:
+    """A run's last known write: its start or its newest metric timestamp not in the future."""
+    stamps = [int(m.get("timestamp") or 0) for m in run.get("data", {}).get("metrics", []) or []]
+    return max([int(run.get("info", {}).get("start_time") or 0), *(t for t in stamps if t <= now_ms)])
+
+
+def stale_running(ctx: cli.Context, stale_ms: int) -> dict[str, tuple[dict, int]]:
+    """RUNNING runs with no write for longer than stale_ms: run id -> (run, last write ms)."""
+    import time
+
+    now = int(time.time() * 1000)
+    query = query_for(ctx, extra=["attributes.status = 'RUNNING'", f"attributes.start_time < {now - stale_ms}"])
+    found = {}
+    for run in rs.iter_runs(ctx.store, query, limit=10_000):
+        last = last_write_ms(run, now)
+        if now - last > stale_ms:
+            found[run["info"]["run_id"]] = (run, last)
+    return found
+
+
+def marked_stale(run: dict, last_ms: int) -> dict:
+    """A copy whose status cell reads `RUNNING (stale, no write for 2 h)` in the table."""
+    import time
+
+    idle = c.fmt_duration(int(time.time() * 1000) - last_ms)
+    return {**run, "info": {**run["info"], "status": f"RUNNING (stale, no write for {idle})"}}
+
+
 FAILED_CLAUSES = ["attributes.status != 'FINISHED'", "attributes.status != 'RUNNING'", "attributes.status != 'SCHEDULED'"]
 
 
 def cmd_failed(ctx: cli.Context) -> int:
     args = ctx.args
     # The server rejects status IN (...): excluding the three other statuses keeps one paged search.
+    stale_ms = c.parse_duration_ms(args.stale, "--stale")
     query = query_for(ctx, args.order_by, extra=FAILED_CLAUSES)
     page = rs.fetch_page(ctx.store, query, args.max_results, args.page_token)
+    stale = {} if args.page_token else stale_running(ctx, stale_ms)  # on the first page, before the rest
+    page.runs = [*(marked_stale(r, ms) for r, ms in stale.values()), *page.runs]
     with_errors = sum(1 for r in page.runs if rc.error_tags(r))
     extra = [rc.Column("attr", "end_time"), rc.Column("error", "error"), *rc.parse_columns(args.columns)]
     after = [f"\n{with_errors} of {len(page.runs)} shown have error tags (tag keys containing error/exception/traceback/failure)"]
+    if stale:
+        after.append(
+            f"{len(stale)} RUNNING runs with no write for over {args.stale} are listed as `RUNNING (stale ...)`: "
+            "their process died or hangs. A log_backtest.py run is completed by re-running the same command"
+        )
 
     def record(run: dict, names: dict[str, str]) -> dict:
-        return {**rc.run_record(run, names), "error_tags": rc.error_tags(run)}
+        rec = {**rc.run_record(run, names), "error_tags": rc.error_tags(run), "stale": run["info"]["run_id"] in stale}
+        if rec["stale"]:
+            rec["status"] = "RUNNING"
+            rec["last_write"] = c.iso_time(stale[run["info"]["run_id"]][1])
+        return rec
 
-    view = rc.runs_view(query, page, "Failed or killed runs", extra, after, ctx.next_page(page.next_token), record=record)
+    view = rc.runs_view(query, page, "Failed, killed or stale runs" if stale else "Failed or killed runs", extra, after, ctx.next_page(page.next_token), record=record)
     ctx.emit(view)
     return 0
 
@@ -435,7 +517,11 @@ def cmd_aggregate(ctx: cli.Context) -> int:
     groups: dict[tuple, dict[str, list[float]]] = {}
     sizes: Counter = Counter()
     names = rc.exp_name_map(query)
+    only, skipped = finished_only(args), 0
     for run in rs.iter_runs(ctx.store, query):
+        if only and not is_finished(run):
+            skipped += 1
+            continue
         key = tuple(rc.cell(run, col, names) for col in group_cols)
         sizes[key] += 1
         values = st.run_metrics(run)
@@ -446,7 +532,8 @@ def cmd_aggregate(ctx: cli.Context) -> int:
     summary = [summarise(key, sizes[key], groups[key], metrics) for key in groups]
     first = metrics[0]
     summary.sort(key=lambda s: (s["stats"][first]["mean"] is None, -(s["stats"][first]["mean"] or 0), str(s["group"])))
-    ctx.emit(aggregate_view(args, query, [col.label for col in group_cols], metrics, summary, sum(sizes.values())))
+    view = aggregate_view(args, query, [col.label for col in group_cols], metrics, summary, sum(sizes.values()))
+    ctx.emit(note_skipped(view, skipped))
     return 0
 
 
@@ -666,11 +753,14 @@ Examples:
   uv run scripts/query_experiments.py overfit --experiment mnist --train train_loss --test val_loss --threshold 0.1
   uv run scripts/query_experiments.py overfit --train train_acc --test test_acc --threshold 0.05 --relative""",
     "failed": """FAILED or KILLED runs, newest first, with their error tags (tag keys containing error,
-exception, traceback or failure, e.g. backtest.error).
+exception, traceback or failure, e.g. backtest.error); first, RUNNING runs with no write (start or
+newest metric time) for longer than --stale (default 1h), marked `RUNNING (stale ...)`: their
+process died or hangs. A log_backtest.py run is completed by re-running the same command.
 
 Examples:
   uv run scripts/query_experiments.py failed
-  uv run scripts/query_experiments.py failed --experiment btc-momentum --format json""",
+  uv run scripts/query_experiments.py failed --experiment btc-momentum --format json
+  uv run scripts/query_experiments.py failed --stale 30m""",
     "aggregate": """Group runs by params/tags (or status) and summarise metrics per group: runs, n (runs with
 the metric), mean, min, max. Reads every matching run (all pages).
 
@@ -730,6 +820,7 @@ Examples:
   outlier     key metrics far from the siblings' median: robust z = 0.6745 (x - median) / MAD
               beyond --z (default 3.5), among at least 5 runs of the same experiment
   duplicate   runs with identical params and different results, with the spread
+Without --experiment every active experiment is checked, each run against its own experiment's runs.
 Key metrics: --metric, else those at least half the runs have. Shows the worst --top per kind
 and counts the rest; --format json lists every finding.
 
@@ -793,6 +884,9 @@ def _parse_listings(add) -> None:
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
 
 
+UNFINISHED_HELP = "include RUNNING, FAILED and KILLED runs (default: FINISHED only; the output says how many were skipped)"
+
+
 def _parse_analyses(add) -> None:
     p = add("best", cmd_best, "top N runs by a metric")
     _add_search_args(p, order=False)
@@ -803,6 +897,7 @@ def _parse_analyses(add) -> None:
     p.add_argument("--top", type=int, default=5, help="how many (default 5)")
     p.add_argument("--trials", type=int, help="--metric sharpe: how many variants were tried in all (default: the runs matched)")
     p.add_argument("--columns", "-c", help="extra columns, comma separated")
+    p.add_argument("--include-unfinished", action="store_true", help=UNFINISHED_HELP)
 
     p = add("overfit", cmd_overfit, "train/test gap above a threshold")
     _add_search_args(p, order=False)
@@ -814,10 +909,12 @@ def _parse_analyses(add) -> None:
     direction.add_argument("--max", action="store_true", help="higher is better (accuracy-like)")
     direction.add_argument("--min", action="store_true", help="lower is better (loss-like)")
     p.add_argument("--max-results", "-n", type=int, default=25, help="rows shown (default 25)")
+    p.add_argument("--include-unfinished", action="store_true", help=UNFINISHED_HELP)
 
-    p = add("failed", cmd_failed, "failed or killed runs with error tags")
+    p = add("failed", cmd_failed, "failed or killed runs with error tags, and stale RUNNING runs")
     _add_search_args(p)
     p.add_argument("--columns", "-c", help="extra columns, comma separated")
+    p.add_argument("--stale", default="1h", metavar="DURATION", help="also list RUNNING runs with no write for this long (default 1h; e.g. 30m, 2d)")
     _add_paging(p)
 
     p = add("aggregate", cmd_aggregate, "group runs and summarise metrics")
@@ -825,6 +922,7 @@ def _parse_analyses(add) -> None:
     p.add_argument("--group-by", "-g", action="append", required=True, help="params.K,tags.K,...; repeatable")
     p.add_argument("--metric", "-m", action="append", required=True, help="metric key(s); repeatable or comma separated")
     p.add_argument("--max-results", "-n", type=int, default=25, help="groups shown (default 25)")
+    p.add_argument("--include-unfinished", action="store_true", help=UNFINISHED_HELP)
 
 
 def _parse_files(add) -> None:

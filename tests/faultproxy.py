@@ -5,14 +5,24 @@ Modes (set `proxy.mode` between or during commands):
 - "status": answer `proxy.status` (e.g. 503) to the next `proxy.fault_count` requests, then forward;
 - "slow": sleep `proxy.delay` seconds before forwarding;
 - "path_status": answer `proxy.status` to the next `proxy.fault_count` requests whose path
-  contains `proxy.fault_path`, forward the rest;
+  contains `proxy.fault_path` (after letting `proxy.fault_skip` of them through), forward the rest;
+- "path_slow": sleep `proxy.delay` seconds before forwarding requests whose path contains
+  `proxy.fault_path` (a slow runs/create), forward the rest at once;
+- "after_upstream": forward the next request whose path contains `proxy.fault_path` to the server,
+  then answer `proxy.status` instead of its answer (`proxy.status` 0: cut the connection): the
+  server applied it, the client never learns (a gateway's 502/504 after the work was done);
 - "refuse_after": forward `proxy.fault_count` requests, then cut every connection without answer
-  (a server that dies in the middle of a command).
+  (a server that dies in the middle of a command);
+- "echo": answer `proxy.status` to every request with a body that echoes the request line and its
+  Authorization header (a misconfigured gateway's error page); `proxy.echo_format` is "json"
+  (MLflow's error shape) or "text".
 `proxy.requests` records (method, path, answered status) for every request seen.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import threading
 import time
@@ -29,6 +39,8 @@ class FaultProxy:
         self.fault_count = 0
         self.delay = 0.0
         self.fault_path = ""
+        self.fault_skip = 0
+        self.echo_format = "json"
         self.requests: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
         proxy = self
@@ -60,6 +72,19 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
+                if action == "echo":
+                    echoed = f"{self.command} {self.path} Authorization: {self.headers.get('Authorization', '')}"
+                    if proxy.echo_format == "json":
+                        payload = json.dumps({"error_code": "INTERNAL_ERROR", "message": f"bad gateway: {echoed}"}).encode()
+                    else:
+                        payload = f"upstream failed for {echoed}\n".encode()
+                    proxy._record(self.command, self.path, proxy.status)
+                    self.send_response(proxy.status)
+                    self.send_header("Content-Type", "application/json" if proxy.echo_format == "json" else "text/plain")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 if action == "slow":
                     time.sleep(proxy.delay)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
@@ -71,6 +96,20 @@ class FaultProxy:
                     self.close_connection = True
                     return
                 content = resp.content
+                if action == "after_upstream":  # the server did the work; the client gets a fault
+                    proxy._record(self.command, self.path, proxy.status)
+                    if not proxy.status:
+                        self.close_connection = True
+                        with contextlib.suppress(OSError):
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    payload = b"<html><body>502 Bad Gateway</body></html>"
+                    self.send_response(proxy.status)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 proxy._record(self.command, self.path, resp.status_code)  # before the client can see it
                 try:
                     self.send_response(resp.status_code)
@@ -97,10 +136,18 @@ class FaultProxy:
                 self.fault_count -= 1
                 return "status"
             if self.mode == "path_status" and self.fault_count > 0 and self.fault_path in path:
+                if self.fault_skip > 0:
+                    self.fault_skip -= 1
+                    return "pass"
                 self.fault_count -= 1
                 return "status"
-            if self.mode == "slow":
+            if self.mode == "path_slow" and self.fault_path in path:
                 return "slow"
+            if self.mode == "after_upstream" and self.fault_count > 0 and self.fault_path in path:
+                self.fault_count -= 1
+                return "after_upstream"
+            if self.mode in ("slow", "echo"):
+                return self.mode
             if self.mode == "refuse_after":
                 if self.fault_count > 0:
                     self.fault_count -= 1
@@ -116,6 +163,7 @@ class FaultProxy:
         with self._lock:
             self.mode = mode
             self.requests.clear()
+            self.fault_skip = 0
             for key, value in settings.items():
                 setattr(self, key, value)
 

@@ -3,13 +3,13 @@
 A loopback proxy (tests/faultproxy.py) in front of the real server fixture injects the faults.
 """
 
+import json
 import time
 
 import pytest
-
-from reliability import error_lines
 from conftest import ADMIN_USER, unique
 from faultproxy import FaultProxy
+from reliability import error_lines
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +89,9 @@ def test_server_stops_in_the_middle_of_log_backtest(run_script, via_proxy, clien
     name = unique("midlog")
     exp_id = client.create_experiment(name)
     returns = write_returns_csv(tmp_path / "r.csv")
-    # get-by-name, experiments/get, runs/create pass; the first log-batch is cut off.
-    via_proxy.reset("refuse_after", fault_count=3)
+    # get-by-name (twice), experiments/get, runs/search (same fingerprint?), runs/create pass;
+    # the first log-batch is cut off.
+    via_proxy.reset("refuse_after", fault_count=5)
     start = time.time()
     res = run_script("log_backtest", "--returns", returns, "--experiment", name, "--no-tearsheet", uri=via_proxy.uri)
     assert res.code == 4, res.err
@@ -118,3 +119,17 @@ def test_server_error_during_log_backtest_marks_run_failed(run_script, via_proxy
     run = client.search_runs([exp_id])[0]
     assert run.info.status == "FAILED"
     assert "500" in run.data.tags["backtest.error"]
+
+
+@pytest.mark.parametrize("status", [502, 504, 0], ids=["502", "504", "dropped"])
+def test_lost_experiment_create_answer_creates_once(run_script, via_proxy, client, status):
+    """experiments/create reaches the server, its answer is lost: not sent again; the look-up
+    finds what it created and the output says it was created."""
+    name = unique("lostexp")
+    via_proxy.reset("after_upstream", fault_path="/experiments/create", fault_count=1, status=status)
+    res = run_script("create_experiment", "--name", name, "--format", "json", uri=via_proxy.uri)
+    assert res.code == 0, res.err
+    creates = [r for r in via_proxy.requests if r[1].endswith("/experiments/create")]
+    assert len(creates) == 1
+    assert json.loads(res.out)["status"] == "created"
+    assert json.loads(res.out)["experiment_id"] == client.get_experiment_by_name(name).experiment_id

@@ -84,6 +84,8 @@ def test_long_series_default_view_is_sampled_and_honest(run_script, seed):
     assert "sampled: 2,500 of ~100,000 points" in out
     assert "min 0.5 at step 61,237" in out  # refined around the sample's minimum: exact value and step
     assert "max 38 at step 0" in out  # the spike at 40,001 is between samples: not claimed
+    assert "sample max 38 at step 0" in out and "extremes of the 2,500-point sample, not of the series" in out
+    assert f"Exact: `uv run scripts/get_metric_history.py --run-id {seed['long']} --metrics loss --exact`" in out
     assert "the true extremes may lie" in out or "a spike between other samples can be missed" in out
     assert "--exact" in out
     table = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| step")]
@@ -97,7 +99,7 @@ def test_long_series_default_view_is_sampled_and_honest(run_script, seed):
 
 def test_long_series_json_sample_bound_and_endpoints(run_script, seed):
     (s,) = series_of(run_script("get_metric_history", "--run-id", seed["long"], "--metrics", "loss", "--format", "json"))
-    assert s["exact"] is False and s["label"].startswith("sampled")
+    assert s["exact"] is False and s["label"].startswith("sampled") and s["extremes"] == "sample"
     assert s["points"] == 2500 and s["estimated_total"] == N_LONG
     assert s["first"] == {"step": 0, "timestamp": 1_700_000_000_000, "value": loss_value(0)}
     assert s["last"]["step"] == N_LONG - 1 and s["last"]["value"] == pytest.approx(loss_value(N_LONG - 1))
@@ -229,13 +231,13 @@ def test_embedded_store(run_script, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     local = MlflowClient(tracking_uri=uri)
     rid = local.create_run(local.create_experiment("local"), run_name="local-long").info.run_id
-    n = 12_000  # above the auto-exact bound (10,000): sampled in-process, like a server
+    n = 12_000  # more than one sample (2,500): read whole in step windows, in-process like a server
     points = [Metric("acc", i / n, T0 + i, i) for i in range(n)]
     for start in range(0, n, 1000):
         local.log_batch(rid, metrics=points[start : start + 1000])
     res = run_script("get_metric_history", "--run-id", rid, "--format", "json", uri=None, env={"MLFLOW_TRACKING_URI": uri}, cwd=tmp_path)
     (s,) = series_of(res)
-    assert s["exact"] is False and s["points"] == 2500 and s["estimated_total"] == n
+    assert s["exact"] is True and s["points"] == n and "windowed reads" in s["method"]
     assert s["first"]["step"] == 0 and s["last"]["step"] == n - 1 and s["max"]["step"] == n - 1
     res = run_script("get_metric_history", "--run-id", rid, "--steps", "100:200", uri=None, env={"MLFLOW_TRACKING_URI": uri}, cwd=tmp_path)
     assert res.code == 0, res.both

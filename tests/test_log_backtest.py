@@ -174,7 +174,13 @@ def qs_report(series, benchmark=None, ppy=252, rf=RF):
         )
 
 
+# Deliberate deviations (references/quantstats-metrics.md, tested in test_numbers_backtest.py):
+# risk_of_ruin underflows to 0 over these long series and is left out; Gain/Pain subtracts --risk-free.
+QS_DEVIATIONS = ("risk_of_ruin", "gain_to_pain_ratio", "gain_to_pain_1m")
+
+
 def assert_matches_report(metrics: dict, report, column: str = "Strategy", prefix: str = "", skip: tuple = ()):
+    skip = (*skip, *QS_DEVIATIONS)
     import _backtest_metrics
 
     pct_keys = _backtest_metrics.PCT_KEYS
@@ -194,7 +200,7 @@ def assert_matches_report(metrics: dict, report, column: str = "Strategy", prefi
         else:
             assert abs(ours * scale - float(shown)) <= 0.0051, (row, key, ours * scale, shown)
         checked += 1
-    assert checked >= 65
+    assert checked >= 62
 
 
 def test_logged_values_equal_quantstats(daily_run, data_dir):
@@ -242,7 +248,7 @@ def test_run_params_tags_and_output(daily_run, data_dir):
     assert params["quantstats_version"] == quantstats.__version__
     assert run.data.tags["team"] == "quant"
     assert run.data.tags["backtest.periods_per_year"].startswith("252 (inferred")
-    assert "backtest.undefined_metrics" not in run.data.tags
+    assert run.data.tags.get("backtest.undefined_metrics") == "risk_of_ruin"  # underflow, named with its reason
     # compact markdown: link, periods per year, headline table, count
     assert out.startswith("store: ")
     assert f"/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" in out
@@ -312,7 +318,14 @@ def test_crypto_daily_with_weekends_uses_365(invoke, data_dir):
         assert out["metrics"]["sharpe"] == pytest.approx(qs.stats.sharpe(r, periods=365), rel=1e-9)
         assert out["metrics"]["volatility"] == pytest.approx(qs.stats.volatility(r, periods=365), rel=1e-9)
         assert out["metrics"]["cagr"] == pytest.approx(qs.stats.cagr(r, periods=365), rel=1e-9)
-    assert_matches_report(out["metrics"], qs_report(r, ppy=365, rf=0.0))
+    # stats.rar annualises with 252 whatever the data: ours uses 365; two years of data have no
+    # 3/5/10-year CAGR (QuantStats shows the whole period's): references/quantstats-metrics.md
+    windows = ("cagr_3y", "cagr_5y", "cagr_10y")
+    assert_matches_report(out["metrics"], qs_report(r, ppy=365, rf=0.0), skip=("risk_adjusted_return", *windows))
+    assert all("less than the metric's window" in out["undefined_reasons"][k] for k in windows)
+    with np.errstate(all="ignore"):
+        rar = qs.stats.cagr(r, periods=365) / qs.stats.exposure(r)
+    assert out["metrics"]["risk_adjusted_return"] == pytest.approx(rar, rel=1e-9)
 
 
 def test_intraday_annualisation(invoke, data_dir):
@@ -362,7 +375,8 @@ def test_benchmark_metrics_only_with_benchmark(bench_run, daily_run, data_dir):
         greeks = qs.stats.greeks(r, b, periods=252)
         assert with_b["beta"] == pytest.approx(float(greeks["beta"]), rel=1e-9)
         assert with_b["alpha"] == pytest.approx(float(greeks["alpha"]), rel=1e-9)
-        assert with_b["information_ratio"] == pytest.approx(float(qs.stats.information_ratio(r, b)), rel=1e-9)
+        # annualised (QuantStats' is per bar: references/quantstats-metrics.md, Deviations)
+        assert with_b["information_ratio"] == pytest.approx(float(qs.stats.information_ratio(r, b)) * math.sqrt(252), rel=1e-9)
         assert with_b["r_squared"] == pytest.approx(float(qs.stats.r_squared(r, b)), rel=1e-9)
         assert with_b["benchmark_sharpe"] == pytest.approx(float(qs.stats.sharpe(b, rf=RF, periods=252)), rel=1e-9)
     report = qs_report(r, benchmark=b)

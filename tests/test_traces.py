@@ -12,7 +12,6 @@ import shlex
 import time
 
 import pytest
-
 from conftest import unique
 
 
@@ -209,7 +208,7 @@ def test_search_paging_follows_next_page_command(run_script, traces):
         r = run_script("search_traces", *args)
         assert r.code == 0, r.err
         seen.append(ids_in(r.out, traces))
-        m = re.search(r"Next page: (uv run scripts/search_traces\.py .*)$", r.out, re.M)
+        m = re.search(r"Next page: (uv run scripts/search_traces\.py .*)$", r.out, re.MULTILINE)
         if not m:
             break
         cmd = shlex.split(m.group(1))
@@ -323,9 +322,11 @@ def test_get_trace_span_detail_and_output(run_script, traces, tmp_path):
 def test_get_trace_unknown_id(run_script, traces):
     r = run_script("get_trace", "--trace-id", "tr-00000000000000000000000000000000")
     assert r.code == 3 and r.out == ""
-    assert r.err.strip().splitlines() == [
-        "error: no trace with id 'tr-00000000000000000000000000000000' "
-        "(find ids: uv run scripts/search_traces.py --experiment NAME)"
+    assert [line for line in r.err.strip().splitlines() if not line.startswith("store: ")] == [
+        (
+            "error: no trace with id 'tr-00000000000000000000000000000000' "
+            "(find ids: uv run scripts/search_traces.py --experiment NAME)"
+        )
     ]
 
 

@@ -1,0 +1,287 @@
+"""Parameter sweeps for log_backtest.py: several strategy variants (columns of one file, or one file
+each) scored on ONE common evaluation window with the benchmark aligned the same way for all,
+ranked with the probabilistic and deflated Sharpe ratios, and drawn as one equity-curve picture.
+
+Reading and validation reuse _backtest_data (every refusal before anything is logged); metrics
+reuse _backtest_metrics.compute, once per variant, in one process.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _backtest_data as bd
+import _common as c
+import _sharpe
+
+MAX_VARIANTS = 1000
+RANKING_SHOWN = 10  # rows of the ranking in the markdown output; the artifact holds every row
+PNG_LABELLED = 5  # variants named in the picture's legend (the best by Sharpe); the rest drawn thin
+
+
+@dataclass
+class Variant:
+    name: str
+    returns: Any  # pandas Series, returns per bar
+    params: dict[str, str] = field(default_factory=dict)
+    result: dict | None = None  # _backtest_metrics.compute(...) on the common window
+
+
+@dataclass
+class Sweep:
+    variants: list[Variant]
+    benchmark: Any  # pandas Series or None, on the common window
+    local_index: Any  # the file's own wall-clock times for the window's bars
+    start: Any
+    end: Any
+    bars_total: int
+    notes: list[str]
+    files: list[Path]
+    column_spec: str | None
+    last_to_start: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Which variants: columns of one file (names or shell patterns), or several files
+# ---------------------------------------------------------------------------------------------
+def select_columns(table: bd.Table, spec: str, exclude: set[str]) -> list[str]:
+    """'sma_*' or 'sma_20,sma_50' -> the matching columns, in the file's order."""
+    columns = [col for col in table.frame.columns if col not in exclude]
+    wanted: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        matches = [col for col in columns if fnmatch.fnmatchcase(col, part)]
+        if not matches:
+            raise c.UsageError(f"--columns {part!r} matches no column of {table.path.name} (columns: {', '.join(columns)})")
+        wanted += [m for m in matches if m not in wanted]
+    if len(wanted) > MAX_VARIANTS:
+        raise c.UsageError(f"--columns selects {len(wanted)} variants, at most {MAX_VARIANTS}: split the sweep")
+    return wanted
+
+
+def variant_params(names: list[str], pattern: str | None, params_file: str | None) -> dict[str, dict[str, str]]:
+    """Per-variant params: named groups of a regular expression matched against each variant's
+    name (`sma_(?P<lookback>\\d+)` -> lookback=50 for sma_50), and/or a CSV with a `variant`
+    column and one column per param."""
+    params: dict[str, dict[str, str]] = {n: {} for n in names}
+    if pattern:
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise c.UsageError(f"--variant-pattern {pattern!r} is not a regular expression: {exc}") from None
+        if not regex.groupindex:
+            raise c.UsageError("--variant-pattern needs named groups, e.g. 'sma_(?P<lookback>\\d+)'")
+        for name in names:
+            match = regex.search(name)
+            if match is None:
+                raise c.UsageError(f"--variant-pattern {pattern!r} does not match variant {name!r}: fix the pattern or rename")
+            params[name].update({k: v for k, v in match.groupdict().items() if v is not None})
+    if params_file:
+        for name, values in read_params_csv(params_file, names).items():
+            params[name].update(values)
+    return params
+
+
+def read_params_csv(path_text: str, names: list[str]) -> dict[str, dict[str, str]]:
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise c.UsageError(f"--variant-params {path_text}: no such file")
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    if not rows or "variant" not in rows[0]:
+        raise c.UsageError(f"--variant-params {path.name} needs a header with a `variant` column and one column per param")
+    by_name = {row["variant"].strip(): {k: v.strip() for k, v in row.items() if k != "variant" and k} for row in rows}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise c.UsageError(f"--variant-params {path.name} has no row for {', '.join(missing[:5])}: add them")
+    return {n: by_name[n] for n in names}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and the common window
+# ---------------------------------------------------------------------------------------------
+def load(args, notes: list[str]) -> Sweep:
+    """Every variant's returns, the benchmark, and the one window all of them are scored on."""
+    import pandas as pd
+
+    sep, decimal = bd.format_args(args)
+    series, files, local = _read_variants(args, sep, decimal, notes)
+    names = list(series)
+    params = variant_params(names, args.variant_pattern, args.variant_params)
+    index = series[names[0]].index
+    for name in names[1:]:
+        index = index.intersection(series[name].index)
+    if len(index) < 2:
+        raise c.UsageError("the variants share fewer than 2 bars: give files that cover the same dates")
+    bench = _benchmark(args, sep, decimal, index, notes)
+    # The window starts when the last variant (and the benchmark) first moves: before that some
+    # variant is still flat (a long lookback warming up) and would be scored on idle bars.
+    starts = {name: _first_move(series[name].reindex(index)) for name in names}
+    start = max(starts.values())
+    last = max(starts, key=lambda n: starts[n])
+    if bench is not None:
+        start = max(start, _first_move(bench))
+    end = index[-1]
+    window = index[(index >= start) & (index <= end)]
+    if len(window) < 2:
+        raise c.UsageError("the common window (where every variant has started) has fewer than 2 bars")
+    variants = [Variant(n, series[n].reindex(window), params[n]) for n in names]
+    if start != index[0]:
+        notes.append(
+            f"common window from {pd.Timestamp(start).isoformat()} (where {last} first moves) to "
+            f"{pd.Timestamp(end).isoformat()}: {len(window)} of {len(index)} shared bars, the same for every variant"
+        )
+    return Sweep(
+        variants=variants, benchmark=bench.reindex(window) if bench is not None else None,
+        local_index=pd.DatetimeIndex(local.reindex(window).to_numpy()), start=window[0], end=window[-1],
+        bars_total=len(index), notes=notes, files=files, column_spec=args.columns, last_to_start=last,
+    )  # fmt: skip
+
+
+def _read_variants(args, sep, decimal, notes: list[str]):
+    """{name: returns Series}, the files read, and a Series mapping instants to local times."""
+    import pandas as pd
+
+    files = list(args.returns)
+    series: dict[str, Any] = {}
+    local_map: dict = {}
+    tables = [bd.read_table(f, "--returns", sep, decimal) for f in files]
+    for table in tables:
+        date_col = bd.pick_date_column(table, args.date_column, "--returns")
+        exclude = {date_col}
+        if args.benchmark_column and not args.benchmark:
+            exclude.add(args.benchmark_column)
+        if len(tables) > 1:
+            col = bd.pick_value_column(table, args.column, exclude, "--returns", "returns", "--column")
+            columns = {table.path.stem: col}
+        else:
+            columns = {col: col for col in select_columns(table, args.columns or "*", exclude)}
+        dates, local = bd.parse_dates(table, date_col, "--returns")
+        dates.name = date_col
+        local_map.update(zip(dates.values, local.values))
+        for name, col in columns.items():
+            if name in series:
+                raise c.UsageError(f"two variants are named {name!r}: rename a file or column")
+            values = bd.parse_numbers(table, col, "--returns", args.percent)
+            s = bd.to_series(table, dates, values, col, "--returns", args.prices, notes, name)
+            s.name = name
+            series[name] = s
+    if len(series) < 2:
+        raise c.UsageError("a sweep needs at least 2 variants: name several --columns, or several --returns files")
+    return series, [t.path for t in tables], pd.Series(local_map)
+
+
+def _benchmark(args, sep, decimal, index, notes: list[str]):
+    """The benchmark's returns on the shared bars (its level carried to each bar, differenced)."""
+    import pandas as pd
+
+    if not (args.benchmark or args.benchmark_column):
+        return None
+    if args.benchmark:
+        table = bd.read_table(args.benchmark, "--benchmark", sep, decimal)
+        flag = "--benchmark"
+    else:
+        table = bd.read_table(args.returns[0], "--returns", sep, decimal)
+        flag = "--returns"
+    date_col = bd.pick_date_column(table, None if args.benchmark else args.date_column, flag)
+    col = bd.pick_value_column(table, args.benchmark_column, {date_col}, flag, "benchmark", "--benchmark-column")
+    dates, _ = bd.parse_dates(table, date_col, flag)
+    dates.name = date_col
+    bench = bd.to_series(table, dates, bd.parse_numbers(table, col, flag, args.percent), col, flag,
+                         args.benchmark_prices or (args.prices and not args.benchmark), notes, "benchmark")  # fmt: skip
+    # align_benchmark on an always-moving stand-in: only the benchmark's own start can cut the bars
+    _, aligned = bd.align_benchmark(pd.Series(1.0, index=index), bench, [])
+    return aligned
+
+
+def _first_move(series):
+    moving = series.fillna(0).ne(0)
+    return series.index[int(moving.to_numpy().argmax())] if moving.any() else series.index[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring and ranking
+# ---------------------------------------------------------------------------------------------
+def score(qs, sweep: Sweep, rf: float, ppy: float) -> None:
+    """QuantStats' metric set for every variant on the common window (one process, N computations)."""
+    import _backtest_metrics as bm
+
+    for variant in sweep.variants:
+        data = {"returns": variant.returns, "benchmark": sweep.benchmark, "dated": True, "local_index": sweep.local_index}
+        variant.result = bm.compute(qs, data, rf, ppy)
+
+
+def ranking(sweep: Sweep, ppy: float, trials: int | None = None) -> tuple[list[dict], _sharpe.Ranking]:
+    """Variants by Sharpe ratio (best first) with PSR and DSR; N = the variants in the sweep
+    unless --trials says more were tried."""
+    bars = len(sweep.variants[0].returns)
+    trials_list = []
+    for v in sweep.variants:
+        m = v.result["metrics"]
+        if all(k in m for k in ("sharpe", "skew", "kurtosis")):
+            trials_list.append(_sharpe.Trial(v.name, m["sharpe"], ppy, bars, m["skew"], m["kurtosis"]))
+    ranked = _sharpe.rank(trials_list, trials)
+    rows = []
+    for v in sweep.variants:
+        m = v.result["metrics"]
+        rows.append({
+            "variant": v.name, **{f"param.{k}": val for k, val in v.params.items()},
+            "sharpe": m.get("sharpe"), "psr": ranked.psr.get(v.name), "dsr": ranked.dsr.get(v.name),
+            "cagr": m.get("cagr"), "max_drawdown": m.get("max_drawdown"), "volatility": m.get("volatility"),
+            "sortino": m.get("sortino"), "calmar": m.get("calmar"), "run_id": None,
+        })  # fmt: skip
+    rows.sort(key=lambda r: (r["sharpe"] is None or not math.isfinite(r["sharpe"]), -(r["sharpe"] or 0.0)))
+    for rank_no, row in enumerate(rows, 1):
+        row["rank"] = rank_no
+    return rows, ranked
+
+
+def ranking_csv(rows: list[dict]) -> str:
+    keys = list(dict.fromkeys(k for row in rows for k in ("rank", *row)))
+    return c.to_csv(keys, [[_csv(row.get(k)) for k in keys] for row in rows])
+
+
+def _csv(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return ""
+    return "" if value is None else value
+
+
+# ---------------------------------------------------------------------------------------------
+# The picture
+# ---------------------------------------------------------------------------------------------
+def equity_png(sweep: Sweep, rows: list[dict], path: Path, title: str) -> Path:
+    """Every variant's growth of 1 on the common window (the best few named), and the benchmark."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    named = [r["variant"] for r in rows[:PNG_LABELLED]]
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=100)
+    for v in sweep.variants:
+        equity = (1.0 + v.returns).cumprod()
+        if v.name in named:
+            continue
+        ax.plot(equity.index, equity.to_numpy(), color="0.75", linewidth=0.7)
+    for name in reversed(named):
+        v = next(x for x in sweep.variants if x.name == name)
+        ax.plot(v.returns.index, (1.0 + v.returns).cumprod().to_numpy(), linewidth=1.5, label=f"#{named.index(name) + 1} {name}")
+    if sweep.benchmark is not None:
+        ax.plot(sweep.benchmark.index, (1.0 + sweep.benchmark).cumprod().to_numpy(), color="black", linewidth=2, label="benchmark")
+    others = len(sweep.variants) - len(named)
+    ax.set_title(f"{title}: {len(sweep.variants)} variants" + (f" ({others} unnamed, grey)" if others else ""))
+    ax.set_ylabel("growth of 1")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

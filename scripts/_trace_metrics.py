@@ -1,0 +1,232 @@
+"""Trace metrics over time for search_traces.py --every: counts, errors, latency percentiles and
+tokens per time bucket, from MLflow's server-side endpoint (POST /api/3.0/mlflow/traces/metrics,
+MLflow 3.x) when the question fits it, else aggregated here over a bounded search; and the
+min/max-preserving sparkline that draws each series.
+
+Buckets are aligned as the server aligns them: floor(timestamp / interval) * interval (UTC).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import _common as c
+import _traces as tr
+from _store import NotMlflowError, Store
+
+METRICS_PATH = "/api/3.0/mlflow/traces/metrics"
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 48
+MAX_BUCKETS = 2000
+SERVER_GROUPS = (None, "name", "status")  # the dimensions/filters the endpoint can split by
+
+
+class MetricsUnavailable(Exception):
+    """The server has no trace metrics endpoint (or rejects this query): aggregate here instead."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Sparkline
+# ---------------------------------------------------------------------------------------------
+def sparkline(values: list[float | None], width: int = SPARK_WIDTH) -> str:
+    """One character per value while they fit; beyond `width`, each chunk of values gives two
+    characters, its minimum and its maximum in the order they occur, so spikes and dips survive
+    (a mean would flatten them). ' ' marks an empty bucket."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return " " * min(len(values), width)
+    lo, hi = min(present), max(present)
+
+    def char(v: float | None) -> str:
+        if v is None:
+            return " "
+        if hi == lo:
+            return SPARK_CHARS[3] if hi else SPARK_CHARS[0]
+        return SPARK_CHARS[min(len(SPARK_CHARS) - 1, int((v - lo) / (hi - lo) * len(SPARK_CHARS)))]
+
+    if len(values) <= width:
+        return "".join(char(v) for v in values)
+    chunks = max(1, width // 2)
+    out = []
+    for i in range(chunks):
+        part = values[i * len(values) // chunks : (i + 1) * len(values) // chunks]
+        got = [(j, v) for j, v in enumerate(part) if v is not None]
+        if not got:
+            out.append("  ")
+            continue
+        jmin = min(got, key=lambda p: p[1])[0]
+        jmax = max(got, key=lambda p: p[1])[0]
+        first, second = sorted((jmin, jmax))
+        out.append(char(part[first]) + char(part[second]))
+    return "".join(out)
+
+
+def per_char(n_buckets: int, every_ms: int, width: int = SPARK_WIDTH) -> str:
+    if n_buckets <= width:
+        return f"1 char = {c.fmt_duration(every_ms)}"
+    chunk = n_buckets / max(1, width // 2)
+    return f"2 chars (min, max) per {c.fmt_duration(chunk * every_ms)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Buckets
+# ---------------------------------------------------------------------------------------------
+def bucket_starts(start_ms: int, end_ms: int, every_ms: int) -> list[int]:
+    first = start_ms // every_ms * every_ms
+    count = (end_ms - first) // every_ms + 1
+    if count > MAX_BUCKETS:
+        raise c.UsageError(
+            f"--every {c.fmt_duration(every_ms)} over this window makes {count} buckets (at most {MAX_BUCKETS}): "
+            "use a larger --every or a shorter --since"
+        )
+    return [first + i * every_ms for i in range(max(0, count))]
+
+
+def empty_bucket(start: int) -> dict:
+    return {"start_ms": start, "traces": 0, "errors": 0, "error_rate": None, "p50_ms": None, "p95_ms": None, "tokens": None}
+
+
+def client_buckets(rows: list[dict], starts: list[int], every_ms: int) -> list[dict]:
+    """Aggregate trace summaries into the given buckets."""
+    members: dict[int, list[dict]] = {s: [] for s in starts}
+    for r in rows:
+        ts = r["timestamp_ms"]
+        if ts is None:
+            continue
+        key = ts // every_ms * every_ms
+        if key in members:
+            members[key].append(r)
+    out = []
+    for start in starts:
+        group = members[start]
+        b = empty_bucket(start)
+        if group:
+            durations = [m["duration_ms"] for m in group if m["duration_ms"] is not None]
+            tokens = [m["tokens"]["total_tokens"] for m in group if m["tokens"] and m["tokens"].get("total_tokens") is not None]
+            errors = sum(1 for m in group if m["status"] == "ERROR")
+            b.update(
+                traces=len(group),
+                errors=errors,
+                error_rate=errors / len(group),
+                p50_ms=c.percentile(durations, 50),
+                p95_ms=c.percentile(durations, 95),
+                tokens=sum(tokens) if tokens else None,
+            )
+        out.append(b)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The server-side endpoint
+# ---------------------------------------------------------------------------------------------
+def server_filters(args, parse_key_values) -> list[str] | None:
+    """The endpoint's filters for these flags (equality on status, tags and metadata only), or
+    None when a flag asks for more than it can filter."""
+    if any(getattr(args, a, None) for a in ("filter", "text", "span_name", "slower_than", "assessment", "run_id")):
+        return None
+    pairs: list[tuple[str, str, str]] = []
+    if args.session is not None:
+        pairs.append(("metadata", tr.TRACE_SESSION_KEY, args.session))
+    if args.user is not None:
+        pairs.append(("metadata", tr.TRACE_USER_KEY, args.user))
+    for key, value in parse_key_values(args.tag, "--tag").items():
+        pairs.append(("tag", key, value))
+    for key, value in parse_key_values(args.metadata, "--metadata").items():
+        pairs.append(("metadata", key, value))
+    filters = [f"trace.status = '{args.status}'"] if args.status else []
+    for kind, key, value in pairs:
+        literal, exact = tr.sql_literal(value)
+        if not exact or "`" in key:
+            return None
+        filters.append(f"trace.{kind}.`{key}` = {literal}")
+    return filters
+
+
+def query(store: Store, body: dict) -> list[dict]:
+    points: list[dict] = []
+    token = None
+    while True:
+        req = {**body, "max_results": 1000, **({"page_token": token} if token else {})}
+        try:
+            page = store.post(METRICS_PATH, req, what="querying trace metrics")
+        except (c.NotFoundError, c.UsageError, NotMlflowError) as exc:  # no such endpoint, or it rejects the query
+            raise MetricsUnavailable(str(exc)) from None
+        except c.ServerError as exc:
+            if "ENDPOINT_NOT_FOUND" in str(exc) or "not found" in str(exc).lower() or "405" in str(exc):
+                raise MetricsUnavailable(str(exc)) from None
+            raise
+        points += page.get("data_points", []) or []
+        token = page.get("next_page_token")
+        if not token:
+            return points
+
+
+def server_buckets(
+    store: Store, exp_ids: list[str], filters: list[str], window: tuple[int, int, int], starts: list[int], group: str | None
+) -> dict[str, list[dict]]:
+    """{group value ('' without --group-by): buckets} from the endpoint: trace_count by status,
+    latency P50/P95 and total_tokens SUM, each per time bucket."""
+    every_ms, start_ms, end_ms = window  # both ends inclusive, as the endpoint takes them
+    base = {
+        "experiment_ids": exp_ids,
+        "view_type": "TRACES",
+        "time_interval_seconds": every_ms // 1000,
+        "start_time_ms": start_ms,
+        "end_time_ms": end_ms,
+    }
+    dim = ["trace_name"] if group == "name" else []
+    counts = query(store, {**base, "filters": filters, "metric_name": "trace_count",
+                           "aggregations": [{"aggregation_type": "COUNT"}], "dimensions": [*dim, "trace_status"]})  # fmt: skip
+    table: dict[str, dict[int, dict]] = {}
+
+    def cell(gkey: str, bucket: int) -> dict:
+        return table.setdefault(gkey, {}).setdefault(bucket, empty_bucket(bucket))
+
+    for p in counts:
+        d = p.get("dimensions", {})
+        gkey = d.get("trace_name", "") if group == "name" else d.get("trace_status", "") if group == "status" else ""
+        b = cell(gkey, tr.pb_timestamp_ms(d.get("time_bucket")))
+        n = int(p["values"].get("COUNT", 0))
+        b["traces"] += n
+        b["errors"] += n if d.get("trace_status") == "ERROR" else 0
+    splits = [(g, [f"trace.status = '{g}'"]) for g in table] if group == "status" else [(None, [])]
+    for gkey, extra in splits:
+        for metric, aggs in (
+            ("latency", [{"aggregation_type": "PERCENTILE", "percentile_value": 50}, {"aggregation_type": "PERCENTILE", "percentile_value": 95}]),
+            ("total_tokens", [{"aggregation_type": "SUM"}]),
+        ):
+            for p in query(store, {**base, "filters": [*filters, *extra], "metric_name": metric, "aggregations": aggs, "dimensions": dim}):
+                d = p.get("dimensions", {})
+                b = cell(gkey if gkey is not None else d.get("trace_name", ""), tr.pb_timestamp_ms(d.get("time_bucket")))
+                v = p.get("values", {})
+                if metric == "latency":
+                    b["p50_ms"], b["p95_ms"] = value_of(v, "P50"), value_of(v, "P95")
+                else:
+                    b["tokens"] = value_of(v, "SUM")
+    out = {}
+    for gkey, cells in table.items():
+        series = [cells.get(s) or empty_bucket(s) for s in starts]
+        for b in series:
+            b["error_rate"] = b["errors"] / b["traces"] if b["traces"] else None
+        out[gkey] = series
+    return out
+
+
+def value_of(values: dict, prefix: str) -> Any:
+    for key, v in values.items():
+        if key == prefix or key.startswith(prefix + "."):
+            return v
+    return None
+
+
+def totals(buckets: list[dict]) -> dict:
+    traces = sum(b["traces"] for b in buckets)
+    errors = sum(b["errors"] for b in buckets)
+    tokens = [b["tokens"] for b in buckets if b["tokens"] is not None]
+    return {
+        "traces": traces,
+        "errors": errors,
+        "error_rate": errors / traces if traces else None,
+        "tokens": sum(tokens) if tokens else None,
+        "p95_max_ms": max((b["p95_ms"] for b in buckets if b["p95_ms"] is not None), default=None),
+    }
