@@ -56,7 +56,7 @@ def main() -> int:
 
     server = conftest.start_server(tmp / "server")
     try:
-        env = conftest.clean_env({"MLFLOW_TRACKING_URI": server.uri, "UV_COMPILE_BYTECODE": "1", "UV_PYTHON_DOWNLOADS": "never"})
+        env = conftest.clean_env({"MLFLOW_TRACKING_URI": server.uri, "UV_PYTHON_DOWNLOADS": "never"})
         env["MLFLOW_SKILL_ENV_DIR"] = str(tmp)  # no .env files
         uv = shutil.which("uv") or "uv"
         # --force-new: every timed call logs a run (the same command again finds it and writes nothing)

@@ -110,7 +110,7 @@ def script_max(output: str) -> str:
 
 
 def measure(uri: str, run_id: str, tmp: Path, repeat: int) -> dict:
-    env = conftest.clean_env({"MLFLOW_TRACKING_URI": uri, "UV_COMPILE_BYTECODE": "1", "UV_PYTHON_DOWNLOADS": "never"})
+    env = conftest.clean_env({"MLFLOW_TRACKING_URI": uri, "UV_PYTHON_DOWNLOADS": "never"})
     env["MLFLOW_SKILL_ENV_DIR"] = str(tmp)  # no .env files
     uv = shutil.which("uv") or "uv"
     ours = [uv, "run", "--quiet", str(SCRIPT), "--run-id", run_id, "--metrics", "loss"]

@@ -58,7 +58,7 @@ def main() -> int:
 
 def run_bench(server, tmp: Path, args) -> int:
     uri = server.uri
-    env = clean_env({"MLFLOW_TRACKING_URI": uri, "UV_COMPILE_BYTECODE": "1", "UV_PYTHON_DOWNLOADS": "never"},
+    env = clean_env({"MLFLOW_TRACKING_URI": uri, "UV_PYTHON_DOWNLOADS": "never"},
                     env_dir=tmp)  # fmt: skip
     exp_id = requests.post(f"{uri}/api/2.0/mlflow/experiments/create", json={"name": "bench-export"}, timeout=30).json()["experiment_id"]
     small = requests.post(f"{uri}/api/2.0/mlflow/experiments/create", json={"name": "bench-small"}, timeout=30).json()["experiment_id"]

@@ -158,7 +158,7 @@ def main() -> int:
 def run_bench(server, args, exp_id: str, big_id: str, names: list[str], seed_s: float) -> int:
     import requests
 
-    env = clean_env({"MLFLOW_TRACKING_URI": server.uri, "UV_COMPILE_BYTECODE": "1", "UV_PYTHON_DOWNLOADS": "never"})
+    env = clean_env({"MLFLOW_TRACKING_URI": server.uri, "UV_PYTHON_DOWNLOADS": "never"})
     count, token = 0, None
     while True:  # count what the server sees
         body = {"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": exp_id}}], "max_results": 500}

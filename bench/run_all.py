@@ -3,6 +3,8 @@
 Usage:
   uv run python bench/run_all.py            # all of them (several minutes)
   uv run python bench/run_all.py query      # only bench_query.py
+  uv run python bench/run_all.py cold_start # the cold-start benchmark (empty uv cache: downloads
+                                            # from PyPI for minutes, so only when named)
 """
 
 import subprocess
@@ -17,6 +19,8 @@ def main(argv: list[str]) -> int:
     selected = sorted(HERE.glob("bench_*.py"))
     if argv:
         selected = [p for p in selected if any(name in p.stem for name in argv)]
+    else:
+        selected = [p for p in selected if p.stem != "bench_cold_start"]
     failures = 0
     for path in selected:
         print(f"\n## {path.name}\n", flush=True)

@@ -282,7 +282,7 @@ def omissions(s, metrics: dict[str, float], dated: bool) -> dict[str, str]:
 
 def compute(qs, data: dict, rf: float, ppy: float) -> dict:
     """-> metrics (defined), undefined (names), reasons {name: why left out}, notes, facts."""
-    s, b = _local_axis(data)
+    s, b = local_axis(data)
     dated = data.get("dated", True)
     with warnings.catch_warnings(), _np_quiet():
         warnings.simplefilter("ignore")
@@ -319,7 +319,7 @@ def reason_notes(reasons: dict[str, str]) -> list[str]:
     return [f"left out ({why}): {', '.join(sorted(keys))}" for why, keys in grouped.items()]
 
 
-def _local_axis(data: dict):
+def local_axis(data: dict):
     """The series on the file's own wall-clock times (months and years as the data states them),
     when those are usable as an index; else on UTC instants."""
     s, b = data["returns"], data["benchmark"]

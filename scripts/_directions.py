@@ -49,7 +49,8 @@ DIRECTIONS: dict[str, str] = {
     "alpha": HIGHER, "beta": NEITHER, "correlation": NEITHER, "r_squared": NEITHER,
     "information_ratio": HIGHER, "treynor_ratio": HIGHER,
     # histories
-    "equity_curve": HIGHER, "drawdown": HIGHER,
+    "equity_curve": HIGHER, "drawdown": HIGHER, "rolling_sharpe": HIGHER, "rolling_volatility": LOWER,
+    "benchmark_equity_curve": HIGHER,
 }  # fmt: skip
 
 # Guessing, for names the table does not know (ML metrics and the like)

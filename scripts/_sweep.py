@@ -29,7 +29,9 @@ PNG_LABELLED = 5  # variants named in the picture's legend (the best by Sharpe);
 @dataclass
 class Variant:
     name: str
-    returns: Any  # pandas Series, returns per bar
+    returns: Any  # pandas Series, returns per bar, on the common window
+    file: Path
+    column: str
     params: dict[str, str] = field(default_factory=dict)
     result: dict | None = None  # _backtest_metrics.compute(...) on the common window
 
@@ -112,7 +114,7 @@ def load(args, notes: list[str]) -> Sweep:
     import pandas as pd
 
     sep, decimal = bd.format_args(args)
-    series, files, local = _read_variants(args, sep, decimal, notes)
+    series, files, local, sources = _read_variants(args, sep, decimal, notes)
     names = list(series)
     params = variant_params(names, args.variant_pattern, args.variant_params)
     index = series[names[0]].index
@@ -132,12 +134,7 @@ def load(args, notes: list[str]) -> Sweep:
     window = index[(index >= start) & (index <= end)]
     if len(window) < 2:
         raise c.UsageError("the common window (where every variant has started) has fewer than 2 bars")
-    variants = [Variant(n, series[n].reindex(window), params[n]) for n in names]
-    if start != index[0]:
-        notes.append(
-            f"common window from {pd.Timestamp(start).isoformat()} (where {last} first moves) to "
-            f"{pd.Timestamp(end).isoformat()}: {len(window)} of {len(index)} shared bars, the same for every variant"
-        )
+    variants = [Variant(n, series[n].reindex(window), *sources[n], params=params[n]) for n in names]
     return Sweep(
         variants=variants, benchmark=bench.reindex(window) if bench is not None else None,
         local_index=pd.DatetimeIndex(local.reindex(window).to_numpy()), start=window[0], end=window[-1],
@@ -146,11 +143,13 @@ def load(args, notes: list[str]) -> Sweep:
 
 
 def _read_variants(args, sep, decimal, notes: list[str]):
-    """{name: returns Series}, the files read, and a Series mapping instants to local times."""
+    """{name: returns Series}, the files read, a Series mapping instants to local times, and
+    {name: (file, column)}."""
     import pandas as pd
 
     files = list(args.returns)
     series: dict[str, Any] = {}
+    sources: dict[str, tuple[Path, str]] = {}
     local_map: dict = {}
     tables = [bd.read_table(f, "--returns", sep, decimal) for f in files]
     for table in tables:
@@ -173,9 +172,10 @@ def _read_variants(args, sep, decimal, notes: list[str]):
             s = bd.to_series(table, dates, values, col, "--returns", args.prices, notes, name)
             s.name = name
             series[name] = s
+            sources[name] = (table.path, col)
     if len(series) < 2:
         raise c.UsageError("a sweep needs at least 2 variants: name several --columns, or several --returns files")
-    return series, [t.path for t in tables], pd.Series(local_map)
+    return series, [t.path for t in tables], pd.Series(local_map), sources
 
 
 def _benchmark(args, sep, decimal, index, notes: list[str]):
@@ -209,15 +209,6 @@ def _first_move(series):
 # ---------------------------------------------------------------------------------------------
 # Scoring and ranking
 # ---------------------------------------------------------------------------------------------
-def score(qs, sweep: Sweep, rf: float, ppy: float) -> None:
-    """QuantStats' metric set for every variant on the common window (one process, N computations)."""
-    import _backtest_metrics as bm
-
-    for variant in sweep.variants:
-        data = {"returns": variant.returns, "benchmark": sweep.benchmark, "dated": True, "local_index": sweep.local_index}
-        variant.result = bm.compute(qs, data, rf, ppy)
-
-
 def ranking(sweep: Sweep, ppy: float, trials: int | None = None) -> tuple[list[dict], _sharpe.Ranking]:
     """Variants by Sharpe ratio (best first) with PSR and DSR; N = the variants in the sweep
     unless --trials says more were tried."""
@@ -279,9 +270,96 @@ def equity_png(sweep: Sweep, rows: list[dict], path: Path, title: str) -> Path:
     others = len(sweep.variants) - len(named)
     ax.set_title(f"{title}: {len(sweep.variants)} variants" + (f" ({others} unnamed, grey)" if others else ""))
     ax.set_ylabel("growth of 1")
-    ax.legend(loc="upper left", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: (labels[i] == "benchmark", labels[i]))
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep's summary (the parent run's params, tags, metrics) and its view
+# ---------------------------------------------------------------------------------------------
+def sweep_summary(args, sweep: Sweep, name: str, fp: str, periods: tuple[float, str], rows: list[dict], ranked, notes: list[str]) -> dict:
+    ppy, how = periods
+    best = rows[0]
+    files = ", ".join(sorted({f.name for f in sweep.files}))
+    params = {
+        "data.files": c.truncate(files, 5000), "data.columns": args.columns or "(one per file)",
+        "data.start": sweep.start.isoformat(), "data.end": sweep.end.isoformat(),
+        "data.periods": str(len(sweep.variants[0].returns)), "data.periods_per_year": f"{ppy:g}",
+        "data.risk_free": f"{args.risk_free:g}", "sweep.variants": str(len(sweep.variants)),
+        "sweep.trials": str(ranked.trials),
+        **({"data.benchmark": args.benchmark and Path(args.benchmark).name or args.benchmark_column} if sweep.benchmark is not None else {}),
+    }  # fmt: skip
+    tags = {**c.parse_key_values(args.tag, "--tag"), "backtest.sweep": f"{len(sweep.variants)} variants",
+            "backtest.periods_per_year": f"{ppy:g} ({how})"}  # fmt: skip
+    metrics = {"sweep_variants": float(len(sweep.variants)), "sweep_trials": float(ranked.trials)}
+    for key in ("sharpe", "psr", "dsr"):
+        if best.get(key) is not None and math.isfinite(best[key]):
+            metrics[f"best_{key}"] = float(best[key])
+    trials_how = (
+        f"N = {ranked.trials} given by --trials" if args.trials
+        else f"N = {ranked.trials}: the variants in this sweep (variants tried but not logged are not counted: pass --trials N)"
+    )  # fmt: skip
+    return {
+        "dry_run": bool(args.dry_run), "action": None, "experiment": args.experiment, "experiment_id": None,
+        "experiment_status": None, "run_name": name, "run_id": None, "status": None, "url": None, "fingerprint": fp,
+        "previous": None, "notes": notes, "params": params, "tags": tags, "metrics": metrics, "histories": {},
+        "artifacts": [], "requests": {}, "periods_per_year": ppy, "periods_per_year_how": how,
+        "window": {"start": sweep.start.isoformat(), "end": sweep.end.isoformat(), "bars": len(sweep.variants[0].returns),
+                   "shared_bars": sweep.bars_total, "last_to_start": sweep.last_to_start},
+        "deflated_sharpe": {"trials": ranked.trials, "trials_counted_as": trials_how, "sharpe_variance_per_bar": ranked.variance,
+                            "sr0_per_bar": ranked.sr0, "winner": best["variant"], "winner_dsr": best.get("dsr"),
+                            "verdict": _sharpe.verdict(best.get("dsr") if best.get("dsr") is not None else math.nan)},
+    }  # fmt: skip
+
+
+def sweep_view(job: dict, prog: str) -> "Any":
+    import _cli as cli
+
+    s, rows = job["summary"], job["rows"]
+    params = list(dict.fromkeys(k for r in rows for k in r if k.startswith("param.")))
+    headers = ["rank", "variant", *[p.removeprefix("param.") for p in params], "sharpe", "PSR", "DSR", "CAGR", "max DD", "run"]
+    pct = lambda v: "" if v is None or not math.isfinite(v) else f"{v * 100:.1f} %"  # noqa: E731
+    shown = [[r["rank"], r["variant"], *[r.get(p, "") for p in params], c.fmt_num(r["sharpe"]), c.fmt_num(r["psr"], 3),
+              c.fmt_num(r["dsr"], 3), pct(r["cagr"]), pct(r["max_drawdown"]), (r["run_id"] or "")[:8]] for r in rows[:RANKING_SHOWN]]
+    raw = [[r["rank"], r["variant"], *[r.get(p) for p in params], r["sharpe"], r["psr"], r["dsr"], r["cagr"], r["max_drawdown"], r["run_id"]]
+           for r in rows]  # fmt: skip
+    w, d = s["window"], s["deflated_sharpe"]
+    return cli.View(
+        data=c.json_safe({**s, "ranking": rows}),
+        lines=[*_sweep_headline(s), "",
+               f"- window: {w['start'][:19]} to {w['end'][:19]}, {w['bars']} bars, the same for every variant"
+               + (f" (from where {w['last_to_start']} starts; {w['shared_bars']} bars shared)" if w["bars"] < w["shared_bars"] else ""),
+               f"- periods per year: {c.fmt_num(s['periods_per_year'])} ({s['periods_per_year_how']})",
+               *[f"- note: {n}" for n in s["notes"]],
+               f"- winner {d['winner']}: {d['verdict']}; deflated Sharpe with {d['trials_counted_as']}", ""],  # fmt: skip
+        table=cli.Table(headers, shown, raw),
+        after=_sweep_after(s, rows, prog),
+    )
+
+
+def _sweep_headline(s: dict) -> list[str]:
+    where = f"in experiment **{s['experiment']}**" + (f" (id {s['experiment_id']})" if s["experiment_id"] else "")
+    if s["dry_run"]:
+        return [f"Dry run: sweep **{s['run_name']}**, {s['params']['sweep.variants']} variants, nothing logged"]
+    if s["action"] == "already_logged":
+        return [f"Already logged: sweep **{s['run_name']}** (id {s['run_id']}) {where}: {s['status']}; nothing written "
+                "(same data, variants, window and settings; --force-new logs another)"]  # fmt: skip
+    return [f"Logged sweep **{s['run_name']}** (id {s['run_id']}) {where}: {s['params']['sweep.variants']} child runs, {s['status']}"]
+
+
+def _sweep_after(s: dict, rows: list[dict], prog: str) -> list[str]:
+    lines = [""]
+    if len(rows) > RANKING_SHOWN:
+        lines.append(f"- top {RANKING_SHOWN} of {len(rows)} variants by Sharpe; every row: --format json, or the parent's backtest/ranking.csv")
+    if s["artifacts"]:
+        lines.append(f"- parent artifacts: {', '.join(s['artifacts'])} (ranking table, one picture of every equity curve)")
+    top = [r["run_id"] for r in rows[:3] if r["run_id"]]
+    if len(top) >= 2:
+        lines.append(f"- compare the best: `{prog.replace('log_backtest.py', 'query_experiments.py')} compare {' '.join(top)} --preset backtest`")
+    return lines

@@ -4,7 +4,8 @@
 #     "mlflow-skinny>=3.7",
 #     "sqlalchemy>=1.4,<3",
 #     "alembic>=1.8,!=1.10.0,<2",
-#     "flask<4",
+#     "flask>=2.2,<4",
+#     "matplotlib>=3.7",
 #     "python-dotenv>=1.0",
 #     "requests>=2.31",
 # ]
@@ -15,6 +16,7 @@
 # database and server-handler packages full `mlflow` adds for the embedded sqlite store). Not
 # compiled at install: compiling all of it took most of each script's first call, six times over;
 # see _store.bytecode_cache and _embedded.borrow_bytecode for what happens instead.
+# matplotlib: --plot only (imported there).
 """Summarise a metric's history: shape, extremes and where they happen, in a few hundred tokens.
 
 Usage:

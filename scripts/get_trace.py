@@ -4,7 +4,7 @@
 #     "mlflow-skinny>=3.7",
 #     "sqlalchemy>=1.4,<3",
 #     "alembic>=1.8,!=1.10.0,<2",
-#     "flask<4",
+#     "flask>=2.2,<4",
 #     "python-dotenv>=1.0",
 #     "requests>=2.31",
 # ]

@@ -4,7 +4,7 @@
 #     "mlflow-skinny>=3.7",
 #     "sqlalchemy>=1.4,<3",
 #     "alembic>=1.8,!=1.10.0,<2",
-#     "flask<4",
+#     "flask>=2.2,<4",
 #     "quantstats>=0.0.86",
 #     "pandas>=2.0",
 #     "pyarrow>=14",
@@ -26,6 +26,8 @@ Usage:
                                  [--param K=V ...] [--tag K=V ...]
                                  [--dry-run] [--no-history] [--no-tearsheet]
                                  [--force-new] [--create-experiment] [--history-points N] [--full-history]
+  uv run scripts/log_backtest.py --returns FILE --columns PATTERN | --returns FILE FILE ...   (a sweep)
+                                 [--variant-pattern REGEX] [--variant-params CSV] [--trials N] [...]
 
 Input: CSV or Parquet with a date/time column (auto-detected, or --date-column) and one
 returns column (auto-detected when it is the only numeric one, else --column). --prices reads
@@ -48,10 +50,11 @@ than the data) are left out with the reason. --risk-free is an annual rate (0.04
 Logged: every QuantStats metric (75+ without a benchmark, more with one; keys and units in
 references/quantstats-metrics.md); undefined ones (NaN, inf) are left out and named in the tag
 backtest.undefined_metrics. Params: yours plus data facts (file, sha256, start, end, periods,
-periods per year, risk-free, QuantStats version). Histories equity_curve and drawdown, one step
-per bar stamped with the bar's time (--no-history skips). Artifacts under backtest/: the
-normalised returns (CSV), all metrics (JSON), the QuantStats HTML tearsheet (--no-tearsheet
-skips). If anything fails after the run was created, the run ends FAILED with the error in the
+periods per year, risk-free, QuantStats version). Histories equity_curve, drawdown,
+rolling_sharpe, rolling_volatility (and benchmark_equity_curve), one step per bar stamped with
+the bar's time (--no-history skips). Artifacts under backtest/: the normalised returns (CSV),
+all metrics (JSON), monthly/yearly returns and the worst drawdowns (periods.json, shown by
+`query_experiments.py returns RUN_ID`), the QuantStats HTML tearsheet (--no-tearsheet skips). If anything fails after the run was created, the run ends FAILED with the error in the
 tag backtest.error. --dry-run computes and prints, and logs nothing.
 
 Safe to re-run: the backtest's fingerprint (data, params, periods, risk-free, run name if given,
@@ -65,6 +68,16 @@ with the candidates (exit 3) unless --create-experiment. Above 100,000 bars the 
 take minutes: refused before any work unless --history-points N (resampled; the metrics still
 use every bar), --no-history or --full-history.
 
+Sweeps: several variants at once, as columns of one file (--columns 'sma_*') or one file each
+(--returns a.csv b.csv ...). Every variant is scored on ONE common window (from where the last
+variant, and the benchmark, first moves), with the benchmark aligned the same way for all. A
+parent run holds the sweep's facts, the ranking (backtest/ranking.csv and .json: Sharpe, the
+probabilistic and deflated Sharpe ratios with N = the variants, or --trials N) and one picture
+of every equity curve (backtest/equity.png); one child run per variant, named after it, with
+its params from --variant-pattern (named regex groups) or --variant-params (a CSV with a
+`variant` column), histories resampled to 250 points and no tearsheet. Re-running the same sweep
+writes nothing; an interrupted one is completed (finished children are kept).
+
 Examples:
   uv run scripts/log_backtest.py --returns backtest.csv --experiment btc-momentum \\
       --run-name "mom 20/50" --param fast=20 --param slow=50 --tag asset=BTC
@@ -74,11 +87,15 @@ Examples:
   uv run scripts/log_backtest.py --returns hourly.csv --periods-per-year 8760 --dry-run
   uv run scripts/log_backtest.py --returns strat.csv --params '{"lookback": 20}' --format json
   uv run scripts/log_backtest.py --returns minute_bars.parquet --history-points 5000 --no-tearsheet
+  uv run scripts/log_backtest.py --returns sweep.csv --columns "sma_*" \\
+      --variant-pattern "sma_(?P<lookback>\\d+)" --benchmark-column spy --experiment sma-sweep
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import hashlib
 import itertools
 import json
 import math
@@ -91,22 +108,28 @@ from typing import Any
 
 import _backtest_data as bd
 import _backtest_metrics as bm
+import _backtest_periods as bp
+import _sweep as sw
 import _cli as cli
+import _runwriter as rw
 import _common as c
 import _store as st
 
 SCRIPT = "log_backtest.py"
+PROG = f"uv run scripts/{SCRIPT}"
 ARTIFACT_DIR = "backtest"
-HISTORY_KEYS = ("equity_curve", "drawdown")
+HISTORY_KEYS = ("equity_curve", "drawdown", "rolling_sharpe", "rolling_volatility", "benchmark_equity_curve")
+ROLLING_TAG = "backtest.rolling_window"  # bars in the rolling Sharpe/volatility window
+PARENT_TAG = "mlflow.parentRunId"  # a sweep's children, under their parent in MLflow's UI
+SWEEP_HISTORY_POINTS = 250  # a sweep child's curves, resampled: N full histories would take minutes
+SWEEP_WRITERS = 4  # children written at once over HTTP
 UNDEFINED_TAG = "backtest.undefined_metrics"
 ERROR_TAG = "backtest.error"
 FINGERPRINT_TAG = "backtest.fingerprint"  # what defines the result: the same value means the same backtest
 REQUEST_TAG = "backtest.request_id"  # set at runs/create: finds the run when the create's answer is lost
 INCOMPLETE_TAG = "backtest.incomplete"  # set at creation, removed just before FINISHED: what is missing
-WRITER_TAG = "backtest.writer"  # host and pid of the process logging the run
 HISTORY_TAG = "backtest.history"  # set when the histories are resampled
 FINGERPRINT_VERSION = "1"  # bump when what a run holds changes for the same inputs
-STALE_MS = 3_600_000  # a RUNNING run from another host with no write for this long is abandoned
 BIG_HISTORY_BARS = 100_000  # above this, full histories take minutes: ask first
 SECONDS_PER_1000_POINTS = 0.33  # README performance table (bench/bench_backtest.py)
 MAX_HISTORY_POINTS = 100_000
@@ -137,9 +160,13 @@ BENCH_HEADLINE = [("alpha", "Alpha (ann.)"), ("beta", "Beta"), ("information_rat
 
 
 def build_parser():
-    parser = cli.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
+    parser = cli.make_parser(__doc__, prog=PROG)
     data = parser.add_argument_group("data")
-    data.add_argument("--returns", required=True, metavar="FILE", help="CSV or Parquet file with the series")
+    data.add_argument("--returns", required=True, nargs="+", metavar="FILE", help="CSV or Parquet file with the series; several files: a sweep, one variant each")
+    data.add_argument("--columns", metavar="PATTERN", help="a sweep over columns of one file, one variant each: 'sma_*' or 'sma_20,sma_50'")
+    data.add_argument("--variant-pattern", metavar="REGEX", help="sweep params from variant names: 'sma_(?P<lookback>\\d+)' gives lookback=50 for sma_50")
+    data.add_argument("--variant-params", metavar="CSV", help="sweep params per variant: a CSV with a `variant` column and one column per param")
+    data.add_argument("--trials", type=int, help="sweep: how many variants were tried in all, for the deflated Sharpe ratio (default: the variants given)")
     data.add_argument("--prices", action="store_true", help="the column holds prices (or equity), not returns")
     data.add_argument("--column", help="the returns (or prices) column (default: the only numeric column)")
     data.add_argument("--date-column", help="the date/time column (default: auto-detected)")
@@ -224,121 +251,6 @@ def _path_not_unique(name: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Interruptions: SIGTERM/SIGINT unwind the command so the run can be marked FAILED; a process
-# whose parent died (a killed `uv run`) sends itself SIGTERM instead of logging on unseen.
-# ---------------------------------------------------------------------------------------------
-class Interrupted(BaseException):
-    """Raised in the main thread by SIGTERM/SIGINT; a BaseException so nothing swallows it."""
-
-    def __init__(self, signame: str, why: str = ""):
-        import signal
-
-        super().__init__(signame)
-        self.signame, self.why = signame, why
-        self.exit_code = 128 + int(getattr(signal, signame, 15))
-
-
-_PARENT_GONE: list[int] = []  # set by the watcher thread: the parent process it lost
-
-
-@contextlib.contextmanager
-def interruptible():
-    """While the command runs, SIGTERM and SIGINT raise Interrupted (main thread only)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, _frame):
-        why = f" (its parent process {_PARENT_GONE[0]} is gone)" if _PARENT_GONE else ""
-        raise Interrupted(signal.Signals(signum).name, why)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@contextlib.contextmanager
-def uninterrupted():
-    """While the run is being marked FAILED, further SIGTERM/SIGINT wait (they are ignored)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def watch_parent(interval: float = 0.5) -> None:
-    """SIGKILL to `uv run` does not stop the Python child it started: when this process's parent
-    changes (it died and we were re-parented), stop ourselves with SIGTERM, which marks the run."""
-    import os
-    import signal
-    import threading
-
-    parent = os.getppid()
-    if parent <= 1:
-        return
-
-    def loop() -> None:
-        while True:
-            time.sleep(interval)
-            if os.getppid() != parent:
-                _PARENT_GONE.append(parent)
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-
-    threading.Thread(target=loop, name="parent-watch", daemon=True).start()
-
-
-def writer_id() -> str:
-    import os
-    import socket
-
-    return f"host={socket.gethostname()} pid={os.getpid()} started={c.iso_time(int(time.time() * 1000))}"
-
-
-def writer_alive(run: dict) -> bool:
-    """Whether the process that logs a RUNNING run may still be at it: on this host, whether its
-    pid is a live log_backtest process; from another host, whether the run wrote in the last hour."""
-    import os
-    import socket
-
-    fields = dict(part.split("=", 1) for part in st.run_tags(run).get(WRITER_TAG, "").split() if "=" in part)
-    pid = fields.get("pid", "")
-    if fields.get("host") == socket.gethostname() and pid.isdigit():
-        if int(pid) == os.getpid():
-            return False  # an earlier call in this same process (it returned, so it is done)
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        cmdline = Path(f"/proc/{pid}/cmdline")
-        return b"log_backtest" in cmdline.read_bytes() if cmdline.exists() else True
-    return int(time.time() * 1000) - last_write_ms(run) < STALE_MS
-
-
-def last_write_ms(run: dict) -> int:
-    """The run's last known write: its start or its newest metric timestamp that is not in the future."""
-    now = int(time.time() * 1000)
-    stamps = [int(m.get("timestamp") or 0) for m in run.get("data", {}).get("metrics", []) or []]
-    return max([int(run["info"].get("start_time") or 0), *(t for t in stamps if t <= now)])
-
-
-# ---------------------------------------------------------------------------------------------
 # Progress: what has been written, for the FAILED message and the incomplete tag
 # ---------------------------------------------------------------------------------------------
 class Progress:
@@ -402,6 +314,27 @@ def history_points(returns, drawdown, limit: int | None) -> list[dict]:
             if math.isfinite(values[i]):
                 points.append({"key": key, "value": float(values[i]), "timestamp": int(stamps[i]), "step": int(i)})
     return points
+
+
+def analysis_points(data: dict, ppy: float, limit: int | None) -> list[dict]:
+    """Rolling Sharpe ratio and volatility (annualised, window in tag backtest.rolling_window) and
+    the benchmark's equity curve, at the bars equity_curve uses (each bucket's last bar)."""
+    import numpy as np
+
+    returns = data["returns"]
+    n = len(returns)
+    idx = np.arange(n) if limit is None or limit >= n else np.linspace(0, n, limit + 1).astype(np.int64)[1:] - 1
+    stamps = returns.index.values.astype("datetime64[ms]").astype(np.int64)
+    sharpe, vol = bp.rolling_sharpe_and_volatility(returns, ppy, bp.rolling_window(ppy, n))
+    series = [("rolling_sharpe", sharpe.to_numpy()), ("rolling_volatility", vol.to_numpy())]
+    if data.get("benchmark") is not None:
+        series.append(("benchmark_equity_curve", (1.0 + data["benchmark"]).cumprod().to_numpy()))
+    return [
+        {"key": key, "value": float(values[i]), "timestamp": int(stamps[i]), "step": int(i)}
+        for key, values in series
+        for i in idx.tolist()
+        if math.isfinite(values[i])
+    ]
 
 
 def log_histories(store: st.Store, run_id: str, points: list[dict], progress: Progress | None = None) -> int:
@@ -475,15 +408,137 @@ def normalised_csv(data: dict) -> str:
 # The command: prepare (read, compute) -> log (find or create the run, write it) -> shape -> emit
 # ---------------------------------------------------------------------------------------------
 def command(ctx: cli.Context) -> int:
-    with interruptible():
+    args = ctx.args
+    sweep = is_sweep(args)
+    if not sweep:
+        args.returns = args.returns[0]
+    with rw.interruptible():
         try:
-            job = prepare(ctx.args)
-            if not ctx.args.dry_run:
-                log_run(ctx, job)
-        except Interrupted as exc:  # before a run existed, or after log_run reported it
+            job = prepare_sweep(args) if sweep else prepare(args)
+            if not args.dry_run:
+                (log_sweep if sweep else log_run)(ctx, job)
+        except rw.Interrupted as exc:  # before a run existed, or after log_run reported it
             raise c.SkillError(f"interrupted by {exc.signame}{exc.why} before a run was created", exit_code=exc.exit_code) from None
-    ctx.emit(shape(job["summary"]))
+    ctx.emit(sw.sweep_view(job, PROG) if sweep else shape(job["summary"]))
     return c.EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps: a parent run, one child per variant, all scored on one common window
+# ---------------------------------------------------------------------------------------------
+def is_sweep(args) -> bool:
+    return len(args.returns) > 1 or bool(args.columns)
+
+
+def prepare_sweep(args) -> dict:
+    """Every variant read, scored on the common window and ranked; nothing sent to the server."""
+    check_args(args)
+    if args.column and args.columns:
+        raise c.UsageError("--column names one series and --columns a sweep: pass one of them")
+    if args.trials is not None and args.trials < len(args.returns):
+        raise c.UsageError("--trials counts every variant tried: at least the number of variants")
+    notes: list[str] = []
+    sweep = sw.load(args, notes)
+    bars = len(sweep.variants[0].returns)
+    explicit = args.no_history or args.history_points or args.full_history
+    history = history_plan(args, bars) if explicit else min(SWEEP_HISTORY_POINTS, bars)
+    periods = periods_per_year(args, sweep.local_index, notes)
+    qs = bm.import_quantstats()
+    name = args.run_name or f"sweep {sweep.files[0].stem} {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())}"
+    base = sweep_fingerprint(args, sweep, periods[0])
+    children = []
+    for v in sweep.variants:
+        data = {"returns": v.returns, "benchmark": sweep.benchmark, "file": v.file, "column": v.column, "dated": True,
+                "local_index": sweep.local_index, "benchmark_file": Path(args.benchmark) if args.benchmark else None,
+                "benchmark_column": args.benchmark_column or "auto"}  # fmt: skip
+        child_args = argparse.Namespace(**{**vars(args), "no_tearsheet": True, "run_name": v.name})
+        extra = {"variant": v.name, **v.params}
+        fp = hashlib.sha256(f"{base}/{v.name}".encode()).hexdigest()[:32]
+        children.append(backtest_job(child_args, data, periods, qs, history, [], v.name, extra, fp))
+        v.result = children[-1]["result"]
+    rows, ranked = sw.ranking(sweep, periods[0], args.trials)
+    summary = sw.sweep_summary(args, sweep, name, base, periods, rows, ranked, notes)
+    return {"args": args, "sweep": sweep, "rows": rows, "ranking": ranked, "children": children, "summary": summary, "qs": qs,
+            "params": summary["params"], "tags": summary["tags"], "history": None}  # fmt: skip
+
+
+def sweep_fingerprint(args, sweep, ppy: float) -> str:
+    """The sweep's identity: every variant's data (file hash, column, params), the window,
+    periods, risk-free, the benchmark, the run name if given."""
+    spec = {
+        "v": FINGERPRINT_VERSION, "sweep": True, "run_name": args.run_name, "ppy": ppy, "rf": args.risk_free,
+        "window": [str(sweep.start), str(sweep.end)], "percent": bool(args.percent), "prices": bool(args.prices),
+        "variants": [[v.name, bd.sha256(v.file), v.column, v.params] for v in sweep.variants],
+        "benchmark": [bd.sha256(Path(args.benchmark)) if args.benchmark else None, args.benchmark_column],
+        "params": c.parse_key_values(args.param, "--param"), "json": args.params,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def log_sweep(ctx: cli.Context, job: dict) -> None:
+    """The parent run first (incomplete until the end), each child under it (complete children of
+    an interrupted sweep are kept), then the parent's ranking, picture and FINISHED."""
+    store, args, summary = ctx.store, ctx.args, job["summary"]
+    experiment = resolve_experiment(store, args, summary)
+    summary.update(experiment=experiment["name"], experiment_id=experiment["experiment_id"])
+    existing = None if args.force_new else find_same(store, experiment["experiment_id"], summary["fingerprint"])
+    if existing is not None and is_complete(existing):
+        report_existing(ctx, summary, existing)
+        return
+    refuse_live_writer(existing)
+    progress = Progress(total=len(job["children"]) + 2, points_total=0)
+    parent = existing
+    try:
+        parent = reopen(store, existing, job) if existing is not None else create_run(store, experiment, job)
+        parent_id = parent["info"]["run_id"]
+        summary.update(run_id=parent_id, status="RUNNING", url=st.run_url(ctx.settings, experiment["experiment_id"], parent_id))
+        log_children(ctx, experiment, job, parent_id, new_parent=existing is None, progress=progress)
+        finish_sweep(ctx, job, parent, progress)
+    except BaseException as exc:
+        parent = parent or getattr(exc, "run", None)
+        if parent is None or summary["status"] == "FINISHED":
+            raise
+        raise failure(store, parent, experiment["name"], exc, progress) from exc
+
+
+def log_children(ctx: cli.Context, experiment: dict, job: dict, parent_id: str, new_parent: bool, progress: Progress) -> None:
+    """Each child under the parent. Over HTTP a few children are written at once (the time is the
+    server's round trips); in-process stores write one at a time. An interrupt lets the children
+    being written finish (complete) and starts no more; the parent then ends FAILED."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = {row["variant"]: row for row in job["rows"]}
+    for child in job["children"]:
+        child["tags"][PARENT_TAG] = parent_id
+        child["new_parent"] = new_parent
+    pool = ThreadPoolExecutor(max_workers=SWEEP_WRITERS if isinstance(ctx.store, st.HttpStore) else 1)
+    try:
+        futures = [pool.submit(log_into, ctx, experiment, child) for child in job["children"]]
+        for child, future in zip(job["children"], futures):
+            future.result()
+            rows[child["params"]["variant"]]["run_id"] = child["summary"]["run_id"]
+            progress.step()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def finish_sweep(ctx: cli.Context, job: dict, parent: dict, progress: Progress) -> None:
+    store, summary = ctx.store, job["summary"]
+    run_id, start_ms = parent["info"]["run_id"], int(parent["info"].get("start_time") or time.time() * 1000)
+    metrics = [{"key": k, "value": v, "timestamp": start_ms, "step": 0} for k, v in summary["metrics"].items()]
+    log_batches(store, run_id, metrics, job["params"], job["tags"], progress)
+    progress.scalars = True
+    with tempfile.TemporaryDirectory(prefix="log-backtest-sweep-") as tmp:
+        folder = Path(tmp)
+        files = [folder / "ranking.csv", folder / "ranking.json", folder / "equity.png"]
+        files[0].write_text(sw.ranking_csv(job["rows"]))
+        files[1].write_text(c.to_json(c.json_safe({"ranking": job["rows"], "deflated_sharpe": summary["deflated_sharpe"]})))
+        sw.equity_png(job["sweep"], job["rows"], files[2], summary["run_name"])
+        summary["artifacts"] = progress.artifacts = upload_artifacts(ctx, parent["info"].get("artifact_uri") or "", files)
+    delete_tag(store, run_id, INCOMPLETE_TAG)
+    store.post(f"{st.API}/runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": int(time.time() * 1000)})
+    summary["status"] = "FINISHED"
+    progress.step()
 
 
 def check_args(args) -> None:
@@ -523,20 +578,30 @@ def prepare(args) -> dict:
     check_args(args)
     notes: list[str] = []
     data = bd.load_inputs(args, notes)
-    returns = data["returns"]
-    history = history_plan(args, len(returns))
-    if args.periods_per_year is not None:
-        ppy, how = float(args.periods_per_year), "given by --periods-per-year"
-    else:
-        ppy, how = bd.infer_periods_per_year(data["local_index"], notes)
-        how = "inferred: " + how
+    history = history_plan(args, len(data["returns"]))
+    ppy, how = periods_per_year(args, data["local_index"], notes)
     if not (args.prices or args.percent):
-        bd.check_scale(returns, ppy, notes, "returns")
+        bd.check_scale(data["returns"], ppy, notes, "returns")
     qs = bm.import_quantstats()
-    params, user_tags = collect_params(args, data, ppy, str(getattr(qs, "__version__", "unknown")))
-    result = bm.compute(qs, data, args.risk_free, ppy)
-    notes.extend(result["notes"])
     run_name = args.run_name or f"{data['file'].stem} {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())}"
+    return backtest_job(args, data, (ppy, how), qs, history, notes, run_name)
+
+
+def periods_per_year(args, local_index, notes: list[str]) -> tuple[float, str]:
+    if args.periods_per_year is not None:
+        return float(args.periods_per_year), "given by --periods-per-year"
+    ppy, how = bd.infer_periods_per_year(local_index, notes)
+    return ppy, "inferred: " + how
+
+
+def backtest_job(args, data: dict, periods: tuple[float, str], qs, history, notes, run_name, extra_params=None, fp=None) -> dict:
+    """One backtest's metrics, params (yours, the data's facts, a sweep variant's), tags and summary."""
+    ppy, how = periods
+    params, user_tags = collect_params(args, data, ppy, str(getattr(qs, "__version__", "unknown")))
+    params.update(extra_params or {})
+    result = bm.compute(qs, data, args.risk_free, ppy)
+    notes = [*notes, *result["notes"]]
+    returns = data["returns"]
     tags = dict(user_tags)
     tags["backtest.periods_per_year"] = f"{ppy:g} ({how})"
     for key in ("max_drawdown_start", "max_drawdown_valley", "max_drawdown_end"):
@@ -544,12 +609,14 @@ def prepare(args) -> dict:
             tags[f"backtest.{key}"] = result["facts"][key]
     if result["undefined"]:
         tags[UNDEFINED_TAG] = c.truncate(", ".join(result["undefined"]), MAX_TAG_VALUE)
+    if history is not None:
+        tags[ROLLING_TAG] = f"{bp.rolling_window(ppy, len(returns))} bars (rolling_sharpe, rolling_volatility: annualised)"
     if history is not None and history < len(returns):
         tags[HISTORY_TAG] = f"resampled: {history:,} of {len(returns):,} bars (equity at each bucket's last bar, each bucket's deepest drawdown)"
     summary: dict[str, Any] = {
         "dry_run": bool(args.dry_run), "action": None, "experiment": args.experiment, "experiment_id": None,
         "experiment_status": None, "run_name": run_name, "run_id": None, "status": None, "url": None,
-        "fingerprint": fingerprint(args, data, params), "previous": None,
+        "fingerprint": fp or fingerprint(args, data, params), "previous": None,
         "periods_per_year": ppy, "periods_per_year_how": how, "risk_free": args.risk_free,
         "data": {k: v for k, v in params.items() if k.startswith("data.")}, "notes": notes,
         "metrics": result["metrics"], "undefined_metrics": result["undefined"],
@@ -563,8 +630,6 @@ def fingerprint(args, data: dict, params: dict[str, str]) -> str:
     """What defines the result: the data (sha256 of returns and benchmark, their columns, how they
     are read), the strategy params, periods per year, risk-free, the run name if given, QuantStats'
     version (all in `params`) and this fingerprint's own version. Not: tags, histories, tearsheet."""
-    import hashlib
-
     spec = {
         "v": FINGERPRINT_VERSION,
         "params": params,
@@ -579,35 +644,57 @@ def fingerprint(args, data: dict, params: dict[str, str]) -> str:
 def log_run(ctx: cli.Context, job: dict) -> None:
     """Find this backtest's run (same fingerprint) or create it, then write it in an order that
     leaves a killed run visibly incomplete. Interrupts and failures end the run FAILED."""
-    store, args, summary = ctx.store, ctx.args, job["summary"]
-    experiment = resolve_experiment(store, args, summary)
+    experiment = resolve_experiment(ctx.store, ctx.args, job["summary"])
+    log_into(ctx, experiment, job)
+
+
+def log_into(ctx: cli.Context, experiment: dict, job: dict) -> None:
+    """log_run once the experiment is known (a sweep logs each child this way)."""
+    store, summary = ctx.store, job["summary"]
     summary.update(experiment=experiment["name"], experiment_id=experiment["experiment_id"])
-    existing = None if args.force_new else find_same(store, experiment["experiment_id"], summary["fingerprint"])
+    fresh = job["args"].force_new or job.get("new_parent")  # a new sweep's children cannot exist yet
+    existing = None if fresh else find_same(store, experiment["experiment_id"], summary["fingerprint"])
     if existing is not None and is_complete(existing):
         return report_existing(ctx, summary, existing)
-    if existing is not None and existing["info"]["status"] == "RUNNING" and writer_alive(existing):
-        raise c.SkillError(
-            f"run {existing['info']['run_id']} with the same fingerprint is being logged right now "
-            f"({st.run_tags(existing).get(WRITER_TAG, 'another process')}): wait for it to finish and re-run, "
-            "or pass --force-new to log a separate run",
-            exit_code=c.EXIT_ERROR,
-        )
-    progress = Progress(total=0, points_total=0)
+    refuse_live_writer(existing)
+    points = job_points(job)
+    scalars = len(job["result"]["metrics"]) + len(job["params"]) + len(job["tags"])
+    progress = Progress(total=max(1, -(-scalars // BATCH_METRICS)) + -(-len(points) // BATCH_METRICS) + 2, points_total=len(points))
     run = existing
     try:
         run = reopen(store, existing, job) if existing is not None else create_run(store, experiment, job)
         summary.update(run_id=run["info"]["run_id"], run_name=st.run_name(run) or summary["run_name"], status="RUNNING")
         summary["url"] = st.run_url(ctx.settings, experiment["experiment_id"], summary["run_id"])
-        write_run(ctx, job, run, progress)
+        write_run(ctx, job, run, progress, points)
     except BaseException as exc:
         run = run or getattr(exc, "run", None)
         if run is None:
             raise
         if summary["status"] == "FINISHED":  # complete: an interrupt now must not mark it FAILED
-            if isinstance(exc, Interrupted):
+            if isinstance(exc, rw.Interrupted):
                 raise c.SkillError(f"interrupted by {exc.signame} after run {run['info']['run_id']} was FINISHED (complete)", exit_code=exc.exit_code) from None
             raise
         raise failure(store, run, experiment["name"], exc, progress) from exc
+
+
+def refuse_live_writer(existing: dict | None) -> None:
+    if existing is not None and existing["info"]["status"] == "RUNNING" and rw.writer_alive(existing):
+        raise c.SkillError(
+            f"run {existing['info']['run_id']} with the same fingerprint is being logged right now "
+            f"({st.run_tags(existing).get(rw.WRITER_TAG, 'another process')}): wait for it to finish and re-run, "
+            "or pass --force-new to log a separate run",
+            exit_code=c.EXIT_ERROR,
+        )
+
+
+def job_points(job: dict) -> list[dict]:
+    """The history points to log: equity and drawdown, and (same bars) rolling Sharpe and
+    volatility and the benchmark's equity curve."""
+    if job["history"] is None:
+        return []
+    data = job["data"]
+    points = history_points(data["returns"], job["result"]["facts"]["drawdown_series"], job["history"])
+    return points + analysis_points(data, job["summary"]["periods_per_year"], job["history"])
 
 
 def resolve_experiment(store: st.Store, args, summary: dict) -> dict:
@@ -665,7 +752,7 @@ def creation_tags(job: dict, request_id: str) -> dict[str, str]:
         INCOMPLETE_TAG: "missing: " + ", ".join(missing) + " (re-run the same log_backtest.py command to complete it)",
         FINGERPRINT_TAG: job["summary"]["fingerprint"],
         REQUEST_TAG: request_id,
-        WRITER_TAG: writer_id(),
+        rw.WRITER_TAG: rw.writer_id(),
         **job["tags"],
     }
 
@@ -695,7 +782,7 @@ def create_run(store: st.Store, experiment: dict, job: dict) -> dict:
             ) from exc
         summary["notes"].append(f"the answer to runs/create was lost ({exc.path}); continued with the run it created, found by its request id")
         return run
-    except Interrupted as exc:
+    except rw.Interrupted as exc:
         exc.run = find_by_request(store, exp_id, request_id, 0)
         raise
 
@@ -709,30 +796,26 @@ def reopen(store: st.Store, run: dict, job: dict) -> dict:
     summary["action"] = "completed"
     summary["previous"] = {"status": info["status"], "error": tags.get(ERROR_TAG), "missing": tags.get(INCOMPLETE_TAG)}
     set_tag(store, info["run_id"], INCOMPLETE_TAG, creation_tags(job, "")[INCOMPLETE_TAG])
-    set_tag(store, info["run_id"], WRITER_TAG, writer_id())
+    set_tag(store, info["run_id"], rw.WRITER_TAG, rw.writer_id())
     delete_tag(store, info["run_id"], ERROR_TAG)
     if info["status"] != "RUNNING":
         store.post(f"{st.API}/runs/update", {"run_id": info["run_id"], "status": "RUNNING"}, what="reopening the run")
     return run
 
 
-def write_run(ctx: cli.Context, job: dict, run: dict, progress: Progress) -> None:
+def write_run(ctx: cli.Context, job: dict, run: dict, progress: Progress, points: list[dict]) -> None:
     """Order: (at creation: the incomplete tag) scalars+params+tags, histories, artifacts, then the
     incomplete tag removed, then FINISHED. Metric timestamps are the run's start so a re-run
     writes identical points, which MLflow stores once."""
-    store, summary, data = ctx.store, job["summary"], job["data"]
+    store, summary = ctx.store, job["summary"]
     run_id, start_ms = run["info"]["run_id"], int(run["info"].get("start_time") or time.time() * 1000)
-    points = [] if job["history"] is None else history_points(data["returns"], job["result"]["facts"]["drawdown_series"], job["history"])
     metric_list = [{"key": k, "value": v, "timestamp": start_ms, "step": 0} for k, v in job["result"]["metrics"].items()]
-    scalar_requests = max(1, -(-(len(metric_list) + len(job["params"]) + len(job["tags"])) // BATCH_METRICS))
-    progress.total = scalar_requests + -(-len(points) // BATCH_METRICS) + 2
-    progress.points_total = len(points)
     summary["requests"]["scalars"] = log_batches(store, run_id, metric_list, job["params"], job["tags"], progress)
     progress.scalars = True
     if points:
         set_tag(store, run_id, INCOMPLETE_TAG, "missing: histories, artifacts (re-run the same log_backtest.py command to complete it)")
         log_histories(store, run_id, points, progress)
-        summary["histories"] = {k: sum(1 for p in points if p["key"] == k) for k in HISTORY_KEYS}
+        summary["histories"] = {k: n for k in HISTORY_KEYS if (n := sum(1 for p in points if p["key"] == k))}
         summary["requests"]["histories"] = -(-len(points) // BATCH_METRICS)
     set_tag(store, run_id, INCOMPLETE_TAG, "missing: artifacts (re-run the same log_backtest.py command to complete it)")
     summary["artifacts"] = progress.artifacts = write_artifacts(ctx, job, run)
@@ -747,8 +830,9 @@ def write_artifacts(ctx: cli.Context, job: dict, run: dict) -> list[str]:
     args, summary, data = job["args"], job["summary"], job["data"]
     with tempfile.TemporaryDirectory(prefix="log-backtest-") as tmp:
         folder = Path(tmp)
-        files = [folder / "returns.csv", folder / "metrics.json"]
+        files = [folder / "returns.csv", folder / "metrics.json", folder / bp.PERIODS_ARTIFACT]
         files[0].write_text(normalised_csv(data))
+        files[2].write_text(c.to_json(c.json_safe(bp.periods_document(job["qs"], bm.local_axis(data)[0], summary["periods_per_year"]))))
         files[1].write_text(
             c.to_json(
                 {
@@ -771,10 +855,10 @@ def write_artifacts(ctx: cli.Context, job: dict, run: dict) -> list[str]:
 def failure(store: st.Store, run: dict, experiment: str, exc: BaseException, progress: Progress) -> c.SkillError:
     """Mark the run FAILED with the reason; the error says truly what was written and what was not."""
     run_id = run["info"]["run_id"]
-    with uninterrupted():
-        if isinstance(exc, (Interrupted, KeyboardInterrupt)):
-            signame, why = (exc.signame, exc.why) if isinstance(exc, Interrupted) else ("SIGINT", "")
-            message, code = f"interrupted by {signame}{why} after {progress.done} of {progress.total or '?'} steps", 128 + (15 if signame == "SIGTERM" else 2)
+    with rw.uninterrupted():
+        if isinstance(exc, (rw.Interrupted, KeyboardInterrupt)):
+            signame, why = (exc.signame, exc.why) if isinstance(exc, rw.Interrupted) else ("SIGINT", "")
+            message, code = f"interrupted by {signame}{why} after {progress.done} of {progress.total} steps", 128 + (15 if signame == "SIGTERM" else 2)
         else:
             message = str(exc) if isinstance(exc, c.SkillError) else f"{type(exc).__name__}: {exc}"
             message = c.scrub(" ".join(message.split()))[:500] or type(exc).__name__
@@ -875,7 +959,7 @@ def shape(s: dict) -> cli.View:
 
 def main(argv: list[str] | None = None, watch: bool = False) -> int:
     if watch:
-        watch_parent()
+        rw.watch_parent()
     return cli.run_main(build_parser(), command, argv, SCRIPT)
 
 

@@ -4,7 +4,7 @@
 #     "mlflow-skinny>=3.7",
 #     "sqlalchemy>=1.4,<3",
 #     "alembic>=1.8,!=1.10.0,<2",
-#     "flask<4",
+#     "flask>=2.2,<4",
 #     "python-dotenv>=1.0",
 #     "requests>=2.31",
 # ]
@@ -15,7 +15,7 @@
 # database and server-handler packages full `mlflow` adds for the embedded sqlite store). Not
 # compiled at install: compiling all of it took most of each script's first call, six times over;
 # see _store.bytecode_cache and _embedded.borrow_bytecode for what happens instead.
-"""rs.Query an MLflow tracking store: experiments, runs, one run, comparisons, best runs, overfitting,
+"""Query an MLflow tracking store: experiments, runs, one run, comparisons, best runs, overfitting,
 failures, aggregates, exports and artifacts. Read-only: nothing is ever written to the store.
 
 Usage:
@@ -739,8 +739,13 @@ Examples:
   uv run scripts/query_experiments.py compare RUN_ID_A RUN_ID_B --preset backtest
   uv run scripts/query_experiments.py compare --run-id RUN_ID_A --run-id RUN_ID_B --metrics sharpe,cagr,max_drawdown
   uv run scripts/query_experiments.py compare RUN_ID_A RUN_ID_B RUN_ID_C --all""",
-    "best": """Top N runs by a metric. Direction: --max or --min; without either it is guessed from the
-name (loss, error, mse, mae, rmse, drawdown, ... are minimised) and the output says so.
+    "best": """Top N runs by a metric. Direction: known for every metric log_backtest.py logs
+(max_drawdown higher, volatility lower: references/quantstats-metrics.md), else guessed from the
+name (loss, error, latency, ... are minimised) and the output says it was guessed; --max or
+--min override. Unfinished runs are skipped (and counted) unless --include-unfinished.
+With --metric sharpe on backtest runs, the probabilistic Sharpe ratio (PSR, SR > 0) and the
+deflated Sharpe ratio (DSR: SR above what the best of N skill-less trials would show) are added,
+N counted as the backtest runs the query matched, or --trials N.
 
 Examples:
   uv run scripts/query_experiments.py best --experiment btc-momentum --metric sharpe --top 5
@@ -802,7 +807,7 @@ Examples:
 and its run name, key metrics of that run, created, description), bounded by --max-results and
 paged; --alias NAME or --version N shows one version in full: its run's params and metrics, the
 source and artifact URIs, and the `run` command for its run. Unknown model, alias or version:
-exit 3 with the close names. Anywhere a run id is taken (run, compare), models:/NAME@ALIAS or
+exit 3 with the close names. Anywhere a run id is taken (run, compare, returns, artifacts), models:/NAME@ALIAS or
 models:/NAME/VERSION names that version's source run.
 
 Examples:

@@ -252,40 +252,55 @@ def load_script(name: str):
     return _modules[name]
 
 
-@pytest.fixture
-def run_script(server, empty_env_dir, monkeypatch):
-    """run_script("query_experiments", "runs", ..., env={...}, uri=...) -> Result.
-
-    By default the script talks to the `server` fixture through MLFLOW_TRACKING_URI; pass
-    uri=None (and env) to test other configuration paths.
-    """
+def call_script(name: str, args, env: dict[str, str], cwd: Path | None = None) -> Result:
+    """scripts/<name>.py's main(args) in this process, with exactly `env` as the environment and
+    `cwd` as the working folder (both restored afterwards), stdout and stderr captured."""
     import _common
 
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    _common.clear_secrets()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        if cwd:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = load_script(name).main([str(a) for a in args])
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def _script_runner(server, env_dir: Path):
     def run(name: str, *args: str, env: dict[str, str] | None = None, uri: str | None = "server", cwd: Path | None = None) -> Result:
-        base = clean_env(env_dir=empty_env_dir)
+        base = clean_env(env_dir=env_dir)
         if uri == "server":
             base["MLFLOW_TRACKING_URI"] = server.uri
         elif uri:
             base["MLFLOW_TRACKING_URI"] = uri
         base.update(env or {})
-        saved_env = dict(os.environ)
-        with monkeypatch.context() as m:
-            for key in list(os.environ):
-                if key not in base:
-                    m.delenv(key)
-            for key, value in base.items():
-                m.setenv(key, value)
-            if cwd:
-                m.chdir(cwd)
-            _common._SECRETS.clear()
-            out, err = io.StringIO(), io.StringIO()
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = load_script(name).main([str(a) for a in args])
-        os.environ.clear()
-        os.environ.update(saved_env)  # scripts may set variables (the in-process store does)
-        return Result(code, out.getvalue(), err.getvalue())
+        return call_script(name, args, base, cwd)
 
     return run
+
+
+@pytest.fixture
+def run_script(server, empty_env_dir):
+    """run_script("query_experiments", "runs", ..., env={...}, uri=...) -> Result.
+
+    By default the script talks to the `server` fixture through MLFLOW_TRACKING_URI; pass
+    uri=None (and env) to test other configuration paths.
+    """
+    return _script_runner(server, empty_env_dir)
+
+
+@pytest.fixture(scope="module")
+def module_run_script(server, tmp_path_factory):
+    """run_script for module-scoped fixtures (data logged once for every test of a module)."""
+    return _script_runner(server, tmp_path_factory.mktemp("module-envdir"))
 
 
 UV = shutil.which("uv") or "uv"
@@ -298,7 +313,6 @@ def uv_run(server, empty_env_dir):
     def run(name: str, *args: str, env: dict[str, str] | None = None, uri: str | None = "server", cwd: Path | None = None, timeout: float = 300) -> Result:
         base = clean_env(env_dir=empty_env_dir)
         base.setdefault("UV_PYTHON_DOWNLOADS", "never")
-        base.setdefault("UV_COMPILE_BYTECODE", "1")
         if uri == "server":
             base["MLFLOW_TRACKING_URI"] = server.uri
         elif uri:
@@ -316,6 +330,24 @@ def uv_run(server, empty_env_dir):
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def proxy(server):
+    """A fault-injecting proxy in front of the `server` fixture (tests/faultproxy.py)."""
+    from faultproxy import FaultProxy
+
+    p = FaultProxy(server.uri)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def via_proxy(proxy):
+    """The proxy, reset before and after the test."""
+    proxy.reset()
+    yield proxy
+    proxy.reset()
 
 
 def unique(prefix: str) -> str:

@@ -12,20 +12,6 @@ from faultproxy import FaultProxy
 from reliability import error_lines
 
 
-@pytest.fixture(scope="module")
-def proxy(server):
-    p = FaultProxy(server.uri)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def via_proxy(proxy):
-    proxy.reset()
-    yield proxy
-    proxy.reset()
-
-
 def test_transient_503_is_retried_and_succeeds(run_script, via_proxy, client):
     name = unique("retry")
     via_proxy.reset("status", status=503, fault_count=2)

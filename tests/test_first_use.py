@@ -99,8 +99,10 @@ def pep723(path: Path) -> str:
 
 def test_scripts_share_one_dependency_list_plus_quantstats_for_log_backtest():
     """Equal lists resolve to the same wheels, so the environments uv builds per script link the
-    same files (what borrow_bytecode relies on); only log_backtest adds its numeric stack."""
+    same files (what borrow_bytecode relies on); log_backtest adds its numeric stack and
+    get_metric_history matplotlib for --plot."""
     blocks = {p.name: pep723(p) for p in SCRIPTS.glob("[a-z]*.py")}
+    blocks["get_metric_history.py"] = blocks["get_metric_history.py"].replace('#     "matplotlib>=3.7",\n', "")  # --plot
     light = {name: block for name, block in blocks.items() if name != "log_backtest.py"}
     assert len(light) == 5 and len(set(light.values())) == 1, light
     assert '"mlflow-skinny>=3.7"' in next(iter(light.values())) and "compile-bytecode = false" in next(iter(light.values()))

@@ -1,6 +1,6 @@
 """The layout keeps its promises (README "Contributing"): each file one job and a size a reader can
-hold, imports pointing one way (scripts -> helpers), small functions, one reader of os.environ,
-no heavy import at a helper's top level, the same PEP 723 header shape in every script."""
+hold, imports pointing one way (scripts -> helpers), small functions, no heavy import at a
+helper's top level, the same PEP 723 header shape in every script."""
 
 from __future__ import annotations
 
@@ -53,19 +53,6 @@ def test_helpers_never_import_scripts_or_heavy_modules_at_top_level(path):
             root = name.split(".")[0]
             assert root not in SCRIPT_MODULES, f"{path.name} imports the script {root}: imports point scripts -> helpers"
             assert root not in HEAVY, f"{path.name} imports {root} at top level: import it where it is needed"
-
-
-def test_only_the_config_module_reads_the_environment():
-    pattern = re.compile(r"os\.environ|os\.getenv|getenv\(|environ\.get")
-    offenders = []
-    for path in HELPERS + SCRIPT_FILES:
-        if path.name == "_config.py":
-            continue
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            code = line.split("#", 1)[0]
-            if pattern.search(code) and not code.strip().startswith(('"', "'")):
-                offenders.append(f"{path.name}:{number}: {line.strip()}")
-    assert not offenders, "read settings through _config.Settings:\n" + "\n".join(offenders)
 
 
 @pytest.mark.parametrize("path", SCRIPT_FILES, ids=lambda p: p.name)

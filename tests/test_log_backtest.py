@@ -9,12 +9,9 @@ reports.metrics(mode="full") at 0.0051 in its displayed units (it rounds to 2 de
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import math
-import os
 import socket
 from pathlib import Path
 
@@ -23,7 +20,7 @@ import pandas as pd
 import pytest
 import requests
 from reliability import error_lines
-from conftest import Result, clean_env, load_script, unique
+from conftest import Result, call_script, clean_env, unique
 
 SCRIPT = "log_backtest"
 API = "/api/2.0/mlflow"
@@ -63,26 +60,11 @@ def data_dir(tmp_path_factory) -> Path:
 def invoke(server, tmp_path_factory):
     """invoke(*args, uri=..., cwd=...) -> Result: the script's main() in this process."""
     env_dir = tmp_path_factory.mktemp("lb-envdir")
-    import _common
 
     def run(*args, uri: str | None = None, cwd: Path | None = None) -> Result:
         env = clean_env(env_dir=env_dir)
         env["MLFLOW_TRACKING_URI"] = uri or server.uri
-        saved, saved_cwd = dict(os.environ), os.getcwd()
-        os.environ.clear()
-        os.environ.update(env)
-        _common._SECRETS.clear()
-        out, err = io.StringIO(), io.StringIO()
-        try:
-            if cwd:
-                os.chdir(cwd)
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = load_script(SCRIPT).main([str(a) for a in args])
-        finally:
-            os.chdir(saved_cwd)
-            os.environ.clear()
-            os.environ.update(saved)
-        return Result(code, out.getvalue(), err.getvalue())
+        return call_script(SCRIPT, args, env, cwd)
 
     return run
 

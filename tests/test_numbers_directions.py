@@ -28,7 +28,7 @@ def test_every_logged_metric_has_a_known_direction(run_script, tmp_path):
     res = run_script("log_backtest", "--returns", str(path), "--column", "s", "--benchmark-column", "b", "--dry-run", "--format", "json")
     assert res.code == 0, res.err
     out = json.loads(res.out)
-    keys = set(out["metrics"]) | set(out["undefined_metrics"]) | {"equity_curve", "drawdown"}
+    keys = set(out["metrics"]) | set(out["undefined_metrics"]) | {"equity_curve", "drawdown", "rolling_sharpe", "rolling_volatility"}
     assert len(keys) > 150
     unknown = sorted(k for k in keys if dirs.known(k) is None)
     assert not unknown, unknown
@@ -45,7 +45,7 @@ def test_reference_table_states_the_same_direction():
             continue
         for key in re.findall(r"`([a-z0-9_]+)`", cells[0]):
             seen[key] = cells[4]
-    expected = {k: v for k, v in dirs.DIRECTIONS.items() if k not in ("equity_curve", "drawdown")}
+    expected = {k: v for k, v in dirs.DIRECTIONS.items() if k not in ("equity_curve", "drawdown", "rolling_sharpe", "rolling_volatility", "benchmark_equity_curve")}
     assert seen == expected
     assert dirs.direction("max_drawdown") == (True, dirs.KNOWN)
     assert dirs.direction("volatility") == (False, dirs.KNOWN)

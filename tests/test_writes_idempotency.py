@@ -17,26 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import unique
-from faultproxy import FaultProxy
 from reliability import assert_clean_error, error_lines
 
 SCRIPT = "log_backtest"
 FAST = ("--no-tearsheet",)
 WRITES = ("/runs/create", "/runs/log-batch", "/runs/update", "/runs/set-tag", "/runs/delete-tag", "/experiments/create")
-
-
-@pytest.fixture(scope="module")
-def proxy(server):
-    p = FaultProxy(server.uri)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def via_proxy(proxy):
-    proxy.reset()
-    yield proxy
-    proxy.reset()
 
 
 @pytest.fixture(scope="module")
