@@ -283,38 +283,46 @@ def equity_png(sweep: Sweep, rows: list[dict], path: Path, title: str) -> Path:
 # ---------------------------------------------------------------------------------------------
 # The sweep's summary (the parent run's params, tags, metrics) and its view
 # ---------------------------------------------------------------------------------------------
-def sweep_summary(args, sweep: Sweep, name: str, fp: str, periods: tuple[float, str], rows: list[dict], ranked, notes: list[str]) -> dict:
+def sweep_summary(args, sweep: Sweep, name: str, fp: str, periods: tuple[float, str], notes: list[str]) -> dict:
+    """The parent run's params, tags and facts; its metrics come with the ranking (add_ranking)."""
     ppy, how = periods
-    best = rows[0]
     files = ", ".join(sorted({f.name for f in sweep.files}))
     params = {
         "data.files": c.truncate(files, 5000), "data.columns": args.columns or "(one per file)",
         "data.start": sweep.start.isoformat(), "data.end": sweep.end.isoformat(),
         "data.periods": str(len(sweep.variants[0].returns)), "data.periods_per_year": f"{ppy:g}",
         "data.risk_free": f"{args.risk_free:g}", "sweep.variants": str(len(sweep.variants)),
-        "sweep.trials": str(ranked.trials),
+        "sweep.trials": str(args.trials or len(sweep.variants)),
         **({"data.benchmark": args.benchmark and Path(args.benchmark).name or args.benchmark_column} if sweep.benchmark is not None else {}),
     }  # fmt: skip
     tags = {**c.parse_key_values(args.tag, "--tag"), "backtest.sweep": f"{len(sweep.variants)} variants",
             "backtest.periods_per_year": f"{ppy:g} ({how})"}  # fmt: skip
-    metrics = {"sweep_variants": float(len(sweep.variants)), "sweep_trials": float(ranked.trials)}
-    for key in ("sharpe", "psr", "dsr"):
-        if best.get(key) is not None and math.isfinite(best[key]):
-            metrics[f"best_{key}"] = float(best[key])
-    trials_how = (
-        f"N = {ranked.trials} given by --trials" if args.trials
-        else f"N = {ranked.trials}: the variants in this sweep (variants tried but not logged are not counted: pass --trials N)"
-    )  # fmt: skip
     return {
         "dry_run": bool(args.dry_run), "action": None, "experiment": args.experiment, "experiment_id": None,
         "experiment_status": None, "run_name": name, "run_id": None, "status": None, "url": None, "fingerprint": fp,
-        "previous": None, "notes": notes, "params": params, "tags": tags, "metrics": metrics, "histories": {},
+        "previous": None, "notes": notes, "params": params, "tags": tags, "metrics": {}, "histories": {},
         "artifacts": [], "requests": {}, "periods_per_year": ppy, "periods_per_year_how": how,
         "window": {"start": sweep.start.isoformat(), "end": sweep.end.isoformat(), "bars": len(sweep.variants[0].returns),
                    "shared_bars": sweep.bars_total, "last_to_start": sweep.last_to_start},
-        "deflated_sharpe": {"trials": ranked.trials, "trials_counted_as": trials_how, "sharpe_variance_per_bar": ranked.variance,
-                            "sr0_per_bar": ranked.sr0, "winner": best["variant"], "winner_dsr": best.get("dsr"),
-                            "verdict": _sharpe.verdict(best.get("dsr") if best.get("dsr") is not None else math.nan)},
+        "deflated_sharpe": None,
+    }  # fmt: skip
+
+
+def add_ranking(summary: dict, rows: list[dict], ranked, trials_flag: int | None) -> None:
+    """The parent's metrics (variants, the winner's Sharpe, PSR, DSR) and the deflated-Sharpe facts."""
+    best = rows[0]
+    summary["metrics"] = {"sweep_variants": float(len(rows)), "sweep_trials": float(ranked.trials)}
+    for key in ("sharpe", "psr", "dsr"):
+        if best.get(key) is not None and math.isfinite(best[key]):
+            summary["metrics"][f"best_{key}"] = float(best[key])
+    trials_how = (
+        f"N = {ranked.trials} given by --trials" if trials_flag
+        else f"N = {ranked.trials}: the variants in this sweep (variants tried but not logged are not counted: pass --trials N)"
+    )  # fmt: skip
+    summary["deflated_sharpe"] = {
+        "trials": ranked.trials, "trials_counted_as": trials_how, "sharpe_variance_per_bar": ranked.variance,
+        "sr0_per_bar": ranked.sr0, "winner": best["variant"], "winner_dsr": best.get("dsr"),
+        "verdict": _sharpe.verdict(best.get("dsr") if best.get("dsr") is not None else math.nan),
     }  # fmt: skip
 
 

@@ -431,7 +431,8 @@ def is_sweep(args) -> bool:
 
 
 def prepare_sweep(args) -> dict:
-    """Every variant read, scored on the common window and ranked; nothing sent to the server."""
+    """Every variant read and checked, the common window found; nothing sent to the server. The
+    variants are scored as they are logged (log_children), or all at once for --dry-run."""
     check_args(args)
     if args.column and args.columns:
         raise c.UsageError("--column names one series and --columns a sweep: pass one of them")
@@ -443,23 +444,43 @@ def prepare_sweep(args) -> dict:
     explicit = args.no_history or args.history_points or args.full_history
     history = history_plan(args, bars) if explicit else min(SWEEP_HISTORY_POINTS, bars)
     periods = periods_per_year(args, sweep.local_index, notes)
-    qs = bm.import_quantstats()
     name = args.run_name or f"sweep {sweep.files[0].stem} {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())}"
     base = sweep_fingerprint(args, sweep, periods[0])
-    children = []
-    for v in sweep.variants:
-        data = {"returns": v.returns, "benchmark": sweep.benchmark, "file": v.file, "column": v.column, "dated": True,
-                "local_index": sweep.local_index, "benchmark_file": Path(args.benchmark) if args.benchmark else None,
-                "benchmark_column": args.benchmark_column or "auto"}  # fmt: skip
-        child_args = argparse.Namespace(**{**vars(args), "no_tearsheet": True, "run_name": v.name})
-        extra = {"variant": v.name, **v.params}
-        fp = hashlib.sha256(f"{base}/{v.name}".encode()).hexdigest()[:32]
-        children.append(backtest_job(child_args, data, periods, qs, history, [], v.name, extra, fp))
-        v.result = children[-1]["result"]
-    rows, ranked = sw.ranking(sweep, periods[0], args.trials)
-    summary = sw.sweep_summary(args, sweep, name, base, periods, rows, ranked, notes)
-    return {"args": args, "sweep": sweep, "rows": rows, "ranking": ranked, "children": children, "summary": summary, "qs": qs,
-            "params": summary["params"], "tags": summary["tags"], "history": None}  # fmt: skip
+    summary = sw.sweep_summary(args, sweep, name, base, periods, notes)
+    job = {"args": args, "sweep": sweep, "children": [], "rows": [], "summary": summary, "qs": bm.import_quantstats(),
+           "params": summary["params"], "tags": summary["tags"], "history": None, "child_history": history, "periods": periods}  # fmt: skip
+    if args.dry_run:
+        score_children(job)
+    return job
+
+
+def child_job(job: dict, v) -> dict:
+    """One variant as a backtest job (metrics computed here), its fingerprint derived from the sweep's."""
+    args, sweep = job["args"], job["sweep"]
+    data = {"returns": v.returns, "benchmark": sweep.benchmark, "file": v.file, "column": v.column, "dated": True,
+            "local_index": sweep.local_index, "benchmark_file": Path(args.benchmark) if args.benchmark else None,
+            "benchmark_column": args.benchmark_column or "auto"}  # fmt: skip
+    child_args = argparse.Namespace(**{**vars(args), "no_tearsheet": True, "run_name": v.name})
+    fp = hashlib.sha256(f"{job['summary']['fingerprint']}/{v.name}".encode()).hexdigest()[:32]
+    child = backtest_job(child_args, data, job["periods"], job["qs"], job["child_history"], [], v.name, {"variant": v.name, **v.params}, fp)
+    v.result = child["result"]
+    return child
+
+
+def score_children(job: dict) -> None:
+    """Every variant's metrics not yet computed, then the ranking."""
+    done = {child["params"]["variant"] for child in job["children"]}
+    job["children"] += [child_job(job, v) for v in job["sweep"].variants if v.name not in done]
+    rank_children(job)
+
+
+def rank_children(job: dict) -> None:
+    rows, ranked = sw.ranking(job["sweep"], job["periods"][0], job["args"].trials)
+    ids = {child["params"]["variant"]: child["summary"]["run_id"] for child in job["children"]}
+    for row in rows:
+        row["run_id"] = ids.get(row["variant"])
+    job["rows"], job["ranking"] = rows, ranked
+    sw.add_ranking(job["summary"], rows, ranked, job["args"].trials)
 
 
 def sweep_fingerprint(args, sweep, ppy: float) -> str:
@@ -484,9 +505,10 @@ def log_sweep(ctx: cli.Context, job: dict) -> None:
     existing = None if args.force_new else find_same(store, experiment["experiment_id"], summary["fingerprint"])
     if existing is not None and is_complete(existing):
         report_existing(ctx, summary, existing)
+        score_children(job)  # the ranking, for the view; nothing is written
         return
     refuse_live_writer(existing)
-    progress = Progress(total=len(job["children"]) + 2, points_total=0)
+    progress = Progress(total=len(job["sweep"].variants) + 2, points_total=0)
     parent = existing
     try:
         parent = reopen(store, existing, job) if existing is not None else create_run(store, experiment, job)
@@ -502,24 +524,28 @@ def log_sweep(ctx: cli.Context, job: dict) -> None:
 
 
 def log_children(ctx: cli.Context, experiment: dict, job: dict, parent_id: str, new_parent: bool, progress: Progress) -> None:
-    """Each child under the parent. Over HTTP a few children are written at once (the time is the
-    server's round trips); in-process stores write one at a time. An interrupt lets the children
-    being written finish (complete) and starts no more; the parent then ends FAILED."""
+    """Score each variant (here, CPU) while the ones before it are written (worker threads, waiting
+    on the server): over HTTP the two overlap; in-process stores write one child at a time. An
+    interrupt lets the children being written finish and starts no more; the parent ends FAILED."""
     from concurrent.futures import ThreadPoolExecutor
 
-    rows = {row["variant"]: row for row in job["rows"]}
-    for child in job["children"]:
-        child["tags"][PARENT_TAG] = parent_id
-        child["new_parent"] = new_parent
     pool = ThreadPoolExecutor(max_workers=SWEEP_WRITERS if isinstance(ctx.store, st.HttpStore) else 1)
+    futures = []
     try:
-        futures = [pool.submit(log_into, ctx, experiment, child) for child in job["children"]]
-        for child, future in zip(job["children"], futures):
+        for v in job["sweep"].variants:
+            child = child_job(job, v)
+            child["tags"][PARENT_TAG] = parent_id
+            child["new_parent"] = new_parent
+            job["children"].append(child)
+            futures.append(pool.submit(log_into, ctx, experiment, child))
+            for future in [f for f in futures if f.done()]:
+                future.result()  # a failed child stops the sweep now, not at the end
+        for future in futures:
             future.result()
-            rows[child["params"]["variant"]]["run_id"] = child["summary"]["run_id"]
             progress.step()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    rank_children(job)
 
 
 def finish_sweep(ctx: cli.Context, job: dict, parent: dict, progress: Progress) -> None:
