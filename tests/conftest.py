@@ -204,7 +204,7 @@ def client(server):
     """MLflow's own client, for seeding data and checking what the scripts wrote."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=server.uri)
+    return MlflowClient(tracking_uri=server.uri, registry_uri=server.uri)  # never a registry URI another test set globally
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,10 @@ def doc_commands(path: Path) -> list[tuple[int, str, list[str]]]:
             continue
         in_fence = bool(fence)
         candidates: list[tuple[int, str]] = []
-        if in_fence:
+        spans = [x for x in re.findall(r"`([^`]+)`", line) if COMMAND_RE.search(x) and ("uv run" in x or x.startswith("scripts/"))]
+        if in_fence and spans and not pending:  # output text naming a command in backticks: the span is the command
+            candidates += [(number, span) for span in spans]
+        elif in_fence:
             if pending:
                 pending += " " + line.strip()
             elif COMMAND_RE.search(line) and not line.lstrip().startswith("#"):
@@ -50,9 +53,7 @@ def doc_commands(path: Path) -> list[tuple[int, str, list[str]]]:
             candidates.append((start, pending))
             pending = ""
         else:
-            for span in re.findall(r"`([^`]+)`", line):
-                if COMMAND_RE.search(span) and ("uv run" in span or span.startswith("scripts/")):
-                    candidates.append((number, span))
+            candidates += [(number, span) for span in spans]
         for where, text in candidates:
             parsed = split_command(text)
             if parsed:

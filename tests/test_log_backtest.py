@@ -18,11 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+import _backtest_periods as periods
 import requests
 from reliability import error_lines
 from conftest import Result, call_script, clean_env, unique
 
 SCRIPT = "log_backtest"
+HISTORIES = ("equity_curve", "drawdown", "rolling_sharpe", "rolling_volatility", "benchmark_equity_curve")
 API = "/api/2.0/mlflow"
 RF = 0.02
 
@@ -189,7 +192,7 @@ def test_logged_values_equal_quantstats(daily_run, data_dir):
     import quantstats as qs
 
     metrics = daily_run["run"].data.metrics
-    scalars = {k: v for k, v in metrics.items() if k not in ("equity_curve", "drawdown")}
+    scalars = {k: v for k, v in metrics.items() if k not in HISTORIES}
     assert len(scalars) >= 70, sorted(scalars)
     assert all(math.isfinite(v) for v in scalars.values())
     r = strategy(data_dir)
@@ -236,7 +239,7 @@ def test_run_params_tags_and_output(daily_run, data_dir):
     assert f"/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" in out
     assert "periods per year: 252 (inferred: daily bars without weekends" in out
     assert "| Sharpe |" in out and "| Max drawdown |" in out and "| Profit factor |" in out
-    n = len([k for k in run.data.metrics if k not in ("equity_curve", "drawdown")])
+    n = len([k for k in run.data.metrics if k not in HISTORIES])
     assert f"- {n} metrics logged" in out
     assert len(out.splitlines()) < 35
     assert daily_run["network"] == []  # nothing tried to leave 127.0.0.1 (tearsheet included)
@@ -259,7 +262,7 @@ def test_equity_curve_and_drawdown_histories(daily_run, client, data_dir):
 def test_artifacts_tearsheet_is_html(daily_run, client, tmp_path):
     run_id = daily_run["run"].info.run_id
     listed = {a.path for a in client.list_artifacts(run_id, "backtest")}
-    assert listed == {"backtest/returns.csv", "backtest/metrics.json", "backtest/tearsheet.html"}
+    assert listed == {"backtest/returns.csv", "backtest/metrics.json", "backtest/periods.json", "backtest/tearsheet.html"}
     local = Path(client.download_artifacts(run_id, "backtest", str(tmp_path)))
     html = (local / "tearsheet.html").read_text()
     assert "<!doctype html>" in html[:200].lower() and html.rstrip().lower().endswith("</html>")
@@ -343,7 +346,7 @@ def test_benchmark_metrics_only_with_benchmark(bench_run, daily_run, data_dir):
     import quantstats as qs
 
     with_b = {k: v for k, v in bench_run["run"].data.metrics.items()}
-    without = {k: v for k, v in daily_run["run"].data.metrics.items() if k not in ("equity_curve", "drawdown")}
+    without = {k: v for k, v in daily_run["run"].data.metrics.items() if k not in HISTORIES}
     relative = {"alpha", "beta", "correlation", "r_squared", "information_ratio", "treynor_ratio"}
     assert relative <= set(with_b) and not relative & set(without)
     assert len(with_b) > len(without) + 60
@@ -471,9 +474,10 @@ def test_embedded_sqlite_store_with_local_artifacts(invoke, tmp_path, data_dir):
                     uri="sqlite:///" + str(tmp_path / "mlflow.db"), cwd=tmp_path)  # fmt: skip
     out = as_json(result)
     assert out["status"] == "FINISHED" and out["url"] is None
-    assert out["histories"] == {"equity_curve": 730, "drawdown": 730}
+    rolled = 730 - periods.rolling_window(out["periods_per_year"], 730) + 1  # NaN until the window is full
+    assert out["histories"] == {"equity_curve": 730, "drawdown": 730, "rolling_sharpe": rolled, "rolling_volatility": rolled}
     files = {p.name for p in tmp_path.rglob("*") if p.is_file() and "backtest" in p.parts}
-    assert files == {"returns.csv", "metrics.json"}
+    assert files == {"returns.csv", "metrics.json", "periods.json"}
 
 
 def test_uv_run_subprocess(uv_run, client, data_dir):
@@ -484,7 +488,9 @@ def test_uv_run_subprocess(uv_run, client, data_dir):
     assert run.info.status == "FINISHED"
     assert f"(id {run.info.run_id})" in result.out and "| Sharpe |" in result.out
     assert len(run.data.metrics) >= 70
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "backtest")} == {"backtest/returns.csv", "backtest/metrics.json"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "backtest")} == {
+        "backtest/returns.csv", "backtest/metrics.json", "backtest/periods.json"
+    }
 
 
 def test_every_logged_key_is_documented(bench_run):

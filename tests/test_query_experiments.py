@@ -355,7 +355,7 @@ def test_failed_shows_error_tags(run_script, seed):
 
 def test_aggregate_numbers(run_script, seed):
     data = as_json(run_script("query_experiments", "aggregate", "-e", seed.a, "--group-by", "params.model",
-                              "--metric", "acc", "--format", "json"))  # fmt: skip
+                              "--metric", "acc", "--include-unfinished", "--format", "json"))  # fmt: skip
     groups = {g["group"]["params.model"]: g for g in data["groups"]}
     assert set(groups) == {"cnn", "mlp", None}
     assert groups["mlp"]["runs"] == 2 and groups["mlp"]["stats"]["acc"]["mean"] == pytest.approx(0.9)

@@ -83,11 +83,13 @@ def test_reader_best_overfit_failed_aggregate(as_reader, admin_data):
     ids, exp = admin_data["ids"], admin_data["name"]
     best = ok_json(as_reader("query_experiments", "best", "-e", exp, "--metric", "loss", "--top", "1", "--format", "json"))
     assert [r["run_id"] for r in best["runs"]] == [ids["good"]]
-    over = ok_json(as_reader("query_experiments", "overfit", "-e", exp, "--train", "train_loss", "--test", "loss", "--format", "json"))
+    over = ok_json(as_reader("query_experiments", "overfit", "-e", exp, "--train", "train_loss", "--test", "loss",
+                             "--include-unfinished", "--format", "json"))  # fmt: skip
     assert over["considered"] == 3 and over["flagged_total"] == 3
     failed = ok_json(as_reader("query_experiments", "failed", "-e", exp, "--format", "json"))
     assert [(r["run_id"], r["error_tags"]) for r in failed["runs"]] == [(ids["crashed"], {"backtest.error": "ValueError: boom"})]
-    agg = ok_json(as_reader("query_experiments", "aggregate", "-e", exp, "-g", "params.opt", "-m", "loss", "--format", "json"))
+    agg = ok_json(as_reader("query_experiments", "aggregate", "-e", exp, "-g", "params.opt", "-m", "loss",
+                            "--include-unfinished", "--format", "json"))  # fmt: skip
     assert {g["group"]["params.opt"]: g["runs"] for g in agg["groups"]} == {"adam": 2, "sgd": 1}
 
 

@@ -159,7 +159,7 @@ def test_reader_lists_models_and_reads_versions(run_script, auth_server):
     from mlflow.tracking import MlflowClient
 
     with credentials_env(ADMIN_USER, ADMIN_PASSWORD):
-        seeded = seed_registry(MlflowClient(auth_server.uri), unique("reg-ro"))
+        seeded = seed_registry(MlflowClient(auth_server.uri, registry_uri=auth_server.uri), unique("reg-ro"))
     as_reader = {"uri": auth_server.uri, "env": READER}
     data = ok_json(run_script("query_experiments", "models", "--filter", f"name LIKE '{seeded['prefix']}%'", "--format", "json", **as_reader))
     assert sorted(m["name"] for m in data["models"]) == sorted([seeded["main"], seeded["other"]])
@@ -174,7 +174,7 @@ def test_embedded_store_answers_the_registry(run_script, tmp_path):
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    seeded = seed_registry(MlflowClient(uri), unique("reg-local"))
+    seeded = seed_registry(MlflowClient(uri, registry_uri=uri), unique("reg-local"))
     data = ok_json(run_script("query_experiments", "models", "--format", "json", uri=uri, cwd=tmp_path))
     assert sorted(m["name"] for m in data["models"]) == sorted([seeded["main"], seeded["other"]])
     versions = ok_json(run_script("query_experiments", "model", seeded["main"], "--format", "json", uri=uri, cwd=tmp_path))

@@ -16,6 +16,8 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+
+import _backtest_periods as periods
 from conftest import unique
 from reliability import assert_clean_error, error_lines
 
@@ -152,7 +154,9 @@ def test_history_log_batch_500s_fail_the_run_with_reason_then_rerun_completes(ru
     via_proxy.reset("path_status", fault_path="/runs/log-batch", fault_skip=1, fault_count=100, status=500)
     args = ("--returns", returns_file, "--experiment", exp, *FAST)
     res = run_script(SCRIPT, *args, uri=via_proxy.uri)
-    assert_clean_error(res, 6, "marked FAILED (reason in tag backtest.error)", "0 of 240 history points", "no artifacts")
+    rolling = 120 - periods.rolling_window(252, 120) + 1  # rolling Sharpe and volatility: NaN until the window is full
+    points = 2 * 120 + 2 * rolling  # equity and drawdown every bar, then the two rolling curves
+    assert_clean_error(res, 6, "marked FAILED (reason in tag backtest.error)", f"0 of {points} history points", "no artifacts")
     run = runs_in(client, exp)[0]
     assert run.info.status == "FAILED"
     assert "500" in run.data.tags["backtest.error"]

@@ -73,7 +73,9 @@ def assert_complete(client, run_id: str) -> None:
     for key in ("equity_curve", "drawdown"):
         steps = sorted(m.step for m in client.get_metric_history(run_id, key))
         assert steps == list(range(BARS)), f"{key}: {len(steps)} points"
-    assert {a.path for a in client.list_artifacts(run_id, "backtest")} == {"backtest/returns.csv", "backtest/metrics.json"}
+    assert {a.path for a in client.list_artifacts(run_id, "backtest")} == {
+        "backtest/returns.csv", "backtest/metrics.json", "backtest/periods.json"
+    }
 
 
 def check_after_kill(client, run_script, exp: str, exp_id: str, sig: int, rc: int) -> str:
