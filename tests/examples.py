@@ -159,7 +159,7 @@ def keep_unchanged(fresh: Callable[[Example], str]) -> Callable[[Example], str]:
 def scrub_paths(text: str, folders: list[tuple[str, str]]) -> str:
     """Machine paths out of an output: folders (longest first) replaced by their short names,
     stack frames cut to their package-relative path."""
-    text = re.sub(r'File "[^"\n]*?/(site-packages|dist-packages)/', r'File ".../\1/', text)
+    text = re.sub(r'File "[^"\n]*?/(site-packages|dist-packages)/', 'File ".../', text)
     for folder, short in sorted(folders, key=lambda pair: -len(pair[0])):
         if folder:
             text = text.replace(folder + "/", f"{short}/" if short else "").replace(folder, short or ".")

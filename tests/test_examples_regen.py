@@ -31,7 +31,7 @@ Events:
 - exception.stacktrace:
 ```
 Traceback (most recent call last):
-  File ".../site-packages/mlflow/tracing/fluent.py", line 335, in _wrapping_logic
+  File ".../mlflow/tracing/fluent.py", line 335, in _wrapping_logic
     result = yield
 TimeoutError: timed out
 ```"""
@@ -153,7 +153,7 @@ def test_scrub_paths_shortens_machine_paths():
     )
     folders = [("/tmp/mlflow-skill-examples-x/work", ""), ("/tmp/mlflow-skill-examples-x", "<tmp>"), ("/work/main", "")]
     assert scrub_paths(text, folders).splitlines() == [
-        'File ".../site-packages/mlflow/tracing/provider.py", line 306',
+        'File ".../mlflow/tracing/provider.py", line 306',
         'File "tests/examples.py", line 124, in call_llm',
         'File ".../python3.11/contextlib.py", line 158, in __exit__',
         "wrote runs.csv; server in <tmp>/server",
