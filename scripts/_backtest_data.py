@@ -6,6 +6,7 @@ a run is created.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -377,6 +378,14 @@ def check_scale(series, ppy: float, notes: list[str], label: str) -> None:
 
 
 def sha256(path: Path) -> str:
+    """A file's sha256, read once per process while the file is unchanged (a sweep names the same
+    file for every variant)."""
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, _mtime_ns: int, _size: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

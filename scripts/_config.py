@@ -435,7 +435,3 @@ def _transport_settings(layers: list[Layer], timeout: float | None, origins: dic
         "experiment_name": values["MLFLOW_EXPERIMENT_NAME"][0],
     }
 
-
-def quote_userinfo(value: str) -> str:
-    """For tests and docs: a password as it must be written inside a URI."""
-    return quote(value, safe="")

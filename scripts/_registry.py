@@ -165,10 +165,6 @@ def resolve_run_ref(store: st.Store, ref: str) -> str:
     return mv["run_id"]
 
 
-def resolve_run_refs(store: st.Store, refs: list[str]) -> list[str]:
-    return [resolve_run_ref(store, ref) for ref in refs]
-
-
 def quote_value(text: str) -> str:
     if "'" in text:
         raise c.UsageError(f"model name {text!r} contains a single quote, which MLflow's registry filter cannot express")

@@ -44,9 +44,7 @@ class Sweep:
     start: Any
     end: Any
     bars_total: int
-    notes: list[str]
     files: list[Path]
-    column_spec: str | None
     last_to_start: str | None = None
 
 
@@ -138,7 +136,7 @@ def load(args, notes: list[str]) -> Sweep:
     return Sweep(
         variants=variants, benchmark=bench.reindex(window) if bench is not None else None,
         local_index=pd.DatetimeIndex(local.reindex(window).to_numpy()), start=window[0], end=window[-1],
-        bars_total=len(index), notes=notes, files=files, column_spec=args.columns, last_to_start=last,
+        bars_total=len(index), files=files, last_to_start=last,
     )  # fmt: skip
 
 

@@ -203,11 +203,7 @@ def cmd_run(ctx: cli.Context) -> int:
 
 def resolve_run_ref(ctx: cli.Context, ref: str) -> str:
     """A run id, or a model version URI (models:/NAME@alias, models:/NAME/3) -> its run id."""
-    if not ref.startswith("models:/"):
-        return ref
-    import _registry
-
-    return _registry.resolve_run_ref(ctx.store, ref)
+    return registry.resolve_run_ref(ctx.store, ref) if ref.startswith("models:/") else ref
 
 
 def _maybe_run(store: st.Store, run_id: str) -> dict | None:
