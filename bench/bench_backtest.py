@@ -52,7 +52,9 @@ def main() -> int:
     rng = np.random.default_rng(7)
     days = pd.bdate_range("2015-01-02", periods=opts.bars)
     csv = tmp / "returns.csv"
-    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "returns": rng.normal(0.0004, 0.01, len(days))}).to_csv(csv, index=False)
+    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "returns": rng.normal(0.0004, 0.01, len(days))}).to_csv(
+        csv, index=False
+    )
 
     server = conftest.start_server(tmp / "server")
     try:
@@ -69,7 +71,9 @@ def main() -> int:
         rows = []
         base, _ = median_time([sys.executable, "-c", BASELINE, str(csv)], env, opts.repeat, warm_up=False)
         lean_uv, _ = median_time(uv_ours + ["--no-history", "--no-tearsheet"], env, opts.repeat, warm_up=False)
-        lean_py, out = median_time(py_ours + ["--no-history", "--no-tearsheet", "--format", "json"], env, opts.repeat, warm_up=False)
+        lean_py, out = median_time(
+            py_ours + ["--no-history", "--no-tearsheet", "--format", "json"], env, opts.repeat, warm_up=False
+        )
         logged = json.loads(out)
         hist, out = median_time(py_ours + ["--no-tearsheet", "--format", "json"], env, opts.repeat, warm_up=False)
         points = sum(json.loads(out)["histories"].values())
@@ -84,7 +88,10 @@ def main() -> int:
         rows.append((f"with histories ({points:,} points)", hist, hist / base))
         rows.append(("with tearsheet (no histories)", sheet, sheet / base))
         rows.append(("same command again: already logged, nothing written (project Python)", again, again / base))
-        print(f"\n{opts.bars:,} daily bars, {len(logged['metrics'])} metrics logged, median of {opts.repeat}, server {server.uri}\n")
+        print(
+            f"\n{opts.bars:,} daily bars, {len(logged['metrics'])} metrics logged, median of {opts.repeat}, server "
+            f"{server.uri}\n"
+        )
         print("| command | wall s | vs baseline |")
         print("|---|---|---|")
         for name, seconds, ratio in rows:
@@ -92,8 +99,10 @@ def main() -> int:
         per_k = (hist - lean_py) / (points / 1000)
         print()
         print(f"- scalar metrics+params+tags: {logged['requests'].get('scalars')} log-batch request(s)")
-        print(f"- histories cost: {hist - lean_py:.2f} s for {points:,} points = {per_k:.2f} s per 1,000 points "
-              f"({-(-points // 1000)} log-batch requests)")
+        print(
+            f"- histories cost: {hist - lean_py:.2f} s for {points:,} points = {per_k:.2f} s per 1,000 points "
+            f"({-(-points // 1000)} log-batch requests)"
+        )
         print(f"- tearsheet cost: {sheet - lean_py:.2f} s per run")
         verdict = "PASS" if lean_uv / base <= 1.6 else "FAIL"
         print(f"- target uv run --no-history --no-tearsheet <= 1.6x baseline: {lean_uv / base:.2f}x {verdict}")

@@ -64,13 +64,16 @@ def env_for(cache: Path, envdir: Path) -> dict[str, str]:
     return env
 
 
-def run(scripts: Path, name: str, args: list[str], ok: tuple[int, ...], env: dict, cwd: Path) -> tuple[float, float, str]:
+def run(
+    scripts: Path, name: str, args: list[str], ok: tuple[int, ...], env: dict, cwd: Path
+) -> tuple[float, float, str]:
     """(wall s, CPU s of uv and everything it started, output). CPU time is the figure to
     compare on a loaded machine: wall time there measures the other processes too."""
     out = tempfile.TemporaryFile()
     start = time.perf_counter()
-    proc = subprocess.Popen([UV, "run", "--quiet", str(scripts / name), *args], env=env, cwd=cwd,
-                            stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [UV, "run", "--quiet", str(scripts / name), *args], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     out.seek(0)
@@ -106,7 +109,9 @@ def main() -> int:
     ap.add_argument("--scripts", type=Path, default=ROOT / "scripts", help="folder of the six scripts")
     ap.add_argument("--no-reference", action="store_true", help="skip the one-environment reference")
     ap.add_argument("--json", type=Path, help="also write the figures here")
-    ap.add_argument("--first", default="log_backtest.py", help="the script a newcomer calls first (default log_backtest.py)")
+    ap.add_argument(
+        "--first", default="log_backtest.py", help="the script a newcomer calls first (default log_backtest.py)"
+    )
     args = ap.parse_args()
     scripts = args.scripts.resolve()
     tmp = Path(tempfile.mkdtemp(prefix="bench-cold-"))
@@ -116,11 +121,16 @@ def main() -> int:
             cache, work, env = fresh(tmp, "ref")
             name, cargs, ok = calls(work)[0]
             result["reference_s"], result["reference_cpu_s"], _ = run(scripts, name, cargs, ok, env, work)
-            print(f"reference: {name} first call alone on an empty cache: {result['reference_s']:.1f} s "
-                  f"(CPU {result['reference_cpu_s']:.1f} s)", flush=True)  # fmt: skip
+            print(
+                f"reference: {name} first call alone on an empty cache: {result['reference_s']:.1f} s "
+                f"(CPU {result['reference_cpu_s']:.1f} s)",
+                flush=True,
+            )
         cache, work, env = fresh(tmp, "six")
         first, first_cpu, warm, warm_cpu, run_id = {}, {}, {}, {}, None
-        order = sorted(calls(work), key=lambda call: call[0] != args.first)  # log_backtest stays before get_metric_history
+        order = sorted(
+            calls(work), key=lambda call: call[0] != args.first
+        )  # log_backtest stays before get_metric_history
         for name, cargs, ok in order:
             cargs = [run_id if a == "@RUN" else a for a in cargs]
             first[name], first_cpu[name], out = run(scripts, name, cargs, ok, env, work)
@@ -132,9 +142,16 @@ def main() -> int:
             if name == "log_backtest.py":
                 cargs = [*cargs[:-1], "--dry-run", "--no-tearsheet"]
             warm[name], warm_cpu[name], _ = run(scripts, name, cargs, ok, env, work)
-        result.update(first_s=first, first_cpu_s=first_cpu, warm_s=warm, warm_cpu_s=warm_cpu,
-                      total_first_s=sum(first.values()), total_first_cpu_s=sum(first_cpu.values()),
-                      cache_mb=round(size_mb(cache)), environments=sorted(p.name for p in (cache / "environments-v2").iterdir()))  # fmt: skip
+        result.update(
+            first_s=first,
+            first_cpu_s=first_cpu,
+            warm_s=warm,
+            warm_cpu_s=warm_cpu,
+            total_first_s=sum(first.values()),
+            total_first_cpu_s=sum(first_cpu.values()),
+            cache_mb=round(size_mb(cache)),
+            environments=sorted(p.name for p in (cache / "environments-v2").iterdir()),
+        )
     finally:
         result["load_after"] = os.getloadavg()[0]
         shutil.rmtree(tmp, ignore_errors=True)
@@ -159,20 +176,31 @@ def report(r: dict) -> None:
     print("\n| script | first call: wall s | CPU s | second call: wall s | CPU s |\n|---|---|---|---|---|")
     for name in first:
         print(f"| {name} | {first[name]:.1f} | {cpu[name]:.1f} | {warm[name]:.2f} | {wcpu[name]:.2f} |")
-    print(f"| **all six** | **{r['total_first_s']:.1f}** | **{r['total_first_cpu_s']:.1f}** | "
-          f"{sum(warm.values()):.1f} | {sum(wcpu.values()):.1f} |")  # fmt: skip
+    print(
+        f"| **all six** | **{r['total_first_s']:.1f}** | **{r['total_first_cpu_s']:.1f}** | "
+        f"{sum(warm.values()):.1f} | {sum(wcpu.values()):.1f} |"
+    )
     if "reference_s" in r:
-        print(f"\nreference (heaviest script alone, one environment): {r['reference_s']:.1f} s wall, "
-              f"{r['reference_cpu_s']:.1f} s CPU; all six / reference = {r['total_first_s'] / r['reference_s']:.2f}x wall, "
-              f"{r['total_first_cpu_s'] / r['reference_cpu_s']:.2f}x CPU (target <= 1.5x)")  # fmt: skip
+        print(
+            f"\nreference (heaviest script alone, one environment): {r['reference_s']:.1f} s wall, "
+            f"{r['reference_cpu_s']:.1f} s CPU; all six / reference = {r['total_first_s'] / r['reference_s']:.2f}x "
+            f"wall, "
+            f"{r['total_first_cpu_s'] / r['reference_cpu_s']:.2f}x CPU (target <= 1.5x)"
+        )
     light = [k for k in later if k != "log_backtest.py"]
-    print(f"slowest first call after another script's: {max(first[k] for k in light):.1f} s wall, "
-          f"{max(cpu[k] for k in light):.1f} s CPU (target <= 5 s)")  # fmt: skip
+    print(
+        f"slowest first call after another script's: {max(first[k] for k in light):.1f} s wall, "
+        f"{max(cpu[k] for k in light):.1f} s CPU (target <= 5 s)"
+    )
     if "log_backtest.py" in later:
-        print(f"log_backtest.py after another script (adds QuantStats, pandas, SciPy, matplotlib): "
-              f"{first['log_backtest.py']:.1f} s wall")  # fmt: skip
-    print(f"uv cache after: {r['cache_mb']} MB, {len(r['environments'])} environments; "
-          f"load average {r['load_before']:.1f} before, {r['load_after']:.1f} after (2 cores)")
+        print(
+            f"log_backtest.py after another script (adds QuantStats, pandas, SciPy, matplotlib): "
+            f"{first['log_backtest.py']:.1f} s wall"
+        )
+    print(
+        f"uv cache after: {r['cache_mb']} MB, {len(r['environments'])} environments; "
+        f"load average {r['load_before']:.1f} before, {r['load_after']:.1f} after (2 cores)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,10 @@ from bulk_seed import seed  # noqa: E402
 
 PY = sys.executable
 UV = shutil.which("uv") or "uv"
-CLIENT = "from mlflow.tracking import MlflowClient; print(len(MlflowClient('sqlite:///mlflow.db').search_runs(['1'], max_results=1000)))"
+CLIENT = (
+    "from mlflow.tracking import MlflowClient; "
+    "print(len(MlflowClient('sqlite:///mlflow.db').search_runs(['1'], max_results=1000)))"
+)
 
 
 def commands() -> dict[str, list[str]]:
@@ -104,12 +107,17 @@ def report(args, wall: dict, cpu: dict, stderr: dict) -> None:
     med = {name: statistics.median(v) for name, v in wall.items()}
     mcpu = {name: statistics.median(v) for name, v in cpu.items()}
     base, cli = "MlflowClient search_runs", "mlflow experiments search"
-    print(f"embedded store with {args.runs} runs; medians of {args.repeat}; load average {os.getloadavg()[0]:.1f} (2 cores)\n")
+    print(
+        f"embedded store with {args.runs} runs; medians of {args.repeat}; load average {os.getloadavg()[0]:.1f} (2 "
+        f"cores)\n"
+    )
     print("| command | wall s | CPU s | wall vs MlflowClient | CPU vs MlflowClient | wall vs mlflow CLI |")
     print("|---|---|---|---|---|---|")
     for name in wall:
-        print(f"| {name} | {med[name]:.2f} | {mcpu[name]:.2f} | {med[name] / med[base]:.2f}x | "
-              f"{mcpu[name] / mcpu[base]:.2f}x | {med[name] / med[cli]:.2f}x |")  # fmt: skip
+        print(
+            f"| {name} | {med[name]:.2f} | {mcpu[name]:.2f} | {med[name] / med[base]:.2f}x | "
+            f"{mcpu[name] / mcpu[base]:.2f}x | {med[name] / med[cli]:.2f}x |"
+        )
     for name, text in stderr.items():
         if name.startswith("script"):
             extra = [line for line in text.splitlines() if line.strip() and not line.startswith("store: ")]

@@ -37,8 +37,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-import conftest
-from _bench import timed
+import conftest  # noqa: E402 (tests/ is on the path only from here)
+from _bench import timed  # noqa: E402
 
 g = conftest.load_script("get_metric_history")
 SCRIPT = ROOT / "scripts" / "get_metric_history.py"
@@ -58,14 +58,22 @@ def spike_step(n: int) -> int:
 def seed(uri: str, n: int) -> str:
     api = uri + "/api/2.0/mlflow"
     with requests.Session() as http:
-        exp = http.post(f"{api}/experiments/create", json={"name": f"bench-history-{time.time_ns()}"}).json()["experiment_id"]
-        run = http.post(f"{api}/runs/create", json={"experiment_id": exp, "run_name": "long"}).json()["run"]["info"]["run_id"]
+        exp = http.post(f"{api}/experiments/create", json={"name": f"bench-history-{time.time_ns()}"}).json()[
+            "experiment_id"
+        ]
+        run = http.post(f"{api}/runs/create", json={"experiment_id": exp, "run_name": "long"}).json()["run"]["info"][
+            "run_id"
+        ]
         for start in range(0, n, 1000):
             batch = [
-                {"key": "loss", "value": 9.5 if i == spike_step(n) else 2.1 * math.exp(-5 * i / n),
-                 "timestamp": 1_700_000_000_000 + i, "step": i}
+                {
+                    "key": "loss",
+                    "value": 9.5 if i == spike_step(n) else 2.1 * math.exp(-5 * i / n),
+                    "timestamp": 1_700_000_000_000 + i,
+                    "step": i,
+                }
                 for i in range(start, min(n, start + 1000))
-            ]  # fmt: skip
+            ]
             http.post(f"{api}/runs/log-batch", json={"run_id": run, "metrics": batch}, timeout=60).raise_for_status()
     return run
 
@@ -133,13 +141,21 @@ def report(r: dict, n: int, repeat: int) -> bool:
     print("|---|---|---|---|")
     _c_n, c_max, c_step = r["client_out"].split()
     print(f"| MlflowClient().get_metric_history (subprocess) | {r['client']:.2f} s | 1x | {float(c_max):g} @{c_step} |")
-    print(f"| get_metric_history.py default view (uv run) | {r['default']:.2f} s | {r['client'] / r['default']:.1f}x faster | {r['default_max']} |")
-    print(f"| get_metric_history.py --exact (uv run) | {r['exact']:.2f} s | {r['client'] / r['exact']:.1f}x faster | {r['exact_max']} |")
+    print(
+        f"| get_metric_history.py default view (uv run) | {r['default']:.2f} s | {r['client'] / r['default']:.1f}x "
+        f"faster | {r['default_max']} |"
+    )
+    print(
+        f"| get_metric_history.py --exact (uv run) | {r['exact']:.2f} s | {r['client'] / r['exact']:.1f}x faster | "
+        f"{r['exact_max']} |"
+    )
     print("\nReading every point over REST, in-process (no start-up):\n")
     print("| how | time | points |")
     print("|---|---|---|")
     print(f"| get-history pages of 25,000 (MlflowClient, old --exact) | {r['pages']:.2f} s | {r['pages_n']:,} |")
-    print(f"| sample + bulk-interval step windows, 1 thread (--exact now) | {r['windows1']:.2f} s | {r['windows_n']:,} |")
+    print(
+        f"| sample + bulk-interval step windows, 1 thread (--exact now) | {r['windows1']:.2f} s | {r['windows_n']:,} |"
+    )
     print(f"| sample + bulk-interval step windows, 4 threads | {r['windows4']:.2f} s | {r['windows_n']:,} |")
     size = len(r["default_out"].encode("utf-8"))
     print(f"\n| default markdown output, one metric | {size:,} bytes | target <= 4,096 |")

@@ -33,9 +33,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from _bench import median_time, timed  # noqa: E402
 from bulk_seed import seed  # noqa: E402  (shared with tests/test_load.py)
 from conftest import clean_env, start_server  # noqa: E402
-from _bench import median_time, timed  # noqa: E402
 
 PY = sys.executable
 MLFLOW_CLI = str(Path(PY).parent / "mlflow")
@@ -58,10 +58,13 @@ def main() -> int:
 
 def run_bench(server, tmp: Path, args) -> int:
     uri = server.uri
-    env = clean_env({"MLFLOW_TRACKING_URI": uri, "UV_PYTHON_DOWNLOADS": "never"},
-                    env_dir=tmp)  # fmt: skip
-    exp_id = requests.post(f"{uri}/api/2.0/mlflow/experiments/create", json={"name": "bench-export"}, timeout=30).json()["experiment_id"]
-    small = requests.post(f"{uri}/api/2.0/mlflow/experiments/create", json={"name": "bench-small"}, timeout=30).json()["experiment_id"]
+    env = clean_env({"MLFLOW_TRACKING_URI": uri, "UV_PYTHON_DOWNLOADS": "never"}, env_dir=tmp)
+    exp_id = requests.post(
+        f"{uri}/api/2.0/mlflow/experiments/create", json={"name": "bench-export"}, timeout=30
+    ).json()["experiment_id"]
+    small = requests.post(f"{uri}/api/2.0/mlflow/experiments/create", json={"name": "bench-small"}, timeout=30).json()[
+        "experiment_id"
+    ]
     t = time.perf_counter()
     seed(server.tmp / "mlflow.db", small, 200)
     run_id = seed(server.tmp / "mlflow.db", exp_id, args.runs)
@@ -102,16 +105,29 @@ def run_bench(server, tmp: Path, args) -> int:
     print(f"\n### query_experiments.py vs MLflow ({args.runs} runs to export; medians of {args.repeat} for start-up)\n")
     print("| measure | ours | MLflow | ratio (ours/MLflow) | target |")
     print("|---|---|---|---|---|")
-    print(f"| `experiments` wall time | {t_exp:.2f} s | {t_cli:.2f} s (`mlflow experiments search`) | {t_exp / t_cli:.2f}x | <= 0.5x |")
-    print(f"| `runs --max-results 25` wall time | {t_runs:.2f} s | {t_cli:.2f} s (`mlflow experiments search`) | {t_runs / t_cli:.2f}x | <= 0.5x |")
+    print(
+        f"| `experiments` wall time | {t_exp:.2f} s | {t_cli:.2f} s (`mlflow experiments search`) | "
+        f"{t_exp / t_cli:.2f}x | <= 0.5x |"
+    )
+    print(
+        f"| `runs --max-results 25` wall time | {t_runs:.2f} s | {t_cli:.2f} s (`mlflow experiments search`) | "
+        f"{t_runs / t_cli:.2f}x | <= 0.5x |"
+    )
     print(f"| Python + requests floor (one search, no uv) | {t_floor:.2f} s | | | |")
-    print(f"| export {args.runs} runs, wall time | {t_ours:.2f} s | {t_theirs:.2f} s (`search_runs` + `to_csv`) | "
-          f"{t_ours / t_theirs:.2f}x ({t_theirs / t_ours:.2f}x faster) | >= 1.5x faster |")  # fmt: skip
-    print(f"| export {args.runs} runs, peak RSS | {m_ours:.0f} MB | {m_theirs:.0f} MB | {m_ours / m_theirs:.2f}x | <= 0.5x |")
+    print(
+        f"| export {args.runs} runs, wall time | {t_ours:.2f} s | {t_theirs:.2f} s (`search_runs` + `to_csv`) | "
+        f"{t_ours / t_theirs:.2f}x ({t_theirs / t_ours:.2f}x faster) | >= 1.5x faster |"
+    )
+    print(
+        f"| export {args.runs} runs, peak RSS | {m_ours:.0f} MB | {m_theirs:.0f} MB | {m_ours / m_theirs:.2f}x | <= "
+        f"0.5x |"
+    )
     print(f"| raw REST floor: one search of 50,000/page | {t_raw:.2f} s, {m_raw:.0f} MB | | | |")
     print(f"| same rows (run ids) | {'yes' if same_rows else 'NO'} ({len(ours_ids)} vs {len(theirs_ids)}) | | | |")
-    print(f"| `run` output characters | {len(ours_run)} | {len(theirs_run)} (`mlflow runs describe`) | "
-          f"{len(ours_run) / len(theirs_run):.2f}x | <= 0.35x |")  # fmt: skip
+    print(
+        f"| `run` output characters | {len(ours_run)} | {len(theirs_run)} (`mlflow runs describe`) | "
+        f"{len(ours_run) / len(theirs_run):.2f}x | <= 0.35x |"
+    )
     return 0 if same_rows else 1
 
 

@@ -58,12 +58,28 @@ def main() -> int:
         sweeps, separates = [], []
         for round_no in range(opts.repeat):
             exp = f"bench-sweep-{round_no}"
-            elapsed, _, _ = timed([*uv, "--returns", str(csv), "--columns", "v_*", "--experiment", exp, "--force-new"], env)
+            elapsed, _, _ = timed(
+                [*uv, "--returns", str(csv), "--columns", "v_*", "--experiment", exp, "--force-new"], env
+            )
             sweeps.append(elapsed)
             total = 0.0
             for i in range(opts.variants):
-                elapsed, _, _ = timed([*uv, "--returns", str(csv), "--column", f"v_{i}", "--experiment", f"{exp}-separate",
-                                       "--history-points", "250", "--no-tearsheet", "--force-new"], env)  # fmt: skip
+                elapsed, _, _ = timed(
+                    [
+                        *uv,
+                        "--returns",
+                        str(csv),
+                        "--column",
+                        f"v_{i}",
+                        "--experiment",
+                        f"{exp}-separate",
+                        "--history-points",
+                        "250",
+                        "--no-tearsheet",
+                        "--force-new",
+                    ],
+                    env,
+                )
                 total += elapsed
             separates.append(total)
         sweep, separate = statistics.median(sweeps), statistics.median(separates)

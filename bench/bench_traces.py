@@ -32,8 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import clean_env, start_server  # noqa: E402
 from _bench import median_time, timed  # noqa: E402
+from conftest import clean_env, start_server  # noqa: E402
 
 PY = sys.executable
 MLFLOW_CLI = str(Path(PY).parent / "mlflow")
@@ -61,10 +61,22 @@ def seed(mlflow, n: int) -> tuple[str, list[str]]:
 
     def chat(q, tag, i):
         with mlflow.start_span(name=f"llm{tag}", span_type=SpanType.CHAT_MODEL) as span:
-            span.set_inputs({"messages": [{"role": "system", "content": "You are a support agent."},
-                                          {"role": "user", "content": q}], "model": "gpt-4o-mini"})  # fmt: skip
-            span.set_attribute("mlflow.chat.tokenUsage", {"input_tokens": 180 + i % 40, "output_tokens": 60, "total_tokens": 240 + i % 40})
-            span.set_outputs({"choices": [{"message": {"role": "assistant", "content": "Yes: " + DOC.format(j=i % 7)}}]})
+            span.set_inputs(
+                {
+                    "messages": [
+                        {"role": "system", "content": "You are a support agent."},
+                        {"role": "user", "content": q},
+                    ],
+                    "model": "gpt-4o-mini",
+                }
+            )
+            span.set_attribute(
+                "mlflow.chat.tokenUsage",
+                {"input_tokens": 180 + i % 40, "output_tokens": 60, "total_tokens": 240 + i % 40},
+            )
+            span.set_outputs(
+                {"choices": [{"message": {"role": "assistant", "content": "Yes: " + DOC.format(j=i % 7)}}]}
+            )
 
     def tool(q, tag, fail):
         with mlflow.start_span(name=f"lookup_order{tag}", span_type=SpanType.TOOL) as span:
@@ -77,7 +89,7 @@ def seed(mlflow, n: int) -> tuple[str, list[str]]:
         q = QUESTION.format(i=i)
 
         @mlflow.trace(name="support_agent", span_type=SpanType.AGENT)
-        def agent(q):
+        def agent(q, i=i):
             mlflow.update_current_trace(
                 metadata={"mlflow.trace.session": f"sess-{i % 50}", "mlflow.trace.user": f"user-{i % 20}"},
                 tags={"env": "prod" if i % 3 else "staging"},
@@ -161,7 +173,10 @@ def run_bench(server, args, exp_id: str, big_id: str, names: list[str], seed_s: 
     env = clean_env({"MLFLOW_TRACKING_URI": server.uri, "UV_PYTHON_DOWNLOADS": "never"})
     count, token = 0, None
     while True:  # count what the server sees
-        body = {"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": exp_id}}], "max_results": 500}
+        body = {
+            "locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": exp_id}}],
+            "max_results": 500,
+        }
         if token:
             body["page_token"] = token
         page = requests.post(f"{server.uri}/api/3.0/mlflow/traces/search", json=body, timeout=60).json()
@@ -194,7 +209,10 @@ def run_bench(server, args, exp_id: str, big_id: str, names: list[str], seed_s: 
     print("| measure | ours | mlflow CLI | ratio | target |")
     print("|---|---|---|---|---|")
     for label, t_ours, t_cli, _, _ in rows:
-        print(f"| search, 25 traces, {label}: wall time | {t_ours:.2f} s | {t_cli:.2f} s | {t_ours / t_cli:.2f}x | ≤ 0.5x |")
+        print(
+            f"| search, 25 traces, {label}: wall time | {t_ours:.2f} s | {t_cli:.2f} s | {t_ours / t_cli:.2f}x | ≤ "
+            f"0.5x |"
+        )
     for label, _, _, c_ours, c_cli in rows:
         print(f"| search, 25 traces, {label}: characters | {c_ours:,} | {c_cli:,} | {c_ours / c_cli:.3f}x | |")
     print(

@@ -37,15 +37,18 @@ from __future__ import annotations
 
 import sys
 
-import _cli as cli
-import _common as c
-import _store as st
+from mlflow_skill.cli.frame import Context, make_parser, run_main
+from mlflow_skill.cli.view import View
+from mlflow_skill.core.errors import EXIT_OK
+from mlflow_skill.core.formatting import truncate
+from mlflow_skill.core.values import parse_key_values
+from mlflow_skill.store import lookups
 
 SCRIPT = "create_experiment.py"
 
 
 def build_parser():
-    parser = cli.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
+    parser = make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
     parser.add_argument("--name", required=True, help="experiment name (a path like /Users/me/x on Databricks)")
     parser.add_argument("--description", help="description shown by the MLflow UI (tag mlflow.note.content)")
     parser.add_argument("--tag", action="append", metavar="K=V", help="experiment tag; repeatable")
@@ -55,10 +58,10 @@ def build_parser():
     return parser
 
 
-def command(ctx: cli.Context) -> int:
+def command(ctx: Context) -> int:
     args = ctx.args
-    tags = c.parse_key_values(args.tag, "--tag")
-    experiment, status = st.ensure_experiment(
+    tags = parse_key_values(args.tag, "--tag")
+    experiment, status = lookups.ensure_experiment(
         ctx.store,
         args.name,
         description=args.description,
@@ -69,13 +72,17 @@ def command(ctx: cli.Context) -> int:
     )
     unapplied = experiment.pop("_unapplied", [])
     ctx.emit(view(shape_result(ctx, experiment, status, unapplied)))
-    return c.EXIT_OK
+    return EXIT_OK
 
 
-def shape_result(ctx: cli.Context, experiment: dict, status: str, unapplied: list[str]) -> dict:
-    tags = st.kv(experiment.get("tags"))
-    description = tags.pop(st.DESCRIPTION_TAG, None)
-    url = f"{ctx.settings.display_uri.rstrip('/')}/#/experiments/{experiment['experiment_id']}" if ctx.settings.is_http else None
+def shape_result(ctx: Context, experiment: dict, status: str, unapplied: list[str]) -> dict:
+    tags = lookups.kv(experiment.get("tags"))
+    description = tags.pop(lookups.DESCRIPTION_TAG, None)
+    url = (
+        f"{ctx.settings.display_uri.rstrip('/')}/#/experiments/{experiment['experiment_id']}"
+        if ctx.settings.is_http
+        else None
+    )
     return {
         "status": status,
         "experiment_id": experiment["experiment_id"],
@@ -89,7 +96,7 @@ def shape_result(ctx: cli.Context, experiment: dict, status: str, unapplied: lis
     }
 
 
-def view(result: dict) -> cli.View:
+def view(result: dict) -> View:
     verb = {
         "created": "Created",
         "exists": "Already exists:",
@@ -98,21 +105,23 @@ def view(result: dict) -> cli.View:
     }[result["status"]]
     lines = [f"{verb} experiment **{result['name']}** (id {result['experiment_id']})", ""]
     if result["description"]:
-        lines.append(f"- description: {c.truncate(result['description'], 200)}")
+        lines.append(f"- description: {truncate(result['description'], 200)}")
     if result["tags"]:
-        lines.append("- tags: " + ", ".join(f"{k}={c.truncate(v, 60)}" for k, v in sorted(result["tags"].items())))
+        lines.append("- tags: " + ", ".join(f"{k}={truncate(v, 60)}" for k, v in sorted(result["tags"].items())))
     lines.append(f"- artifact location: {result['artifact_location']}")
     if result["url"]:
         lines.append(f"- link: {result['url']}")
     if result["unapplied"]:
         lines.append(
-            "- not changed: " + ", ".join(result["unapplied"]) + " (the stored values differ from yours; add --update to set them)"
+            "- not changed: "
+            + ", ".join(result["unapplied"])
+            + " (the stored values differ from yours; add --update to set them)"
         )
-    return cli.View(data=result, lines=lines)
+    return View(data=result, lines=lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(build_parser(), command, argv, SCRIPT)
+    return run_main(build_parser(), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":

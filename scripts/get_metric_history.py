@@ -74,13 +74,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import _cli as cli
-import _common as c
-import _store as st
+from mlflow_skill.cli.frame import Context, make_parser, run_main
+from mlflow_skill.cli.view import Table, View
+from mlflow_skill.core.errors import EXIT_OK, NotFoundError, SkillError, UsageError
+from mlflow_skill.core.files import write_atomic
+from mlflow_skill.core.formatting import (
+    fmt_duration,
+    fmt_num,
+    fmt_time,
+    json_safe,
+    md_table,
+    to_csv,
+    to_json,
+    truncate,
+)
+from mlflow_skill.core.secrets import uri_without_secrets
+from mlflow_skill.core.values import to_float
+from mlflow_skill.store import lookups
+from mlflow_skill.store.transport import Store
 
 SCRIPT = "get_metric_history.py"
 BULK_INTERVAL = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
-HISTORY = f"{st.API}/metrics/get-history"
+HISTORY = f"{lookups.API}/metrics/get-history"
 SAMPLE_SIZE = 2500  # the server's maximum per run (MAX_RESULTS_PER_RUN)
 MAX_RUNS_PER_CALL = 100  # the server's maximum run_ids per bulk-interval call
 HISTORY_PAGE = 25000  # what MlflowClient uses for get-history pages
@@ -102,7 +117,7 @@ Window = tuple[int, int]  # inclusive step range
 # Arguments
 # ---------------------------------------------------------------------------------------------
 def build_parser():
-    parser = cli.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}", formats=("markdown", "json", "csv"))
+    parser = make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}", formats=("markdown", "json", "csv"))
     parser.add_argument("--run-id", nargs="+", required=True, metavar="ID", help="one run, or several to compare")
     parser.add_argument("--metrics", help="comma-separated metric names (default: every metric of the run)")
     parser.add_argument("--steps", metavar="START:END", help="only steps in this inclusive window; START: or :END ok")
@@ -120,13 +135,13 @@ def parse_steps(text: str | None) -> Window | None:
         return None
     match = re.fullmatch(r"\s*(-?\d+)?\s*:\s*(-?\d+)?\s*", text)
     if not match or (match.group(1) is None and match.group(2) is None):
-        raise c.UsageError(f"--steps takes START:END (e.g. 1000:5000, 1000: or :5000), got {text!r}")
+        raise UsageError(f"--steps takes START:END (e.g. 1000:5000, 1000: or :5000), got {text!r}")
     start = int(match.group(1)) if match.group(1) is not None else STEP_MIN
     end = int(match.group(2)) if match.group(2) is not None else STEP_MAX
     if not STEP_MIN <= start <= STEP_MAX or not STEP_MIN <= end <= STEP_MAX:
-        raise c.UsageError(f"--steps {text}: steps are 64-bit integers (at most {STEP_MAX})")
+        raise UsageError(f"--steps {text}: steps are 64-bit integers (at most {STEP_MAX})")
     if start > end:
-        raise c.UsageError(f"--steps {text}: START must not be greater than END")
+        raise UsageError(f"--steps {text}: START must not be greater than END")
     return start, end
 
 
@@ -135,7 +150,7 @@ def split_metrics(text: str | None) -> list[str] | None:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise c.UsageError("--metrics is empty: pass names like --metrics loss,val_loss")
+        raise UsageError("--metrics is empty: pass names like --metrics loss,val_loss")
     return list(dict.fromkeys(names))
 
 
@@ -144,21 +159,21 @@ def check_args(args) -> tuple[Window | None, list[str] | None, list[str]]:
     window = parse_steps(args.steps)
     wanted = split_metrics(args.metrics)
     if args.output and not args.full:
-        raise c.UsageError("--output writes every point: add --full")
+        raise UsageError("--output writes every point: add --full")
     if args.output and Path(args.output).suffix.lower() not in (".csv", ".json"):
-        raise c.UsageError(f"--output {args.output}: the name must end in .csv or .json")
+        raise UsageError(f"--output {args.output}: the name must end in .csv or .json")
     if args.plot and Path(args.plot).suffix.lower() != ".png":
-        raise c.UsageError(f"--plot {args.plot}: the name must end in .png")
+        raise UsageError(f"--plot {args.plot}: the name must end in .png")
     if args.max_points is not None and args.max_points < 2:
-        raise c.UsageError("--max-points must be at least 2 (the first and the last point)")
+        raise UsageError("--max-points must be at least 2 (the first and the last point)")
     for flag, target in (("--output", args.output), ("--plot", args.plot)):
         if target and Path(target).exists() and not args.force:  # fail before the slow part
-            raise c.UsageError(f"{target} exists: pass --force to overwrite it, or choose another {flag}")
+            raise UsageError(f"{target} exists: pass --force to overwrite it, or choose another {flag}")
         if target and not Path(target).resolve().parent.is_dir():
-            raise c.UsageError(f"folder {Path(target).parent} does not exist: create it or choose another {flag}")
+            raise UsageError(f"folder {Path(target).parent} does not exist: create it or choose another {flag}")
     run_ids = list(dict.fromkeys(r.strip() for r in args.run_id if r.strip()))
     if not run_ids:
-        raise c.UsageError("--run-id is empty")
+        raise UsageError("--run-id is empty")
     return window, wanted, run_ids
 
 
@@ -166,7 +181,7 @@ def check_args(args) -> tuple[Window | None, list[str] | None, list[str]]:
 # Fetching
 # ---------------------------------------------------------------------------------------------
 def parse_point(m: dict) -> Point:
-    return int(m.get("step", 0) or 0), int(m.get("timestamp", 0) or 0), c.to_float(m.get("value"))
+    return int(m.get("step", 0) or 0), int(m.get("timestamp", 0) or 0), to_float(m.get("value"))
 
 
 def sorted_points(points: list[Point]) -> list[Point]:
@@ -178,24 +193,28 @@ class NoSamplingEndpoint(Exception):
     """The store does not serve get-history-bulk-interval."""
 
 
-def fetch_sample(store: st.Store, run_ids: list[str], key: str, window: Window | None) -> dict[str, list[Point]]:
+def fetch_sample(store: Store, run_ids: list[str], key: str, window: Window | None) -> dict[str, list[Point]]:
     """At most SAMPLE_SIZE points per run, sampled by the server (first and last kept). With
     fewer points than that in the window, every point of it."""
     out: dict[str, list[Point]] = {r: [] for r in run_ids}
     for i in range(0, len(run_ids), MAX_RUNS_PER_CALL):
-        params: dict[str, Any] = {"run_ids": run_ids[i : i + MAX_RUNS_PER_CALL], "metric_key": key, "max_results": SAMPLE_SIZE}
+        params: dict[str, Any] = {
+            "run_ids": run_ids[i : i + MAX_RUNS_PER_CALL],
+            "metric_key": key,
+            "max_results": SAMPLE_SIZE,
+        }
         if window:
             params["start_step"], params["end_step"] = window
         try:
             payload = store.get(BULK_INTERVAL, params, what=f"metric {key}")
-        except c.NotFoundError as exc:  # runs were checked before: a 404 here means no such route
+        except NotFoundError as exc:  # runs were checked before: a 404 here means no such route
             raise NoSamplingEndpoint(str(exc)) from exc
         for m in payload.get("metrics", []) or []:
             out.setdefault(m.get("run_id", run_ids[0]), []).append(parse_point(m))
     return {r: sorted_points(p) for r, p in out.items()}
 
 
-def fetch_all(store: st.Store, run_id: str, key: str, window: Window | None) -> list[Point]:
+def fetch_all(store: Store, run_id: str, key: str, window: Window | None) -> list[Point]:
     """Every point through get-history's pages (no step filter there: the window is applied here)."""
     points: list[Point] = []
     params: dict[str, Any] = {"run_id": run_id, "metric_key": key, "max_results": HISTORY_PAGE}
@@ -220,16 +239,22 @@ def plan_windows(sample: list[Point], rows_per_gap: float, lo: int, hi: int) -> 
     bounds = sorted({p[0] for p in sample[k::k] if lo < p[0] <= hi})
     starts = [lo, *bounds]
     ends = [b - 1 for b in bounds] + [hi]
-    return list(zip(starts, ends))
+    return list(zip(starts, ends, strict=False))
 
 
 class Unsplittable(Exception):
     """More than SAMPLE_SIZE points share one step: windows by step cannot read them whole."""
 
 
-def read_window(store: st.Store, run_id: str, key: str, win: Window) -> list[Point]:
+def read_window(store: Store, run_id: str, key: str, win: Window) -> list[Point]:
     """Every point in one step window; a window the server had to sample is split in two."""
-    params = {"run_ids": [run_id], "metric_key": key, "max_results": SAMPLE_SIZE, "start_step": win[0], "end_step": win[1]}
+    params = {
+        "run_ids": [run_id],
+        "metric_key": key,
+        "max_results": SAMPLE_SIZE,
+        "start_step": win[0],
+        "end_step": win[1],
+    }
     got = [parse_point(m) for m in store.get(BULK_INTERVAL, params, what=f"metric {key}").get("metrics", []) or []]
     if len(got) < SAMPLE_SIZE:
         return got
@@ -239,7 +264,7 @@ def read_window(store: st.Store, run_id: str, key: str, win: Window) -> list[Poi
     return read_window(store, run_id, key, (win[0], mid)) + read_window(store, run_id, key, (mid + 1, win[1]))
 
 
-def read_windows(store: st.Store, run_id: str, key: str, windows: list[Window], parallel: bool) -> list[Point]:
+def read_windows(store: Store, run_id: str, key: str, windows: list[Window], parallel: bool) -> list[Point]:
     if parallel and len(windows) > 1:
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             parts = list(pool.map(lambda w: read_window(store, run_id, key, w), windows))
@@ -251,7 +276,7 @@ def read_windows(store: st.Store, run_id: str, key: str, windows: list[Window], 
 PAGES = "all (get-history pages: more than 2,500 points at one step)"
 
 
-def rows_per_gap(store: st.Store, run_id: str, key: str, sample: list[Point]) -> float | None:
+def rows_per_gap(store: Store, run_id: str, key: str, sample: list[Point]) -> float | None:
     """Rows between two neighbouring points of a full sample, counted from the first step up to
     the next sampled step (one small request; the server's slices differ by one row at most), and
     never less than the step stride implies. None: too many rows at one step for step windows."""
@@ -266,8 +291,9 @@ def rows_per_gap(store: st.Store, run_id: str, key: str, sample: list[Point]) ->
     return max(counted, est / len(sample)) if est else counted
 
 
-def fetch_exact(store, run_id: str, key: str, window: Window | None, sample: list[Point], gap: float | None,
-                parallel: bool) -> tuple[list[Point], str]:
+def fetch_exact(
+    store, run_id: str, key: str, window: Window | None, sample: list[Point], gap: float | None, parallel: bool
+) -> tuple[list[Point], str]:
     """Every point (in the window), read in step windows planned from the server's sample; the
     get-history pages when windows cannot do it. Returns (points, how they were read)."""
     if gap is None:
@@ -309,7 +335,7 @@ class Series:
     windowed: bool = False
 
 
-def refine_extremes(store: st.Store, series: Series, window: Window | None) -> None:
+def refine_extremes(store: Store, series: Series, window: Window | None) -> None:
     """Read every point between the neighbours of the sample's min and max (two small windowed
     requests), so extremes of smooth curves and wide peaks are exact in value and step."""
     pts = series.points
@@ -332,13 +358,15 @@ def refine_extremes(store: st.Store, series: Series, window: Window | None) -> N
         series.stat_points = sorted_points(list(merged.values()))
 
 
-def load_series(ctx: cli.Context, run_ids: list[str], key: str, window: Window | None, exact: bool) -> list[Series]:
+def load_series(ctx: Context, run_ids: list[str], key: str, window: Window | None, exact: bool) -> list[Series]:
     store, parallel = ctx.store, ctx.settings.is_http
     try:
         samples = fetch_sample(store, run_ids, key, window)
     except NoSamplingEndpoint:
         how = "all (get-history pages: the store has no sampling endpoint)"
-        return [Series(r, key, fetch_all(store, r, key, window), True, how, windowed=window is not None) for r in run_ids]
+        return [
+            Series(r, key, fetch_all(store, r, key, window), True, how, windowed=window is not None) for r in run_ids
+        ]
     result = []
     for run_id in run_ids:
         pts = samples.get(run_id, [])
@@ -358,7 +386,9 @@ def load_series(ctx: cli.Context, run_ids: list[str], key: str, window: Window |
     return result
 
 
-def load_all(ctx: cli.Context, plan: list[tuple[str, list[str]]], window: Window | None, exact: bool) -> list[tuple[str, list[Series]]]:
+def load_all(
+    ctx: Context, plan: list[tuple[str, list[str]]], window: Window | None, exact: bool
+) -> list[tuple[str, list[Series]]]:
     """[(metric, [Series per run that logged it])], metrics read in parallel on an HTTP server."""
     if ctx.settings.is_http and len(plan) > 1:
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
@@ -367,7 +397,9 @@ def load_all(ctx: cli.Context, plan: list[tuple[str, list[str]]], window: Window
     return [(k, load_series(ctx, rids, k, window, exact)) for k, rids in plan]
 
 
-def choose_metrics(keys_by_run: dict[str, list[str]], wanted: list[str] | None, full: bool) -> tuple[list[str], list[str]]:
+def choose_metrics(
+    keys_by_run: dict[str, list[str]], wanted: list[str] | None, full: bool
+) -> tuple[list[str], list[str]]:
     """(metrics to show, metrics hidden by the default cap); an unknown name is NotFoundError."""
     all_keys = sorted({k for ks in keys_by_run.values() for k in ks}, key=lambda k: (k.startswith("system/"), k))
     if wanted is None:
@@ -379,9 +411,9 @@ def choose_metrics(keys_by_run: dict[str, list[str]], wanted: list[str] | None, 
             which = "the run" if len(keys_by_run) == 1 else "any of the runs"
             close = difflib.get_close_matches(key, all_keys, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(k) for k in close)}?" if close else ""
-            listing = ", ".join(c.truncate(k, 40) for k in all_keys[:30]) or "(none)"
+            listing = ", ".join(truncate(k, 40) for k in all_keys[:30]) or "(none)"
             more = f" and {len(all_keys) - 30} more" if len(all_keys) > 30 else ""
-            raise c.NotFoundError(f"{which} has no metric {key!r}{hint} (its metrics: {listing}{more})")
+            raise NotFoundError(f"{which} has no metric {key!r}{hint} (its metrics: {listing}{more})")
     return wanted, []
 
 
@@ -391,7 +423,7 @@ def choose_metrics(keys_by_run: dict[str, list[str]], wanted: list[str] | None, 
 def point_dict(p: Point | None) -> dict | None:
     if p is None:
         return None
-    return {"step": p[0], "timestamp": p[1], "value": c.json_safe(p[2])}
+    return {"step": p[0], "timestamp": p[1], "value": json_safe(p[2])}
 
 
 def series_label(series: Series) -> str:
@@ -557,10 +589,10 @@ def aligned_rows(series_list: list[Series], limit: int) -> tuple[list[int], list
             if not keys or step < keys[0] or step > keys[-1]:
                 row.append("")
             elif step in by_step:
-                row.append(c.fmt_num(by_step[step][2]))
+                row.append(fmt_num(by_step[step][2]))
             else:
                 approx = True
-                row.append("≈" + c.fmt_num(by_step[keys[bisect.bisect_right(keys, step) - 1]][2]))
+                row.append("≈" + fmt_num(by_step[keys[bisect.bisect_right(keys, step) - 1]][2]))
         rows.append(row)
     return steps, rows, approx
 
@@ -571,8 +603,8 @@ def aligned_rows(series_list: list[Series], limit: int) -> tuple[list[int], list
 def time_formatter(stamps: list[int]):
     """Dates only when every timestamp is a UTC midnight (daily bars), else date and time."""
     if stamps and all(s % 86_400_000 == 0 for s in stamps):
-        return lambda ms: c.fmt_time(ms)[:10]
-    return c.fmt_time
+        return lambda ms: fmt_time(ms)[:10]
+    return fmt_time
 
 
 def fmt_span(ms: int) -> str:
@@ -581,7 +613,7 @@ def fmt_span(ms: int) -> str:
         return f"{days / 365.25:.1f} years"
     if days >= 3:
         return f"{days:.0f} days"
-    return c.fmt_duration(ms)
+    return fmt_duration(ms)
 
 
 def fmt_step(step: int) -> str:
@@ -596,9 +628,9 @@ def extremes_line(s: dict) -> str:
     if s["min"] is None:
         return "- min/max: none (every value is NaN)"
     if s["constant"] and s["exact"]:
-        return f"- constant: {c.fmt_num(s['min']['value'])} at every non-NaN point"
-    lo = f"min {c.fmt_num(s['min']['value'])} at step {fmt_step(s['min']['step'])}"
-    hi = f"max {c.fmt_num(s['max']['value'])} at step {fmt_step(s['max']['step'])}"
+        return f"- constant: {fmt_num(s['min']['value'])} at every non-NaN point"
+    lo = f"min {fmt_num(s['min']['value'])} at step {fmt_step(s['min']['step'])}"
+    hi = f"max {fmt_num(s['max']['value'])} at step {fmt_step(s['max']['step'])}"
     if s["exact"]:
         return f"- {lo} · {hi}"
     if s["extremes_refined"]:
@@ -620,11 +652,11 @@ def render_single(s: dict, shown_points: list[Point], full: bool, table: bool = 
     if s["times_vary"]:
         steps += f" · time {ftime(s['time'][0])} → {ftime(s['time'][1])} ({fmt_span(s['time'][1] - s['time'][0])})"
     else:
-        steps += f" · all logged at {c.fmt_time(s['time'][0])}"
+        steps += f" · all logged at {fmt_time(s['time'][0])}"
     lines.append("- " + steps)
     lines.append(
-        f"- first {c.fmt_num(_val(s['first']))} (step {fmt_step(s['first']['step'])})"
-        f" · last {c.fmt_num(_val(s['last']))} (step {fmt_step(s['last']['step'])})"
+        f"- first {fmt_num(_val(s['first']))} (step {fmt_step(s['first']['step'])})"
+        f" · last {fmt_num(_val(s['last']))} (step {fmt_step(s['last']['step'])})"
     )
     lines.append(extremes_line(s))
     if s["nan_count"]:
@@ -644,8 +676,10 @@ def point_table(s: dict, shown_points: list[Point], full: bool) -> list[str]:
     with_time = s["distinct_times"]
     ftime = time_formatter([p[1] for p in shown_points] + [s["time"][0], s["time"][1]])
     headers = ["step", "value"] + (["time"] if with_time else []) + [""]
-    rows = [[fmt_step(p[0]), c.fmt_num(p[2])] + ([ftime(p[1])] if with_time else []) + [marks(s, p)] for p in shown_points]
-    lines = [c.md_table(headers, rows)]
+    rows = [
+        [fmt_step(p[0]), fmt_num(p[2])] + ([ftime(p[1])] if with_time else []) + [marks(s, p)] for p in shown_points
+    ]
+    lines = [md_table(headers, rows)]
     if not full and len(shown_points) < s["points"]:
         lines.append(f"({len(shown_points)} of {s['points']:,} {'sampled ' if not s['exact'] else ''}points shown)")
     return lines
@@ -655,8 +689,11 @@ def marks(s: dict, p: Point) -> str:
     out = []
     for name in ("first", "last", "min", "max"):
         ref = s[name]
-        if ref and ref["step"] == p[0] and ref["timestamp"] == p[1] and (
-            ref["value"] == p[2] or (ref["value"] is None and math.isnan(p[2]))
+        if (
+            ref
+            and ref["step"] == p[0]
+            and ref["timestamp"] == p[1]
+            and (ref["value"] == p[2] or (ref["value"] is None and math.isnan(p[2])))
         ):
             out.append(name if s["exact"] or name in ("first", "last") else f"sample {name}")
     if math.isnan(p[2]):
@@ -670,13 +707,13 @@ def summary_line(s: dict, name: str) -> str:
     parts = [
         f"- **{name}**: {s['label']}",
         f"steps {fmt_step(s['steps'][0])}→{fmt_step(s['steps'][1])}",
-        f"first {c.fmt_num(_val(s['first']))} · last {c.fmt_num(_val(s['last']))}",
+        f"first {fmt_num(_val(s['first']))} · last {fmt_num(_val(s['last']))}",
     ]
     if s["min"]:
         tag = "" if s["exact"] else "sample "
         parts.append(
-            f"{tag}min {c.fmt_num(s['min']['value'])} @{fmt_step(s['min']['step'])} · "
-            f"{tag}max {c.fmt_num(s['max']['value'])} @{fmt_step(s['max']['step'])}"
+            f"{tag}min {fmt_num(s['min']['value'])} @{fmt_step(s['min']['step'])} · "
+            f"{tag}max {fmt_num(s['max']['value'])} @{fmt_step(s['max']['step'])}"
         )
     if s["nan_count"]:
         parts.append(f"NaN {s['nan_count']:,}")
@@ -716,7 +753,9 @@ def md_single_run(sh: Shaped) -> list[str]:
     lines = [f"## Run **{sh.names[run_id]}** ({run_id}), experiment {sh.experiment}{window_text}"]
     for summ in sh.summaries:
         lines.append("")
-        lines.extend(render_single(summ, sh.points_for(summ), sh.args.full and not sh.args.output, table=sh.table_points))
+        lines.extend(
+            render_single(summ, sh.points_for(summ), sh.args.full and not sh.args.output, table=sh.table_points)
+        )
     return lines
 
 
@@ -726,16 +765,22 @@ def md_several_runs(sh: Shaped) -> list[str]:
     for key, series_list in sh.results:
         summs = [s for s in sh.summaries if s["metric"] == key]
         kinds = {summ["exact"] for summ in summs}
-        kind = "exact" if kinds == {True} else ("sampled" if kinds == {False} else "exact for some runs, sampled for others")
+        kind = (
+            "exact"
+            if kinds == {True}
+            else ("sampled" if kinds == {False} else "exact for some runs, sampled for others")
+        )
         lines += ["", f"### {key} ({kind}; per-run detail below)"]
         steps, rows, approx = aligned_rows(series_list, 10**9 if sh.args.full else sh.limit)
         if rows and sh.table_points:
-            lines.append(c.md_table(["step"] + [sh.names[s.run_id] for s in series_list], rows))
+            lines.append(md_table(["step"] + [sh.names[s.run_id] for s in series_list], rows))
             total_steps = len({p[0] for s in series_list for p in s.points})
             if len(steps) < total_steps:
                 lines.append(f"({len(steps)} of {total_steps:,} steps shown)")
             if approx:
-                lines.append("≈: that run has no point at this step in what was read; value of its latest earlier point")
+                lines.append(
+                    "≈: that run has no point at this step in what was read; value of its latest earlier point"
+                )
         lines.append("")
         lines += [summary_line(summ, sh.names[summ["run_id"]]) for summ in summs]
         logged = {s.run_id for s in series_list}
@@ -754,7 +799,7 @@ def md_footer(sh: Shaped, plot: str | None) -> list[str]:
         lines.append(f"Plot: {plot}")
     if sh.hidden:
         lines.append(
-            f"{len(sh.hidden)} more metrics not shown: {', '.join(c.truncate(h, 30) for h in sh.hidden[:15])}"
+            f"{len(sh.hidden)} more metrics not shown: {', '.join(truncate(h, 30) for h in sh.hidden[:15])}"
             f"{'…' if len(sh.hidden) > 15 else ''} (pass --metrics NAME,...)"
         )
     if not args.full and any(not s["exact"] for s in summaries):
@@ -773,7 +818,20 @@ def fmt_window(window: Window) -> str:
 # ---------------------------------------------------------------------------------------------
 # The view: JSON data, CSV rows, markdown lines
 # ---------------------------------------------------------------------------------------------
-SUMMARY_FIELDS = ["run_id", "run_name", "metric", "exact", "label", "points", "first", "last", "min", "max", "extremes", "nan_count"]
+SUMMARY_FIELDS = [
+    "run_id",
+    "run_name",
+    "metric",
+    "exact",
+    "label",
+    "points",
+    "first",
+    "last",
+    "min",
+    "max",
+    "extremes",
+    "nan_count",
+]
 POINT_FIELDS = ["run_id", "run_name", "metric", "step", "timestamp", "value"]
 
 
@@ -783,25 +841,25 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def csv_table(sh: Shaped) -> cli.Table:
+def csv_table(sh: Shaped) -> Table:
     """CSV: the points shown (every point with --full); with --output, one summary row per series.
     The markdown tables are per metric and live in the view's lines, so rows stay empty."""
     if sh.args.output:
         raw = [[_csv_cell(summ.get(f)) for f in SUMMARY_FIELDS] for summ in sh.summaries]
-        return cli.Table(SUMMARY_FIELDS, [], raw=raw)
+        return Table(SUMMARY_FIELDS, [], raw=raw)
     raw = []
     for summ in sh.summaries:
         s = sh.series[(summ["run_id"], summ["metric"])]
         pts = s.points if sh.args.full else shown(summ, s, sh.limit)
         raw += [[s.run_id, summ["run_name"], s.key, p[0], p[1], "" if math.isnan(p[2]) else repr(p[2])] for p in pts]
-    return cli.Table(POINT_FIELDS, [], raw=raw)
+    return Table(POINT_FIELDS, [], raw=raw)
 
 
 def json_data(sh: Shaped, store_uri: str, plot: str | None) -> dict:
     series = []
     for summ in sh.summaries:
         series.append({**summ, "shown_points": [point_dict(p) for p in sh.points_for(summ)]})
-    return c.json_safe(
+    return json_safe(
         {
             "store": store_uri,
             "window": list(sh.window) if sh.window else None,
@@ -813,9 +871,9 @@ def json_data(sh: Shaped, store_uri: str, plot: str | None) -> dict:
     )
 
 
-def build_view(ctx: cli.Context, sh: Shaped, plot: str | None) -> cli.View:
+def build_view(ctx: Context, sh: Shaped, plot: str | None) -> View:
     body = md_single_run(sh) if len(sh.runs) == 1 else md_several_runs(sh)
-    return cli.View(
+    return View(
         data=json_data(sh, ctx.settings.display_uri, plot),
         lines=body,
         table=csv_table(sh),
@@ -823,16 +881,16 @@ def build_view(ctx: cli.Context, sh: Shaped, plot: str | None) -> cli.View:
     )
 
 
-def exact_command(ctx: cli.Context, run_ids: list[str], key: str, window: Window | None) -> str:
+def exact_command(ctx: Context, run_ids: list[str], key: str, window: Window | None) -> str:
     args = ["uv", "run", f"scripts/{SCRIPT}", "--run-id", *run_ids, "--metrics", key, "--exact"]
     if window:
         args.append(f"--steps={fmt_window(window)}")
     if getattr(ctx.args, "tracking_uri", None):
-        args += ["--tracking-uri", cli.uri_without_secrets(ctx.args.tracking_uri)]
+        args += ["--tracking-uri", uri_without_secrets(ctx.args.tracking_uri)]
     return shlex.join(args)
 
 
-def shape(ctx: cli.Context, runs: dict, results, window: Window | None, hidden: list[str]) -> Shaped:
+def shape(ctx: Context, runs: dict, results, window: Window | None, hidden: list[str]) -> Shaped:
     args = ctx.args
     several = len(results) > 1 or len(runs) > 1
     limit = args.max_points or (DEFAULT_POINTS_SEVERAL if several else DEFAULT_POINTS_ONE)
@@ -841,7 +899,7 @@ def shape(ctx: cli.Context, runs: dict, results, window: Window | None, hidden: 
         sampled_ids = [s.run_id for s in series_list if not s.exact]
         for s in series_list:
             summ = summarize(s)
-            summ["run_name"] = st.run_name(runs[s.run_id])
+            summ["run_name"] = lookups.run_name(runs[s.run_id])
             summ["window"] = list(window) if window else None
             summ["exact_command"] = exact_command(ctx, sampled_ids, key, window) if sampled_ids else None
             summaries.append(summ)
@@ -865,15 +923,15 @@ def write_points(path: str, sh: Shaped, force: bool) -> None:
             }
             for summ, s in pairs
         ]
-        data = c.to_json(c.json_safe(entries))
+        data = to_json(json_safe(entries))
     else:
         rows = (
             [summ["run_id"], summ["run_name"], summ["metric"], p[0], p[1], "NaN" if math.isnan(p[2]) else repr(p[2])]
             for summ, s in pairs
             for p in s.points
         )
-        data = c.to_csv(POINT_FIELDS, rows)
-    c.write_atomic(target, data, force=force)
+        data = to_csv(POINT_FIELDS, rows)
+    write_atomic(target, data, force=force)
 
 
 def plot_png(path: str, sh: Shaped, force: bool) -> str:
@@ -889,7 +947,7 @@ def plot_png(path: str, sh: Shaped, force: bool) -> str:
     keys = [key for key, series_list in sh.results if series_list]
     fig, axes = plt.subplots(max(1, len(keys)), 1, figsize=(10, 3.2 * max(1, len(keys))), squeeze=False)
     labels: list[str] = []
-    for ax, key in zip(axes[:, 0], keys):
+    for ax, key in zip(axes[:, 0], keys, strict=False):
         labels += plot_metric(ax, key, [summ for summ in sh.summaries if summ["metric"] == key], sh)
     if not keys:
         axes[0, 0].text(0.5, 0.5, "no points", ha="center", va="center")
@@ -897,7 +955,7 @@ def plot_png(path: str, sh: Shaped, force: bool) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Title": f"{SCRIPT} --plot", "Description": "\n".join(labels)})
     plt.close(fig)
-    return str(c.write_atomic(path, buf.getvalue(), force=force).resolve())
+    return str(write_atomic(path, buf.getvalue(), force=force).resolve())
 
 
 def extreme_label(summ: dict, which: str, run_name: str) -> str | None:
@@ -906,8 +964,8 @@ def extreme_label(summ: dict, which: str, run_name: str) -> str | None:
     if p is None or p["value"] is None:
         return None
     if summ["extremes"] == "exact":
-        return f"{run_name}: {which} {c.fmt_num(p['value'])} @{fmt_step(p['step'])} (exact)"
-    return f"{run_name}: sample {which} {c.fmt_num(p['value'])} @{fmt_step(p['step'])} (of {summ['points']:,} sampled points)"
+        return f"{run_name}: {which} {fmt_num(p['value'])} @{fmt_step(p['step'])} (exact)"
+    return f"{run_name}: sample {which} {fmt_num(p['value'])} @{fmt_step(p['step'])} (of {summ['points']:,} sampled points)"
 
 
 def plot_metric(ax, key: str, summs: list[dict], sh: Shaped) -> list[str]:
@@ -927,8 +985,15 @@ def plot_metric(ax, key: str, summs: list[dict], sh: Shaped) -> list[str]:
             p = summ[which]
             ax.plot([p["step"]], [p["value"]], marker=marker, color=color, ms=8, ls="none")
             right = p["step"] > mid  # labels point inwards, so none runs off the panel
-            ax.annotate(text.split(": ", 1)[1], (p["step"], p["value"]), textcoords="offset points",
-                        xytext=(-6 if right else 6, dy), ha="right" if right else "left", fontsize=8, color=color)
+            ax.annotate(
+                text.split(": ", 1)[1],
+                (p["step"], p["value"]),
+                textcoords="offset points",
+                xytext=(-6 if right else 6, dy),
+                ha="right" if right else "left",
+                fontsize=8,
+                color=color,
+            )
             labels.append(f"{key}: {text}")
     ax.set_title(f"{key} ({' / '.join(sorted(kinds))})", fontsize=10)
     ax.set_xlabel("step")
@@ -942,27 +1007,27 @@ def plot_metric(ax, key: str, summs: list[dict], sh: Shaped) -> list[str]:
 # Command
 # ---------------------------------------------------------------------------------------------
 def run_labels(runs: dict[str, dict]) -> dict[str, str]:
-    names = {r: st.run_name(run) or r[:8] for r, run in runs.items()}
+    names = {r: lookups.run_name(run) or r[:8] for r, run in runs.items()}
     counts: dict[str, int] = {}
     for n in names.values():
         counts[n] = counts.get(n, 0) + 1
     return {r: (f"{n} ({r[:6]})" if counts[n] > 1 else n) for r, n in names.items()}
 
 
-def experiment_label(store: st.Store, experiment_id: str | None) -> str:
+def experiment_label(store: Store, experiment_id: str | None) -> str:
     """'name (id)': names before ids; the id alone if the look-up fails."""
     try:
-        name = store.get(f"{st.API}/experiments/get", {"experiment_id": experiment_id})["experiment"]["name"]
-    except c.SkillError:
+        name = store.get(f"{lookups.API}/experiments/get", {"experiment_id": experiment_id})["experiment"]["name"]
+    except SkillError:
         return str(experiment_id)
     return f"**{name}** ({experiment_id})"
 
 
-def command(ctx: cli.Context) -> int:
+def command(ctx: Context) -> int:
     args = ctx.args
     window, wanted, run_ids = check_args(args)
-    runs = {r: st.get_run(ctx.store, r) for r in run_ids}  # fetch
-    keys_by_run = {r: sorted(st.run_metrics(run)) for r, run in runs.items()}
+    runs = {r: lookups.get_run(ctx.store, r) for r in run_ids}  # fetch
+    keys_by_run = {r: sorted(lookups.run_metrics(run)) for r, run in runs.items()}
     metrics, hidden = choose_metrics(keys_by_run, wanted, args.full)
     plan = [(k, [r for r in run_ids if k in keys_by_run[r]]) for k in metrics]
     results = load_all(ctx, plan, window, args.exact or args.full)
@@ -973,11 +1038,11 @@ def command(ctx: cli.Context) -> int:
         write_points(args.output, sh, args.force)
     plot = plot_png(args.plot, sh, args.force) if args.plot else None
     ctx.emit(build_view(ctx, sh, plot))  # render
-    return c.EXIT_OK
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(build_parser(), command, argv, SCRIPT)
+    return run_main(build_parser(), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":

@@ -64,21 +64,45 @@ from __future__ import annotations
 import json
 import sys
 
-import _cli as cli
-import _common as c
-import _traces as tr
+from mlflow_skill.cli.frame import (
+    Context,
+    check_output_target,
+    diag,
+    make_parser,
+    run_main,
+)
+from mlflow_skill.cli.view import View
+from mlflow_skill.core.errors import EXIT_OK, NotFoundError, SkillError, UsageError
+from mlflow_skill.core.files import write_atomic
+from mlflow_skill.core.formatting import (
+    fmt_duration,
+    fmt_num,
+    fmt_time,
+    iso_time,
+    json_safe,
+    md_escape,
+    md_table,
+    preview,
+    to_json,
+    truncate,
+)
+from mlflow_skill.traces import api as tr
 
 SCRIPT = "get_trace.py"
 PREVIEW = 60  # characters of a span's inputs/outputs in the tree
 
 
 def build_parser():
-    parser = cli.make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
+    parser = make_parser(__doc__, prog=f"uv run scripts/{SCRIPT}")
     parser.add_argument("--trace-id", nargs="+", action="extend", metavar="ID", help="trace id(s)")
     parser.add_argument("--session", metavar="ID", help="a session's traces as a conversation")
-    parser.add_argument("--experiment", action="append", metavar="NAME_OR_ID", help="--session: experiment(s) to look in")
+    parser.add_argument(
+        "--experiment", action="append", metavar="NAME_OR_ID", help="--session: experiment(s) to look in"
+    )
     parser.add_argument("--max-turns", type=int, default=8, help="--session: turns shown (default 8; all in json)")
-    parser.add_argument("--limit", type=int, default=1000, help="--session: at most this many traces read (default 1000)")
+    parser.add_argument(
+        "--limit", type=int, default=1000, help="--session: at most this many traces read (default 1000)"
+    )
     parser.add_argument("--full", action="store_true", help="show inputs and outputs whole")
     parser.add_argument("--span", metavar="NAME_OR_ID", help="show one span completely (attributes, events)")
     parser.add_argument("--max-spans", type=int, default=200, help="spans listed in the tree (default 200)")
@@ -88,26 +112,28 @@ def build_parser():
     return parser
 
 
-def command(ctx: cli.Context) -> int:
+def command(ctx: Context) -> int:
     args = ctx.args
     if args.max_spans < 1:
-        raise c.UsageError("--max-spans must be at least 1")
+        raise UsageError("--max-spans must be at least 1")
     if args.session is not None:
         if args.trace_id:
-            raise c.UsageError("pass --trace-id or --session, not both")
+            raise UsageError("pass --trace-id or --session, not both")
         if args.max_turns < 1 or args.limit < 1:
-            raise c.UsageError("--max-turns and --limit must be at least 1")
+            raise UsageError("--max-turns and --limit must be at least 1")
         if args.output or args.span or args.full:
-            raise c.UsageError("--output, --span and --full read one trace: open a turn with --trace-id ID (or --format json for the session)")
+            raise UsageError(
+                "--output, --span and --full read one trace: open a turn with --trace-id ID (or --format json for the session)"
+            )
         ctx.emit(session_view(ctx, tr.load_prices(args.prices)))
-        return c.EXIT_OK
+        return EXIT_OK
     ids = list(dict.fromkeys(t.strip() for t in args.trace_id or [] if t.strip()))
     if not ids:
-        raise c.UsageError(
+        raise UsageError(
             "pass --trace-id ID (find ids: uv run scripts/search_traces.py --experiment NAME), "
             "or --session ID for a conversation"
         )
-    cli.check_output_target(args)
+    check_output_target(args)
     prices = tr.load_prices(args.prices)
     traces = []
     for trace_id in ids:
@@ -116,15 +142,15 @@ def command(ctx: cli.Context) -> int:
         traces.append((info, spans))
     if args.output:
         full = [{"info": info, "data": {"spans": spans}} for info, spans in traces]
-        path = c.write_atomic(args.output, c.to_json(full[0] if len(full) == 1 else full), force=args.force)
-        cli.diag(f"wrote {len(full)} complete trace(s) to {path}")
+        path = write_atomic(args.output, to_json(full[0] if len(full) == 1 else full), force=args.force)
+        diag(f"wrote {len(full)} complete trace(s) to {path}")
     views = [shape(info, spans, args, prices) for info, spans in traces]
     parts = [render(v, args) for v in views]
     if args.output:
         parts.append(f"Complete trace JSON written to {args.output}.")
-    data = c.json_safe(views[0] if len(views) == 1 else views)
-    ctx.emit(cli.View(data=data, lines=["\n\n".join(parts)]))
-    return c.EXIT_OK
+    data = json_safe(views[0] if len(views) == 1 else views)
+    ctx.emit(View(data=data, lines=["\n\n".join(parts)]))
+    return EXIT_OK
 
 
 def find_span(nodes: list[dict], ref: str) -> list[dict]:
@@ -175,7 +201,7 @@ def shape(info: dict, spans: list[dict], args, prices: dict | None = None) -> di
         if args.full:
             view["inputs"], view["outputs"] = n["inputs"], n["outputs"]
         else:
-            view["inputs"], view["outputs"] = c.preview(n["inputs"], PREVIEW), c.preview(n["outputs"], PREVIEW)
+            view["inputs"], view["outputs"] = preview(n["inputs"], PREVIEW), preview(n["outputs"], PREVIEW)
         span_views.append(view)
     slowest = sorted(
         (v for v in span_views if v["self_ms"] is not None and v["depth"] > 0),
@@ -187,7 +213,7 @@ def shape(info: dict, spans: list[dict], args, prices: dict | None = None) -> di
         slowest = span_views[:1]
     result = {
         **summary,
-        "time": c.fmt_time(summary["timestamp_ms"]),
+        "time": fmt_time(summary["timestamp_ms"]),
         "metadata": {
             k: v
             for k, v in (info.get("trace_metadata") or {}).items()
@@ -203,13 +229,17 @@ def shape(info: dict, spans: list[dict], args, prices: dict | None = None) -> di
     }
     add_assessment_spans_and_cost(result, nodes, prices)
     if args.full:
-        result["request"] = tr.span_attr(nodes[0]["_span"], "mlflow.spanInputs") if nodes else summary["request_preview"]
-        result["response"] = tr.span_attr(nodes[0]["_span"], "mlflow.spanOutputs") if nodes else summary["response_preview"]
+        result["request"] = (
+            tr.span_attr(nodes[0]["_span"], "mlflow.spanInputs") if nodes else summary["request_preview"]
+        )
+        result["response"] = (
+            tr.span_attr(nodes[0]["_span"], "mlflow.spanOutputs") if nodes else summary["response_preview"]
+        )
     if args.span:
         matches = find_span(nodes, args.span)
         if not matches:
             names = ", ".join(list(dict.fromkeys(n["name"] for n in nodes))[:15])
-            raise c.NotFoundError(f"no span {args.span!r} in trace {summary['trace_id']}; its spans: {names}")
+            raise NotFoundError(f"no span {args.span!r} in trace {summary['trace_id']}; its spans: {names}")
         result["span_detail"] = [span_detail(m, total_ms) for m in matches[:5]]
         result["span_matches"] = len(matches)
     return result
@@ -234,14 +264,18 @@ def span_detail(node: dict, total_ms: float | None) -> dict:
         "type": node["type"],
         "status": node["status"],
         "status_message": (span.get("status") or {}).get("message") or None,
-        "start": c.iso_time(node["start_ns"] // 1_000_000) if node["start_ns"] else None,
+        "start": iso_time(node["start_ns"] // 1_000_000) if node["start_ns"] else None,
         "duration_ms": node["duration_ms"],
         "share": (node["duration_ms"] / total_ms) if (node["duration_ms"] is not None and total_ms) else None,
         "inputs": node["inputs"],
         "outputs": node["outputs"],
         "attributes": {k: v for k, v in attrs.items() if k not in ("mlflow.spanInputs", "mlflow.spanOutputs")},
         "events": [
-            {"name": e.get("name"), "time": c.iso_time(int(e.get("time_unix_nano") or 0) // 1_000_000), "attributes": e.get("attributes") or {}}
+            {
+                "name": e.get("name"),
+                "time": iso_time(int(e.get("time_unix_nano") or 0) // 1_000_000),
+                "attributes": e.get("attributes") or {},
+            }
             for e in span.get("events") or []
         ],
     }
@@ -266,7 +300,7 @@ def render(view: dict, args) -> str:
     head = [
         f"**{view['status']}**",
         f"started {view['time']} UTC" if view["time"] else "",
-        c.fmt_duration(view["duration_ms"]),
+        fmt_duration(view["duration_ms"]),
         f"{view['span_count']} spans",
         f"experiment {view['experiment_id']}" if view["experiment_id"] else "",
     ]
@@ -279,23 +313,23 @@ def render(view: dict, args) -> str:
     if view.get("cost"):
         lines.append(f"- cost: {cost_text(view['cost'])}")
     if view["tags"]:
-        lines.append("- tags: " + ", ".join(f"{k}={c.truncate(v, 40)}" for k, v in sorted(view["tags"].items())))
+        lines.append("- tags: " + ", ".join(f"{k}={truncate(v, 40)}" for k, v in sorted(view["tags"].items())))
     if view["metadata"]:
-        lines.append("- metadata: " + ", ".join(f"{k}={c.truncate(v, 40)}" for k, v in sorted(view["metadata"].items())))
+        lines.append("- metadata: " + ", ".join(f"{k}={truncate(v, 40)}" for k, v in sorted(view["metadata"].items())))
     if view["run_id"]:
         lines.append(f"- run: {view['run_id']}")
     if args.full:
         lines.append(f"- request:\n\n```\n{whole(view.get('request'))}\n```\n")
         lines.append(f"- response:\n\n```\n{whole(view.get('response'))}\n```\n")
     else:
-        lines.append(f"- request: {c.truncate(view['request_preview'], 150) or '—'}")
-        lines.append(f"- response: {c.truncate(view['response_preview'], 150) or '—'}")
+        lines.append(f"- request: {truncate(view['request_preview'], 150) or '—'}")
+        lines.append(f"- response: {truncate(view['response_preview'], 150) or '—'}")
     if view["error"]:
-        lines.append(f"- error: {c.truncate(view['error'], 300)}")
+        lines.append(f"- error: {truncate(view['error'], 300)}")
     if view["slowest"]:
         lines.append(
             "- slowest (own time): "
-            + ", ".join(f"{s['name']} {c.fmt_duration(s['self_ms'])} ({pct(s['share'])})" for s in view["slowest"])
+            + ", ".join(f"{s['name']} {fmt_duration(s['self_ms'])} ({pct(s['share'])})" for s in view["slowest"])
         )
 
     if not args.output:
@@ -310,12 +344,12 @@ def render(view: dict, args) -> str:
                 a["kind"],
                 tr.assessment_value_text(a, 60),
                 a["source"],
-                c.truncate(a["rationale"] or "", 100),
+                truncate(a["rationale"] or "", 100),
                 f"{a['span_name'] or '?'} ({tr.span_hex_id(a['span_id'])})" if a.get("span_id") else "(trace)",
             ]
             for a in view["assessments"]
         ]
-        lines.append(c.md_table(["name", "kind", "value", "source", "rationale", "span"], rows))
+        lines.append(md_table(["name", "kind", "value", "source", "rationale", "span"], rows))
 
     for detail in view.get("span_detail", []):
         lines += ["", *span_detail_lines(detail)]
@@ -330,22 +364,22 @@ def tree_lines(spans: list[dict], args) -> list[str]:
         bits = [f"**{v['name']}**" if v["depth"] == 0 else v["name"]]
         if v["type"] and v["type"] != "UNKNOWN":
             bits.append(v["type"])
-        timing = c.fmt_duration(v["duration_ms"])
+        timing = fmt_duration(v["duration_ms"])
         if v["share"] is not None and v["depth"] > 0:
             timing += f" {pct(v['share'])}"
         bits.append(timing)
         if v["status"] == "ERROR":
-            bits.append(("ERROR " + c.truncate(v["error_display"] or "", 160)).strip())
+            bits.append(("ERROR " + truncate(v["error_display"] or "", 160)).strip())
         elif v["status"] not in ("OK", "UNSET"):
             bits.append(v["status"])
         if v["tokens"]:
-            bits.append(f"{c.fmt_num(v['tokens'].get('total_tokens'))} tok")
+            bits.append(f"{fmt_num(v['tokens'].get('total_tokens'))} tok")
         line = "  " * v["depth"] + "- " + " · ".join(b for b in bits if b)
         if args.full:
             out.append(line)
             indent = "  " * (v["depth"] + 1)
-            out.append(f"{indent}in: {c.md_escape(whole(v['inputs']))}")
-            out.append(f"{indent}out: {c.md_escape(whole(v['outputs']))}")
+            out.append(f"{indent}in: {md_escape(whole(v['inputs']))}")
+            out.append(f"{indent}out: {md_escape(whole(v['outputs']))}")
             continue
         io_bits = []
         if v["inputs"]:
@@ -370,7 +404,7 @@ def span_detail_lines(d: dict) -> list[str]:
                 d["type"],
                 d["status"] + (f": {d['status_message']}" if d["status_message"] else ""),
                 f"started {d['start']}" if d["start"] else "",
-                c.fmt_duration(d["duration_ms"]) + (f" ({pct(d['share'])} of trace)" if d["share"] is not None else ""),
+                fmt_duration(d["duration_ms"]) + (f" ({pct(d['share'])} of trace)" if d["share"] is not None else ""),
                 f"parent {d['parent_id']}" if d["parent_id"] else "root span",
             )
             if x
@@ -404,11 +438,11 @@ TURN_TEXT = 110  # characters of each side of a turn
 def cost_text(cost: dict) -> str:
     text = tr.fmt_usd(cost["cost_usd"]) or "$0 priced"
     if cost["unpriced_tokens"]:
-        text += f" (+{c.fmt_num(cost['unpriced_tokens'])} tokens unpriced: {', '.join(cost['unpriced_models'][:3])})"
+        text += f" (+{fmt_num(cost['unpriced_tokens'])} tokens unpriced: {', '.join(cost['unpriced_models'][:3])})"
     return text
 
 
-def fetch_session(ctx: cli.Context) -> tuple[list[dict], list[dict], bool]:
+def fetch_session(ctx: Context) -> tuple[list[dict], list[dict], bool]:
     args = ctx.args
     experiments = tr.resolve_experiments(ctx.store, ctx.settings, args.experiment)
     flt = tr.filter_eq(tr.backtick_key("metadata", tr.TRACE_SESSION_KEY), args.session)
@@ -417,7 +451,7 @@ def fetch_session(ctx: cli.Context) -> tuple[list[dict], list[dict], bool]:
     )
     if not infos:
         names = ", ".join(e["name"] for e in experiments)
-        raise c.NotFoundError(
+        raise NotFoundError(
             f"no traces in session {args.session!r} in {names} (list sessions: uv run scripts/search_traces.py "
             f"--experiment {shlex_quote(experiments[0]['name'])} --group-by session)"
         )
@@ -443,13 +477,15 @@ def turn_of(number: int, info: dict, nodes: list[dict] | None, prices: dict | No
         "tokens": s["tokens"],
         "input": tr.message_text(s["request_preview"], "user") or "",
         "response": tr.message_text(s["response_preview"], "assistant") or "",
-        "error": (f"{cause['name']}: {cause['error'] or 'ERROR'}" if cause else ("ERROR" if s["status"] == "ERROR" else None)),
+        "error": (
+            f"{cause['name']}: {cause['error'] or 'ERROR'}" if cause else ("ERROR" if s["status"] == "ERROR" else None)
+        ),
         "assessments": s["assessments"],
         "cost": tr.trace_cost(nodes, prices) if prices and nodes is not None else None,
     }
 
 
-def session_view(ctx: cli.Context, prices: dict | None) -> cli.View:
+def session_view(ctx: Context, prices: dict | None) -> View:
     args = ctx.args
     experiments, infos, truncated = fetch_session(ctx)
     need = [i for i in infos if prices or (i.get("state") or i.get("status")) == "ERROR"]
@@ -457,7 +493,7 @@ def session_view(ctx: cli.Context, prices: dict | None) -> cli.View:
     for info in need:  # spans only where a root cause or a cost needs them
         try:
             nodes[info["trace_id"]] = tr.span_nodes(tr.get_trace_spans(ctx.store, info["trace_id"]))
-        except c.SkillError:
+        except SkillError:
             nodes[info["trace_id"]] = None
     turns = [turn_of(n + 1, info, nodes.get(info["trace_id"]), prices) for n, info in enumerate(infos)]
     totals = session_totals(turns, prices)
@@ -468,7 +504,7 @@ def session_view(ctx: cli.Context, prices: dict | None) -> cli.View:
         "totals": totals,
         "turns": turns,
     }
-    return cli.View(data=c.json_safe(result), lines=session_lines(result, args))
+    return View(data=json_safe(result), lines=session_lines(result, args))
 
 
 def session_totals(turns: list[dict], prices: dict | None) -> dict:
@@ -497,16 +533,32 @@ def session_lines(result: dict, args) -> list[str]:
     where = ", ".join(f"{e['name']} ({e['experiment_id']})" for e in result["experiments"])
     errs = f" ({t['errors']} failed)" if t["errors"] else ""
     lines = [f"## Session {result['session']}: {t['turns']} turns{errs} in {where}", ""]
-    head = [f"{c.fmt_time(t['first_ms'])} → {c.fmt_time(t['last_end_ms'])[11:]} UTC", f"{c.fmt_duration(t['duration_ms'])} in traces"]
+    head = [
+        f"{fmt_time(t['first_ms'])} → {fmt_time(t['last_end_ms'])[11:]} UTC",
+        f"{fmt_duration(t['duration_ms'])} in traces",
+    ]
     if t["users"]:
         head.append("user " + ", ".join(t["users"][:3]) + (" …" if len(t["users"]) > 3 else ""))
     if t["total_tokens"] is not None:
-        head.append(f"tokens {c.fmt_num(t['total_tokens'])} ({c.fmt_num(t['input_tokens'])} in / {c.fmt_num(t['output_tokens'])} out)")
+        head.append(
+            f"tokens {fmt_num(t['total_tokens'])} ({fmt_num(t['input_tokens'])} in / {fmt_num(t['output_tokens'])} out)"
+        )
     if t["cost_usd"] is not None:
-        head.append("cost " + cost_text({"cost_usd": t["cost_usd"], "unpriced_tokens": t["unpriced_tokens"], "unpriced_models": t["unpriced_models"]}))
+        head.append(
+            "cost "
+            + cost_text(
+                {
+                    "cost_usd": t["cost_usd"],
+                    "unpriced_tokens": t["unpriced_tokens"],
+                    "unpriced_models": t["unpriced_models"],
+                }
+            )
+        )
     lines.append("- " + " · ".join(head))
     if t["assessments"]:
-        lines.append("- feedback: " + " · ".join(f"{n} {tr.fmt_assessment_summary(s)}" for n, s in t["assessments"].items()))
+        lines.append(
+            "- feedback: " + " · ".join(f"{n} {tr.fmt_assessment_summary(s)}" for n, s in t["assessments"].items())
+        )
     if result["truncated_at_limit"]:
         lines.append(f"- stopped at --limit {args.limit} traces: the session has more (raise --limit)")
     shown = result["turns"][: args.max_turns]
@@ -523,27 +575,32 @@ def session_lines(result: dict, args) -> list[str]:
 
 
 def turn_lines(turn: dict) -> list[str]:
-    bits = [f"**{turn['turn']}**", c.fmt_time(turn["timestamp_ms"])[11:], turn["status"], c.fmt_duration(turn["duration_ms"])]
+    bits = [
+        f"**{turn['turn']}**",
+        fmt_time(turn["timestamp_ms"])[11:],
+        turn["status"],
+        fmt_duration(turn["duration_ms"]),
+    ]
     if turn["tokens"]:
-        bits.append(f"{c.fmt_num(turn['tokens'].get('total_tokens'))} tok")
+        bits.append(f"{fmt_num(turn['tokens'].get('total_tokens'))} tok")
     if turn["cost"] and turn["cost"]["cost_usd"] is not None:
         bits.append(tr.fmt_usd(turn["cost"]["cost_usd"]))
     bits.append(turn["trace_id"])
     out = [" · ".join(b for b in bits if b)]
-    out.append(f"> user: {c.md_escape(c.truncate(turn['input'], TURN_TEXT)) or '—'}")
+    out.append(f"> user: {md_escape(truncate(turn['input'], TURN_TEXT)) or '—'}")
     if turn["error"]:
-        out.append(f"> **error**: {c.md_escape(c.truncate(turn['error'], TURN_TEXT))}")
+        out.append(f"> **error**: {md_escape(truncate(turn['error'], TURN_TEXT))}")
     else:
-        out.append(f"> response: {c.md_escape(c.truncate(turn['response'], TURN_TEXT)) or '—'}")
+        out.append(f"> response: {md_escape(truncate(turn['response'], TURN_TEXT)) or '—'}")
     fb = [a for a in turn["assessments"] if a["kind"] == "feedback" and a.get("valid") is not False]
     if fb:
         text = ", ".join(f"{a['name']}={tr.assessment_value_text(a, 16)} ({a['source'].split(':')[0]})" for a in fb)
-        out.append(f"> feedback: {c.md_escape(c.truncate(text, 140))}")
+        out.append(f"> feedback: {md_escape(truncate(text, 140))}")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(build_parser(), command, argv, SCRIPT)
+    return run_main(build_parser(), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":

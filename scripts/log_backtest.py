@@ -106,14 +106,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _backtest_data as bd
-import _backtest_metrics as bm
-import _backtest_periods as bp
-import _sweep as sw
-import _cli as cli
-import _runwriter as rw
-import _common as c
-import _store as st
+from mlflow_skill.backtest import data as bd
+from mlflow_skill.backtest import metrics as bm
+from mlflow_skill.backtest import periods as bp
+from mlflow_skill.backtest import runwriter as rw
+from mlflow_skill.backtest import sweep as sw
+from mlflow_skill.cli.frame import Context, make_parser, run_main
+from mlflow_skill.cli.view import Table, View
+from mlflow_skill.core.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    ConnectionFailure,
+    NotFoundError,
+    ServerError,
+    SkillError,
+    UsageError,
+)
+from mlflow_skill.core.formatting import fmt_num, json_safe, to_json, truncate
+from mlflow_skill.core.secrets import scrub
+from mlflow_skill.core.values import parse_key_values
+from mlflow_skill.store import lookups
+from mlflow_skill.store.transport import (
+    HttpStore,
+    RequestUnanswered,
+    Store,
+    quiet_mlflow_logging,
+)
 
 SCRIPT = "log_backtest.py"
 PROG = f"uv run scripts/{SCRIPT}"
@@ -158,15 +176,36 @@ HEADLINE = [
 BENCH_HEADLINE = [("alpha", "Alpha (ann.)"), ("beta", "Beta"), ("information_ratio", "Information ratio")]
 
 
-
 def build_parser():
-    parser = cli.make_parser(__doc__, prog=PROG)
+    parser = make_parser(__doc__, prog=PROG)
     data = parser.add_argument_group("data")
-    data.add_argument("--returns", required=True, nargs="+", metavar="FILE", help="CSV or Parquet file with the series; several files: a sweep, one variant each")
-    data.add_argument("--columns", metavar="PATTERN", help="a sweep over columns of one file, one variant each: 'sma_*' or 'sma_20,sma_50'")
-    data.add_argument("--variant-pattern", metavar="REGEX", help="sweep params from variant names: 'sma_(?P<lookback>\\d+)' gives lookback=50 for sma_50")
-    data.add_argument("--variant-params", metavar="CSV", help="sweep params per variant: a CSV with a `variant` column and one column per param")
-    data.add_argument("--trials", type=int, help="sweep: how many variants were tried in all, for the deflated Sharpe ratio (default: the variants given)")
+    data.add_argument(
+        "--returns",
+        required=True,
+        nargs="+",
+        metavar="FILE",
+        help="CSV or Parquet file with the series; several files: a sweep, one variant each",
+    )
+    data.add_argument(
+        "--columns",
+        metavar="PATTERN",
+        help="a sweep over columns of one file, one variant each: 'sma_*' or 'sma_20,sma_50'",
+    )
+    data.add_argument(
+        "--variant-pattern",
+        metavar="REGEX",
+        help="sweep params from variant names: 'sma_(?P<lookback>\\d+)' gives lookback=50 for sma_50",
+    )
+    data.add_argument(
+        "--variant-params",
+        metavar="CSV",
+        help="sweep params per variant: a CSV with a `variant` column and one column per param",
+    )
+    data.add_argument(
+        "--trials",
+        type=int,
+        help="sweep: how many variants were tried in all, for the deflated Sharpe ratio (default: the variants given)",
+    )
     data.add_argument("--prices", action="store_true", help="the column holds prices (or equity), not returns")
     data.add_argument("--column", help="the returns (or prices) column (default: the only numeric column)")
     data.add_argument("--date-column", help="the date/time column (default: auto-detected)")
@@ -179,17 +218,34 @@ def build_parser():
     data.add_argument("--periods-per-year", type=float, help="annualisation (default: inferred from the timestamps)")
     data.add_argument("--risk-free", type=float, default=0.0, help="annual risk-free rate, e.g. 0.04 (default 0)")
     run = parser.add_argument_group("run")
-    run.add_argument("--experiment", default="backtests", help="experiment name, created if missing unless close to an existing name (default backtests)")
-    run.add_argument("--create-experiment", action="store_true", help="create --experiment even when its name is close to an existing one")
+    run.add_argument(
+        "--experiment",
+        default="backtests",
+        help="experiment name, created if missing unless close to an existing name (default backtests)",
+    )
+    run.add_argument(
+        "--create-experiment",
+        action="store_true",
+        help="create --experiment even when its name is close to an existing one",
+    )
     run.add_argument("--force-new", action="store_true", help="log a new run even when this backtest is already logged")
     run.add_argument("--run-name", help="run name (default: file name and time)")
-    run.add_argument("--params", metavar="JSON", help='strategy params as a JSON object, e.g. \'{"fast": 20}\'')
+    run.add_argument("--params", metavar="JSON", help="strategy params as a JSON object, e.g. '{\"fast\": 20}'")
     run.add_argument("--param", action="append", metavar="K=V", help="strategy param; repeatable")
     run.add_argument("--tag", action="append", metavar="K=V", help="run tag; repeatable")
     run.add_argument("--dry-run", action="store_true", help="compute and print; log nothing")
     run.add_argument("--no-history", action="store_true", help="skip the equity_curve/drawdown histories")
-    run.add_argument("--history-points", type=int, metavar="N", help="log the histories resampled to N points (metrics still use every bar)")
-    run.add_argument("--full-history", action="store_true", help=f"log every bar's history even above {BIG_HISTORY_BARS:,} bars (slow)")
+    run.add_argument(
+        "--history-points",
+        type=int,
+        metavar="N",
+        help="log the histories resampled to N points (metrics still use every bar)",
+    )
+    run.add_argument(
+        "--full-history",
+        action="store_true",
+        help=f"log every bar's history even above {BIG_HISTORY_BARS:,} bars (slow)",
+    )
     run.add_argument("--no-tearsheet", action="store_true", help="skip the QuantStats HTML tearsheet")
     return parser
 
@@ -201,12 +257,14 @@ def collect_params(args, data: dict, ppy: float, qs_version: str) -> tuple[dict[
         try:
             loaded = json.loads(args.params)
         except ValueError as exc:
-            raise c.UsageError(f"--params is not valid JSON ({exc.msg} at character {exc.pos}): pass an object like '{{\"fast\": 20}}'") from None
+            raise UsageError(
+                f"--params is not valid JSON ({exc.msg} at character {exc.pos}): pass an object like '{{\"fast\": 20}}'"
+            ) from None
         if not isinstance(loaded, dict):
-            raise c.UsageError("--params must be a JSON object like '{\"fast\": 20}'")
+            raise UsageError("--params must be a JSON object like '{\"fast\": 20}'")
         for key, value in loaded.items():
             params[str(key)] = value if isinstance(value, str) else json.dumps(value)
-    params.update(c.parse_key_values(args.param, "--param"))
+    params.update(parse_key_values(args.param, "--param"))
     returns = data["returns"]
     facts = {
         "data.file": data["file"].name,
@@ -227,19 +285,21 @@ def collect_params(args, data: dict, ppy: float, qs_version: str) -> tuple[dict[
         facts["data.benchmark_column"] = data["benchmark_column"]
     clash = sorted(set(params) & set(facts))
     if clash:
-        raise c.UsageError(f"param {clash[0]!r} is reserved for the data's facts: rename it")
+        raise UsageError(f"param {clash[0]!r} is reserved for the data's facts: rename it")
     params.update(facts)
-    tags = c.parse_key_values(args.tag, "--tag")
+    tags = parse_key_values(args.tag, "--tag")
     for kind, items, limit in (("param", params, MAX_PARAM_VALUE), ("tag", tags, MAX_TAG_VALUE)):
         for key, value in items.items():
             if len(key) > MAX_KEY or not KEY_RE.match(key) or _path_not_unique(key):
-                raise c.UsageError(
+                raise UsageError(
                     f"{kind} key {key!r} is not a valid MLflow key: use letters, digits, _ - . / : and spaces (max {MAX_KEY} chars)"
                 )
             if len(str(value)) > limit:
-                raise c.UsageError(f"{kind} {key!r} is {len(str(value))} characters long; MLflow allows {limit}")
+                raise UsageError(f"{kind} {key!r} is {len(str(value))} characters long; MLflow allows {limit}")
     if len(params) > 2 * BATCH_PARAMS_TAGS or len(tags) > 2 * BATCH_PARAMS_TAGS - 10:
-        raise c.UsageError(f"too many params/tags ({len(params)}/{len(tags)}): at most 200 each; put the rest in --params of fewer keys")
+        raise UsageError(
+            f"too many params/tags ({len(params)}/{len(tags)}): at most 200 each; put the rest in --params of fewer keys"
+        )
     return params, tags
 
 
@@ -274,7 +334,14 @@ class Progress:
 # ---------------------------------------------------------------------------------------------
 # Logging to the store
 # ---------------------------------------------------------------------------------------------
-def log_batches(store: st.Store, run_id: str, metrics: list[dict], params: dict[str, str], tags: dict[str, str], progress: Progress | None = None) -> int:
+def log_batches(
+    store: Store,
+    run_id: str,
+    metrics: list[dict],
+    params: dict[str, str],
+    tags: dict[str, str],
+    progress: Progress | None = None,
+) -> int:
     """Scalar metrics, params and tags in as few log-batch requests as MLflow's limits allow
     (two for up to 1000 entities with <= 200 params and tags). Returns the request count."""
     plist = [{"key": k, "value": str(v)} for k, v in params.items()]
@@ -285,7 +352,11 @@ def log_batches(store: st.Store, run_id: str, metrics: list[dict], params: dict[
         t, tlist = tlist[:BATCH_PARAMS_TAGS], tlist[BATCH_PARAMS_TAGS:]
         room = BATCH_METRICS - len(p) - len(t)
         m, metrics = metrics[:room], metrics[room:]
-        store.post(f"{st.API}/runs/log-batch", {"run_id": run_id, "metrics": m, "params": p, "tags": t}, what="logging metrics")
+        store.post(
+            f"{lookups.API}/runs/log-batch",
+            {"run_id": run_id, "metrics": m, "params": p, "tags": t},
+            what="logging metrics",
+        )
         requests_made += 1
         if progress is not None:
             progress.step()
@@ -307,7 +378,12 @@ def history_points(returns, drawdown, limit: int | None) -> list[dict]:
     else:
         edges = np.linspace(0, n, limit + 1).astype(np.int64)
         e_idx = edges[1:] - 1
-        d_idx = np.array([a + int(np.nanargmin(dd[a:b])) if np.isfinite(dd[a:b]).any() else b - 1 for a, b in itertools.pairwise(edges)])
+        d_idx = np.array(
+            [
+                a + int(np.nanargmin(dd[a:b])) if np.isfinite(dd[a:b]).any() else b - 1
+                for a, b in itertools.pairwise(edges)
+            ]
+        )
     points = []
     for key, values, idx in (("equity_curve", equity, e_idx), ("drawdown", dd, d_idx)):
         for i in idx.tolist():
@@ -337,53 +413,59 @@ def analysis_points(data: dict, ppy: float, limit: int | None) -> list[dict]:
     ]
 
 
-def log_histories(store: st.Store, run_id: str, points: list[dict], progress: Progress | None = None) -> int:
+def log_histories(store: Store, run_id: str, points: list[dict], progress: Progress | None = None) -> int:
     for start in range(0, len(points), BATCH_METRICS):
         batch = points[start : start + BATCH_METRICS]
-        store.post(f"{st.API}/runs/log-batch", {"run_id": run_id, "metrics": batch}, what="logging histories")
+        store.post(f"{lookups.API}/runs/log-batch", {"run_id": run_id, "metrics": batch}, what="logging histories")
         if progress is not None:
             progress.points += len(batch)
             progress.step()
     return len(points)
 
 
-def upload_artifacts(ctx: cli.Context, artifact_uri: str, files: list[Path]) -> list[str]:
+def upload_artifacts(ctx: Context, artifact_uri: str, files: list[Path]) -> list[str]:
     """Proxied artifacts (mlflow-artifacts:) go over HTTP PUT like MLflow's HttpArtifactRepository;
     anything else (local paths, s3, ...) through MLflow's own artifact repository."""
     from urllib.parse import quote, urlsplit
 
     done = []
     store = ctx.store
-    if artifact_uri.startswith("mlflow-artifacts:") and isinstance(store, st.HttpStore):
+    if artifact_uri.startswith("mlflow-artifacts:") and isinstance(store, HttpStore):
         path = urlsplit(artifact_uri).path
         base = "/api/2.0/mlflow-artifacts/artifacts/" + path.strip("/")
         for file in files:
             store.put_file(re.sub(r"//+", "/", f"{base}/{ARTIFACT_DIR}/{quote(file.name)}"), file)
             done.append(f"{ARTIFACT_DIR}/{file.name}")
         return done
-    with st.quiet_mlflow_logging():
+    with quiet_mlflow_logging():
         from mlflow.store.artifact.artifact_repository_registry import (
             get_artifact_repository,
         )
 
         # mlflow-artifacts: URIs resolve against the tracking server
-        repo = get_artifact_repository(artifact_uri, tracking_uri=ctx.settings.tracking_uri if ctx.settings.is_http else None)
+        repo = get_artifact_repository(
+            artifact_uri, tracking_uri=ctx.settings.tracking_uri if ctx.settings.is_http else None
+        )
         for file in files:
             repo.log_artifact(str(file), ARTIFACT_DIR)
             done.append(f"{ARTIFACT_DIR}/{file.name}")
     return done
 
 
-def set_tag(store: st.Store, run_id: str, key: str, value: str) -> None:
-    store.post(f"{st.API}/runs/set-tag", {"run_id": run_id, "key": key, "value": value[:MAX_TAG_VALUE]}, what=f"setting tag {key}")
+def set_tag(store: Store, run_id: str, key: str, value: str) -> None:
+    store.post(
+        f"{lookups.API}/runs/set-tag",
+        {"run_id": run_id, "key": key, "value": value[:MAX_TAG_VALUE]},
+        what=f"setting tag {key}",
+    )
 
 
-def delete_tag(store: st.Store, run_id: str, key: str) -> None:
-    with contextlib.suppress(c.NotFoundError):  # absent already: nothing to do
-        store.post(f"{st.API}/runs/delete-tag", {"run_id": run_id, "key": key}, what=f"deleting tag {key}")
+def delete_tag(store: Store, run_id: str, key: str) -> None:
+    with contextlib.suppress(NotFoundError):  # absent already: nothing to do
+        store.post(f"{lookups.API}/runs/delete-tag", {"run_id": run_id, "key": key}, what=f"deleting tag {key}")
 
 
-def mark_failed(store: st.Store, run_id: str, message: str) -> tuple[bool, bool]:
+def mark_failed(store: Store, run_id: str, message: str) -> tuple[bool, bool]:
     """Best effort: the error in a tag (runs/set-tag, not log-batch, which may be what fails),
     then the run FAILED. Never raises; says (tag written, status set)."""
     tagged = marked = False
@@ -391,7 +473,9 @@ def mark_failed(store: st.Store, run_id: str, message: str) -> tuple[bool, bool]
         set_tag(store, run_id, ERROR_TAG, message)
         tagged = True
     with contextlib.suppress(Exception):
-        store.post(f"{st.API}/runs/update", {"run_id": run_id, "status": "FAILED", "end_time": int(time.time() * 1000)})
+        store.post(
+            f"{lookups.API}/runs/update", {"run_id": run_id, "status": "FAILED", "end_time": int(time.time() * 1000)}
+        )
         marked = True
     return tagged, marked
 
@@ -407,7 +491,7 @@ def normalised_csv(data: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # The command: prepare (read, compute) -> log (find or create the run, write it) -> shape -> emit
 # ---------------------------------------------------------------------------------------------
-def command(ctx: cli.Context) -> int:
+def command(ctx: Context) -> int:
     args = ctx.args
     sweep = is_sweep(args)
     if not sweep:
@@ -418,9 +502,11 @@ def command(ctx: cli.Context) -> int:
             if not args.dry_run:
                 (log_sweep if sweep else log_run)(ctx, job)
         except rw.Interrupted as exc:  # before a run existed, or after log_run reported it
-            raise c.SkillError(f"interrupted by {exc.signame}{exc.why} before a run was created", exit_code=exc.exit_code) from None
+            raise SkillError(
+                f"interrupted by {exc.signame}{exc.why} before a run was created", exit_code=exc.exit_code
+            ) from None
     ctx.emit(sw.sweep_view(job, PROG) if sweep else shape(job["summary"]))
-    return c.EXIT_OK
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,9 +521,9 @@ def prepare_sweep(args) -> dict:
     variants are scored as they are logged (log_children), or all at once for --dry-run."""
     check_args(args)
     if args.column and args.columns:
-        raise c.UsageError("--column names one series and --columns a sweep: pass one of them")
+        raise UsageError("--column names one series and --columns a sweep: pass one of them")
     if args.trials is not None and args.trials < len(args.returns):
-        raise c.UsageError("--trials counts every variant tried: at least the number of variants")
+        raise UsageError("--trials counts every variant tried: at least the number of variants")
     notes: list[str] = []
     sweep = sw.load(args, notes)
     bars = len(sweep.variants[0].returns)
@@ -447,8 +533,19 @@ def prepare_sweep(args) -> dict:
     name = args.run_name or f"sweep {sweep.files[0].stem} {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())}"
     base = sweep_fingerprint(args, sweep, periods[0])
     summary = sw.sweep_summary(args, sweep, name, base, periods, notes)
-    job = {"args": args, "sweep": sweep, "children": [], "rows": [], "summary": summary, "qs": bm.import_quantstats(),
-           "params": summary["params"], "tags": summary["tags"], "history": None, "child_history": history, "periods": periods}  # fmt: skip
+    job = {
+        "args": args,
+        "sweep": sweep,
+        "children": [],
+        "rows": [],
+        "summary": summary,
+        "qs": bm.import_quantstats(),
+        "params": summary["params"],
+        "tags": summary["tags"],
+        "history": None,
+        "child_history": history,
+        "periods": periods,
+    }
     if args.dry_run:
         score_children(job)
     return job
@@ -457,12 +554,29 @@ def prepare_sweep(args) -> dict:
 def child_job(job: dict, v) -> dict:
     """One variant as a backtest job (metrics computed here), its fingerprint derived from the sweep's."""
     args, sweep = job["args"], job["sweep"]
-    data = {"returns": v.returns, "benchmark": sweep.benchmark, "file": v.file, "column": v.column, "dated": True,
-            "local_index": sweep.local_index, "benchmark_file": Path(args.benchmark) if args.benchmark else None,
-            "benchmark_column": args.benchmark_column or "auto"}  # fmt: skip
+    data = {
+        "returns": v.returns,
+        "benchmark": sweep.benchmark,
+        "file": v.file,
+        "column": v.column,
+        "dated": True,
+        "local_index": sweep.local_index,
+        "benchmark_file": Path(args.benchmark) if args.benchmark else None,
+        "benchmark_column": args.benchmark_column or "auto",
+    }
     child_args = argparse.Namespace(**{**vars(args), "no_tearsheet": True, "run_name": v.name})
     fp = hashlib.sha256(f"{job['summary']['fingerprint']}/{v.name}".encode()).hexdigest()[:32]
-    child = backtest_job(child_args, data, job["periods"], job["qs"], job["child_history"], [], v.name, {"variant": v.name, **v.params}, fp)
+    child = backtest_job(
+        child_args,
+        data,
+        job["periods"],
+        job["qs"],
+        job["child_history"],
+        [],
+        v.name,
+        {"variant": v.name, **v.params},
+        fp,
+    )
     v.result = child["result"]
     return child
 
@@ -487,16 +601,23 @@ def sweep_fingerprint(args, sweep, ppy: float) -> str:
     """The sweep's identity: every variant's data (file hash, column, params), the window,
     periods, risk-free, the benchmark, the run name if given."""
     spec = {
-        "v": FINGERPRINT_VERSION, "sweep": True, "run_name": args.run_name, "ppy": ppy, "rf": args.risk_free,
-        "window": [str(sweep.start), str(sweep.end)], "percent": bool(args.percent), "prices": bool(args.prices),
+        "v": FINGERPRINT_VERSION,
+        "sweep": True,
+        "run_name": args.run_name,
+        "ppy": ppy,
+        "rf": args.risk_free,
+        "window": [str(sweep.start), str(sweep.end)],
+        "percent": bool(args.percent),
+        "prices": bool(args.prices),
         "variants": [[v.name, bd.sha256(v.file), v.column, v.params] for v in sweep.variants],
         "benchmark": [bd.sha256(Path(args.benchmark)) if args.benchmark else None, args.benchmark_column],
-        "params": c.parse_key_values(args.param, "--param"), "json": args.params,
-    }  # fmt: skip
+        "params": parse_key_values(args.param, "--param"),
+        "json": args.params,
+    }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def log_sweep(ctx: cli.Context, job: dict) -> None:
+def log_sweep(ctx: Context, job: dict) -> None:
     """The parent run first (incomplete until the end), each child under it (complete children of
     an interrupted sweep are kept), then the parent's ranking, picture and FINISHED."""
     store, args, summary = ctx.store, ctx.args, job["summary"]
@@ -513,7 +634,11 @@ def log_sweep(ctx: cli.Context, job: dict) -> None:
     try:
         parent = reopen(store, existing, job) if existing is not None else create_run(store, experiment, job)
         parent_id = parent["info"]["run_id"]
-        summary.update(run_id=parent_id, status="RUNNING", url=st.run_url(ctx.settings, experiment["experiment_id"], parent_id))
+        summary.update(
+            run_id=parent_id,
+            status="RUNNING",
+            url=lookups.run_url(ctx.settings, experiment["experiment_id"], parent_id),
+        )
         log_children(ctx, experiment, job, parent_id, new_parent=existing is None, progress=progress)
         finish_sweep(ctx, job, parent, progress)
     except BaseException as exc:
@@ -523,13 +648,15 @@ def log_sweep(ctx: cli.Context, job: dict) -> None:
         raise failure(store, parent, experiment["name"], exc, progress) from exc
 
 
-def log_children(ctx: cli.Context, experiment: dict, job: dict, parent_id: str, new_parent: bool, progress: Progress) -> None:
+def log_children(
+    ctx: Context, experiment: dict, job: dict, parent_id: str, new_parent: bool, progress: Progress
+) -> None:
     """Score each variant (here, CPU) while the ones before it are written (worker threads, waiting
     on the server): over HTTP the two overlap; in-process stores write one child at a time. An
     interrupt lets the children being written finish and starts no more; the parent ends FAILED."""
     from concurrent.futures import ThreadPoolExecutor
 
-    pool = ThreadPoolExecutor(max_workers=SWEEP_WRITERS if isinstance(ctx.store, st.HttpStore) else 1)
+    pool = ThreadPoolExecutor(max_workers=SWEEP_WRITERS if isinstance(ctx.store, HttpStore) else 1)
     futures = []
     try:
         for v in job["sweep"].variants:
@@ -548,7 +675,7 @@ def log_children(ctx: cli.Context, experiment: dict, job: dict, parent_id: str, 
     rank_children(job)
 
 
-def finish_sweep(ctx: cli.Context, job: dict, parent: dict, progress: Progress) -> None:
+def finish_sweep(ctx: Context, job: dict, parent: dict, progress: Progress) -> None:
     store, summary = ctx.store, job["summary"]
     run_id, start_ms = parent["info"]["run_id"], int(parent["info"].get("start_time") or time.time() * 1000)
     metrics = [{"key": k, "value": v, "timestamp": start_ms, "step": 0} for k, v in summary["metrics"].items()]
@@ -558,26 +685,30 @@ def finish_sweep(ctx: cli.Context, job: dict, parent: dict, progress: Progress) 
         folder = Path(tmp)
         files = [folder / "ranking.csv", folder / "ranking.json", folder / "equity.png"]
         files[0].write_text(sw.ranking_csv(job["rows"]))
-        files[1].write_text(c.to_json(c.json_safe({"ranking": job["rows"], "deflated_sharpe": summary["deflated_sharpe"]})))
+        files[1].write_text(to_json(json_safe({"ranking": job["rows"], "deflated_sharpe": summary["deflated_sharpe"]})))
         sw.equity_png(job["sweep"], job["rows"], files[2], summary["run_name"])
-        summary["artifacts"] = progress.artifacts = upload_artifacts(ctx, parent["info"].get("artifact_uri") or "", files)
+        summary["artifacts"] = progress.artifacts = upload_artifacts(
+            ctx, parent["info"].get("artifact_uri") or "", files
+        )
     delete_tag(store, run_id, INCOMPLETE_TAG)
-    store.post(f"{st.API}/runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": int(time.time() * 1000)})
+    store.post(
+        f"{lookups.API}/runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": int(time.time() * 1000)}
+    )
     summary["status"] = "FINISHED"
     progress.step()
 
 
 def check_args(args) -> None:
     if args.periods_per_year is not None and not (args.periods_per_year > 0 and math.isfinite(args.periods_per_year)):
-        raise c.UsageError("--periods-per-year must be a positive number, e.g. 252")
+        raise UsageError("--periods-per-year must be a positive number, e.g. 252")
     if not math.isfinite(args.risk_free) or not -1 < args.risk_free < 1:
-        raise c.UsageError("--risk-free is an annual rate as a fraction, e.g. 0.04 for 4 %")
+        raise UsageError("--risk-free is an annual rate as a fraction, e.g. 0.04 for 4 %")
     if args.benchmark_prices and not (args.benchmark or args.benchmark_column):
-        raise c.UsageError("--benchmark-prices needs --benchmark FILE or --benchmark-column NAME")
+        raise UsageError("--benchmark-prices needs --benchmark FILE or --benchmark-column NAME")
     if args.history_points is not None and not 2 <= args.history_points <= MAX_HISTORY_POINTS:
-        raise c.UsageError(f"--history-points must be between 2 and {MAX_HISTORY_POINTS:,}, e.g. 5000")
+        raise UsageError(f"--history-points must be between 2 and {MAX_HISTORY_POINTS:,}, e.g. 5000")
     if args.no_history and (args.history_points or args.full_history):
-        raise c.UsageError("--no-history logs no histories: drop --history-points/--full-history, or drop --no-history")
+        raise UsageError("--no-history logs no histories: drop --history-points/--full-history, or drop --no-history")
 
 
 def history_plan(args, bars: int) -> int | None:
@@ -590,7 +721,7 @@ def history_plan(args, bars: int) -> int | None:
     if bars > BIG_HISTORY_BARS and not args.full_history:
         points = 2 * bars
         minutes = points / 1000 * SECONDS_PER_1000_POINTS / 60
-        raise c.UsageError(
+        raise UsageError(
             f"{bars:,} bars make {points:,} history points: about {minutes:.0f} min of logging "
             f"({-(-points // BATCH_METRICS):,} log-batch requests at ~{SECONDS_PER_1000_POINTS} s per 1,000 points). "
             "Pass --history-points 5000 (a resampled curve; the metrics still use every bar), --no-history, "
@@ -620,7 +751,9 @@ def periods_per_year(args, local_index, notes: list[str]) -> tuple[float, str]:
     return ppy, "inferred: " + how
 
 
-def backtest_job(args, data: dict, periods: tuple[float, str], qs, history, notes, run_name, extra_params=None, fp=None) -> dict:
+def backtest_job(
+    args, data: dict, periods: tuple[float, str], qs, history, notes, run_name, extra_params=None, fp=None
+) -> dict:
     """One backtest's metrics, params (yours, the data's facts, a sweep variant's), tags and summary."""
     ppy, how = periods
     params, user_tags = collect_params(args, data, ppy, str(getattr(qs, "__version__", "unknown")))
@@ -634,22 +767,52 @@ def backtest_job(args, data: dict, periods: tuple[float, str], qs, history, note
         if key in result["facts"]:
             tags[f"backtest.{key}"] = result["facts"][key]
     if result["undefined"]:
-        tags[UNDEFINED_TAG] = c.truncate(", ".join(result["undefined"]), MAX_TAG_VALUE)
+        tags[UNDEFINED_TAG] = truncate(", ".join(result["undefined"]), MAX_TAG_VALUE)
     if history is not None:
-        tags[ROLLING_TAG] = f"{bp.rolling_window(ppy, len(returns))} bars (rolling_sharpe, rolling_volatility: annualised)"
+        tags[ROLLING_TAG] = (
+            f"{bp.rolling_window(ppy, len(returns))} bars (rolling_sharpe, rolling_volatility: annualised)"
+        )
     if history is not None and history < len(returns):
-        tags[HISTORY_TAG] = f"resampled: {history:,} of {len(returns):,} bars (equity at each bucket's last bar, each bucket's deepest drawdown)"
+        tags[HISTORY_TAG] = (
+            f"resampled: {history:,} of {len(returns):,} bars (equity at each bucket's last bar, each bucket's deepest drawdown)"
+        )
     summary: dict[str, Any] = {
-        "dry_run": bool(args.dry_run), "action": None, "experiment": args.experiment, "experiment_id": None,
-        "experiment_status": None, "run_name": run_name, "run_id": None, "status": None, "url": None,
-        "fingerprint": fp or fingerprint(args, data, params), "previous": None,
-        "periods_per_year": ppy, "periods_per_year_how": how, "risk_free": args.risk_free,
-        "data": {k: v for k, v in params.items() if k.startswith("data.")}, "notes": notes,
-        "metrics": result["metrics"], "undefined_metrics": result["undefined"],
-        "undefined_reasons": result["reasons"], "params": params, "tags": tags,
-        "histories": {}, "history_resampled": tags.get(HISTORY_TAG), "artifacts": [], "requests": {},
-    }  # fmt: skip
-    return {"args": args, "data": data, "result": result, "params": params, "tags": tags, "summary": summary, "qs": qs, "history": history}
+        "dry_run": bool(args.dry_run),
+        "action": None,
+        "experiment": args.experiment,
+        "experiment_id": None,
+        "experiment_status": None,
+        "run_name": run_name,
+        "run_id": None,
+        "status": None,
+        "url": None,
+        "fingerprint": fp or fingerprint(args, data, params),
+        "previous": None,
+        "periods_per_year": ppy,
+        "periods_per_year_how": how,
+        "risk_free": args.risk_free,
+        "data": {k: v for k, v in params.items() if k.startswith("data.")},
+        "notes": notes,
+        "metrics": result["metrics"],
+        "undefined_metrics": result["undefined"],
+        "undefined_reasons": result["reasons"],
+        "params": params,
+        "tags": tags,
+        "histories": {},
+        "history_resampled": tags.get(HISTORY_TAG),
+        "artifacts": [],
+        "requests": {},
+    }
+    return {
+        "args": args,
+        "data": data,
+        "result": result,
+        "params": params,
+        "tags": tags,
+        "summary": summary,
+        "qs": qs,
+        "history": history,
+    }
 
 
 def fingerprint(args, data: dict, params: dict[str, str]) -> str:
@@ -667,14 +830,14 @@ def fingerprint(args, data: dict, params: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def log_run(ctx: cli.Context, job: dict) -> None:
+def log_run(ctx: Context, job: dict) -> None:
     """Find this backtest's run (same fingerprint) or create it, then write it in an order that
     leaves a killed run visibly incomplete. Interrupts and failures end the run FAILED."""
     experiment = resolve_experiment(ctx.store, ctx.args, job["summary"])
     log_into(ctx, experiment, job)
 
 
-def log_into(ctx: cli.Context, experiment: dict, job: dict) -> None:
+def log_into(ctx: Context, experiment: dict, job: dict) -> None:
     """log_run once the experiment is known (a sweep logs each child this way)."""
     store, summary = ctx.store, job["summary"]
     summary.update(experiment=experiment["name"], experiment_id=experiment["experiment_id"])
@@ -685,12 +848,16 @@ def log_into(ctx: cli.Context, experiment: dict, job: dict) -> None:
     refuse_live_writer(existing)
     points = job_points(job)
     scalars = len(job["result"]["metrics"]) + len(job["params"]) + len(job["tags"])
-    progress = Progress(total=max(1, -(-scalars // BATCH_METRICS)) + -(-len(points) // BATCH_METRICS) + 2, points_total=len(points))
+    progress = Progress(
+        total=max(1, -(-scalars // BATCH_METRICS)) + -(-len(points) // BATCH_METRICS) + 2, points_total=len(points)
+    )
     run = existing
     try:
         run = reopen(store, existing, job) if existing is not None else create_run(store, experiment, job)
-        summary.update(run_id=run["info"]["run_id"], run_name=st.run_name(run) or summary["run_name"], status="RUNNING")
-        summary["url"] = st.run_url(ctx.settings, experiment["experiment_id"], summary["run_id"])
+        summary.update(
+            run_id=run["info"]["run_id"], run_name=lookups.run_name(run) or summary["run_name"], status="RUNNING"
+        )
+        summary["url"] = lookups.run_url(ctx.settings, experiment["experiment_id"], summary["run_id"])
         write_run(ctx, job, run, progress, points)
     except BaseException as exc:
         run = run or getattr(exc, "run", None)
@@ -698,18 +865,21 @@ def log_into(ctx: cli.Context, experiment: dict, job: dict) -> None:
             raise
         if summary["status"] == "FINISHED":  # complete: an interrupt now must not mark it FAILED
             if isinstance(exc, rw.Interrupted):
-                raise c.SkillError(f"interrupted by {exc.signame} after run {run['info']['run_id']} was FINISHED (complete)", exit_code=exc.exit_code) from None
+                raise SkillError(
+                    f"interrupted by {exc.signame} after run {run['info']['run_id']} was FINISHED (complete)",
+                    exit_code=exc.exit_code,
+                ) from None
             raise
         raise failure(store, run, experiment["name"], exc, progress) from exc
 
 
 def refuse_live_writer(existing: dict | None) -> None:
     if existing is not None and existing["info"]["status"] == "RUNNING" and rw.writer_alive(existing):
-        raise c.SkillError(
+        raise SkillError(
             f"run {existing['info']['run_id']} with the same fingerprint is being logged right now "
-            f"({st.run_tags(existing).get(rw.WRITER_TAG, 'another process')}): wait for it to finish and re-run, "
+            f"({lookups.run_tags(existing).get(rw.WRITER_TAG, 'another process')}): wait for it to finish and re-run, "
             "or pass --force-new to log a separate run",
-            exit_code=c.EXIT_ERROR,
+            exit_code=EXIT_ERROR,
         )
 
 
@@ -723,25 +893,27 @@ def job_points(job: dict) -> list[dict]:
     return points + analysis_points(data, job["summary"]["periods_per_year"], job["history"])
 
 
-def resolve_experiment(store: st.Store, args, summary: dict) -> dict:
+def resolve_experiment(store: Store, args, summary: dict) -> dict:
     """The experiment by its exact name. A missing one whose name is close to an existing one is
     refused (exit 3) with the candidates unless --create-experiment; any creation is reported."""
     name = args.experiment.strip()
-    if name and st._experiment_by_name(store, name) is None and not args.create_experiment:
-        near = st.near_experiment_names(store, name)
+    if name and lookups._experiment_by_name(store, name) is None and not args.create_experiment:
+        near = lookups.near_experiment_names(store, name)
         if near:
-            listed = ", ".join(repr(e["name"]) + (" (deleted)" if e.get("lifecycle_stage") == "deleted" else "") for e in near)
-            raise c.NotFoundError(
+            listed = ", ".join(
+                repr(e["name"]) + (" (deleted)" if e.get("lifecycle_stage") == "deleted" else "") for e in near
+            )
+            raise NotFoundError(
                 f"no experiment named {name!r}; close names exist: {listed}: pass --experiment with the one you mean, "
                 f"or add --create-experiment to create {name!r}"
             )
-    experiment, status = st.ensure_experiment(store, name)
+    experiment, status = lookups.ensure_experiment(store, name)
     experiment.pop("_unapplied", None)
     summary["experiment_status"] = status
     return experiment
 
 
-def find_same(store: st.Store, experiment_id: str, fp: str) -> dict | None:
+def find_same(store: Store, experiment_id: str, fp: str) -> dict | None:
     """This backtest's run: the newest complete FINISHED one, else the newest other (to complete)."""
     body = {
         "experiment_ids": [experiment_id],
@@ -749,22 +921,26 @@ def find_same(store: st.Store, experiment_id: str, fp: str) -> dict | None:
         "run_view_type": "ACTIVE_ONLY",
         "order_by": ["attributes.start_time DESC"],
     }
-    runs = list(st.paged(store, f"{st.API}/runs/search", body, "runs", limit=50))
+    runs = list(lookups.paged(store, f"{lookups.API}/runs/search", body, "runs", limit=50))
     complete = [r for r in runs if is_complete(r)]
     return (complete or runs or [None])[0]
 
 
 def is_complete(run: dict) -> bool:
-    return run["info"].get("status") == "FINISHED" and INCOMPLETE_TAG not in st.run_tags(run)
+    return run["info"].get("status") == "FINISHED" and INCOMPLETE_TAG not in lookups.run_tags(run)
 
 
-def find_by_request(store: st.Store, experiment_id: str, request_id: str, wait_s: float) -> dict | None:
+def find_by_request(store: Store, experiment_id: str, request_id: str, wait_s: float) -> dict | None:
     """The run a lost runs/create made, by its request id; polls up to wait_s for a slow create."""
-    body = {"experiment_ids": [experiment_id], "filter": f"tags.`{REQUEST_TAG}` = '{request_id}'", "run_view_type": "ALL"}
+    body = {
+        "experiment_ids": [experiment_id],
+        "filter": f"tags.`{REQUEST_TAG}` = '{request_id}'",
+        "run_view_type": "ALL",
+    }
     deadline = time.monotonic() + wait_s
     while True:
-        with contextlib.suppress(c.ConnectionFailure, c.ServerError):
-            runs = store.post(f"{st.API}/runs/search", body, what="finding the created run").get("runs") or []
+        with contextlib.suppress(ConnectionFailure, ServerError):
+            runs = store.post(f"{lookups.API}/runs/search", body, what="finding the created run").get("runs") or []
             if runs:
                 return runs[0]
         if time.monotonic() >= deadline:
@@ -783,7 +959,7 @@ def creation_tags(job: dict, request_id: str) -> dict[str, str]:
     }
 
 
-def create_run(store: st.Store, experiment: dict, job: dict) -> dict:
+def create_run(store: Store, experiment: dict, job: dict) -> dict:
     """runs/create is sent once. When its answer is lost (timeout, 502/504, dropped connection),
     the run it may have made is found by the request id tag and used, never created twice."""
     import uuid
@@ -791,33 +967,39 @@ def create_run(store: st.Store, experiment: dict, job: dict) -> dict:
     summary, exp_id = job["summary"], experiment["experiment_id"]
     request_id = uuid.uuid4().hex
     tags = creation_tags(job, request_id)
-    body = {"experiment_id": exp_id, "run_name": summary["run_name"], "start_time": int(time.time() * 1000),
-            "tags": [{"key": k, "value": str(v)} for k, v in tags.items()]}  # fmt: skip
+    body = {
+        "experiment_id": exp_id,
+        "run_name": summary["run_name"],
+        "start_time": int(time.time() * 1000),
+        "tags": [{"key": k, "value": str(v)} for k, v in tags.items()],
+    }
     summary["action"] = "created"
     try:
-        return store.post(f"{st.API}/runs/create", body, what="creating a run")["run"]
-    except st.RequestUnanswered as exc:
+        return store.post(f"{lookups.API}/runs/create", body, what="creating a run")["run"]
+    except RequestUnanswered as exc:
         wait_s = max(5.0, 2 * store.settings.timeout)
         run = find_by_request(store, exp_id, request_id, wait_s)
         if run is None:
-            raise c.ConnectionFailure(
+            raise ConnectionFailure(
                 f"{exc}. No run with tag {REQUEST_TAG}={request_id} appeared in experiment {experiment['name']!r} within "
                 f"{wait_s:g}s; if the server still creates it, it stays RUNNING and tagged {INCOMPLETE_TAG}: re-run the same "
                 "command to complete it (it finds the run by its fingerprint), or see it with "
-                f"`uv run scripts/query_experiments.py failed --experiment {st.shlex_quote(experiment['name'])}`"
+                f"`uv run scripts/query_experiments.py failed --experiment {lookups.shlex_quote(experiment['name'])}`"
             ) from exc
-        summary["notes"].append(f"the answer to runs/create was lost ({exc.path}); continued with the run it created, found by its request id")
+        summary["notes"].append(
+            f"the answer to runs/create was lost ({exc.path}); continued with the run it created, found by its request id"
+        )
         return run
     except rw.Interrupted as exc:
         exc.run = find_by_request(store, exp_id, request_id, 0)
         raise
 
 
-def reopen(store: st.Store, run: dict, job: dict) -> dict:
+def reopen(store: Store, run: dict, job: dict) -> dict:
     """Continue a FAILED, KILLED or abandoned RUNNING run with the same fingerprint: mark it
     incomplete and RUNNING again; write_run then logs everything (MLflow skips identical metric
     points and params), and FINISHED comes last."""
-    info, tags = run["info"], st.run_tags(run)
+    info, tags = run["info"], lookups.run_tags(run)
     summary = job["summary"]
     summary["action"] = "completed"
     summary["previous"] = {"status": info["status"], "error": tags.get(ERROR_TAG), "missing": tags.get(INCOMPLETE_TAG)}
@@ -825,42 +1007,57 @@ def reopen(store: st.Store, run: dict, job: dict) -> dict:
     set_tag(store, info["run_id"], rw.WRITER_TAG, rw.writer_id())
     delete_tag(store, info["run_id"], ERROR_TAG)
     if info["status"] != "RUNNING":
-        store.post(f"{st.API}/runs/update", {"run_id": info["run_id"], "status": "RUNNING"}, what="reopening the run")
+        store.post(
+            f"{lookups.API}/runs/update", {"run_id": info["run_id"], "status": "RUNNING"}, what="reopening the run"
+        )
     return run
 
 
-def write_run(ctx: cli.Context, job: dict, run: dict, progress: Progress, points: list[dict]) -> None:
+def write_run(ctx: Context, job: dict, run: dict, progress: Progress, points: list[dict]) -> None:
     """Order: (at creation: the incomplete tag) scalars+params+tags, histories, artifacts, then the
     incomplete tag removed, then FINISHED. Metric timestamps are the run's start so a re-run
     writes identical points, which MLflow stores once."""
     store, summary = ctx.store, job["summary"]
     run_id, start_ms = run["info"]["run_id"], int(run["info"].get("start_time") or time.time() * 1000)
-    metric_list = [{"key": k, "value": v, "timestamp": start_ms, "step": 0} for k, v in job["result"]["metrics"].items()]
+    metric_list = [
+        {"key": k, "value": v, "timestamp": start_ms, "step": 0} for k, v in job["result"]["metrics"].items()
+    ]
     summary["requests"]["scalars"] = log_batches(store, run_id, metric_list, job["params"], job["tags"], progress)
     progress.scalars = True
     if points:
-        set_tag(store, run_id, INCOMPLETE_TAG, "missing: histories, artifacts (re-run the same log_backtest.py command to complete it)")
+        set_tag(
+            store,
+            run_id,
+            INCOMPLETE_TAG,
+            "missing: histories, artifacts (re-run the same log_backtest.py command to complete it)",
+        )
         log_histories(store, run_id, points, progress)
         summary["histories"] = {k: n for k in HISTORY_KEYS if (n := sum(1 for p in points if p["key"] == k))}
         summary["requests"]["histories"] = -(-len(points) // BATCH_METRICS)
-    set_tag(store, run_id, INCOMPLETE_TAG, "missing: artifacts (re-run the same log_backtest.py command to complete it)")
+    set_tag(
+        store, run_id, INCOMPLETE_TAG, "missing: artifacts (re-run the same log_backtest.py command to complete it)"
+    )
     summary["artifacts"] = progress.artifacts = write_artifacts(ctx, job, run)
     progress.step()
     delete_tag(store, run_id, INCOMPLETE_TAG)
-    store.post(f"{st.API}/runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": int(time.time() * 1000)})
+    store.post(
+        f"{lookups.API}/runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": int(time.time() * 1000)}
+    )
     summary["status"] = "FINISHED"
     progress.step()
 
 
-def write_artifacts(ctx: cli.Context, job: dict, run: dict) -> list[str]:
+def write_artifacts(ctx: Context, job: dict, run: dict) -> list[str]:
     args, summary, data = job["args"], job["summary"], job["data"]
     with tempfile.TemporaryDirectory(prefix="log-backtest-") as tmp:
         folder = Path(tmp)
         files = [folder / "returns.csv", folder / "metrics.json", folder / bp.PERIODS_ARTIFACT]
         files[0].write_text(normalised_csv(data))
-        files[2].write_text(c.to_json(c.json_safe(bp.periods_document(job["qs"], bm.local_axis(data)[0], summary["periods_per_year"]))))
+        files[2].write_text(
+            to_json(json_safe(bp.periods_document(job["qs"], bm.local_axis(data)[0], summary["periods_per_year"])))
+        )
         files[1].write_text(
-            c.to_json(
+            to_json(
                 {
                     "metrics": job["result"]["metrics"],
                     "undefined_metrics": job["result"]["undefined"],
@@ -874,38 +1071,49 @@ def write_artifacts(ctx: cli.Context, job: dict, run: dict) -> list[str]:
         )
         if not args.no_tearsheet:
             files.append(folder / "tearsheet.html")
-            bm.write_tearsheet(job["qs"], data, args.risk_free, summary["periods_per_year"], summary["run_name"], files[-1])
+            bm.write_tearsheet(
+                job["qs"], data, args.risk_free, summary["periods_per_year"], summary["run_name"], files[-1]
+            )
         return upload_artifacts(ctx, run["info"].get("artifact_uri") or "", files)
 
 
-def failure(store: st.Store, run: dict, experiment: str, exc: BaseException, progress: Progress) -> c.SkillError:
+def failure(store: Store, run: dict, experiment: str, exc: BaseException, progress: Progress) -> SkillError:
     """Mark the run FAILED with the reason; the error says truly what was written and what was not."""
     run_id = run["info"]["run_id"]
     with rw.uninterrupted():
         if isinstance(exc, (rw.Interrupted, KeyboardInterrupt)):
             signame, why = (exc.signame, exc.why) if isinstance(exc, rw.Interrupted) else ("SIGINT", "")
-            message, code = f"interrupted by {signame}{why} after {progress.done} of {progress.total} steps", 128 + (15 if signame == "SIGTERM" else 2)
+            message, code = (
+                f"interrupted by {signame}{why} after {progress.done} of {progress.total} steps",
+                128 + (15 if signame == "SIGTERM" else 2),
+            )
         else:
-            message = str(exc) if isinstance(exc, c.SkillError) else f"{type(exc).__name__}: {exc}"
-            message = c.scrub(" ".join(message.split()))[:500] or type(exc).__name__
-            code = exc.exit_code if isinstance(exc, c.SkillError) else c.EXIT_ERROR
+            message = str(exc) if isinstance(exc, SkillError) else f"{type(exc).__name__}: {exc}"
+            message = scrub(" ".join(message.split()))[:500] or type(exc).__name__
+            code = exc.exit_code if isinstance(exc, SkillError) else EXIT_ERROR
         tagged, marked = mark_failed(store, run_id, message)
     if marked:
-        state = f"marked FAILED (reason in tag {ERROR_TAG})" if tagged else f"marked FAILED (the reason tag {ERROR_TAG} could not be written)"
+        state = (
+            f"marked FAILED (reason in tag {ERROR_TAG})"
+            if tagged
+            else f"marked FAILED (the reason tag {ERROR_TAG} could not be written)"
+        )
     else:
         state = f"left RUNNING, never FINISHED (the server could not be told it failed; tag {INCOMPLETE_TAG} says what is missing)"
-    return c.SkillError(
+    return SkillError(
         f"run {run_id} in experiment {experiment!r} {state}: {message}. Written: {progress.written()}. "
         "Re-run the same command to complete it",
         exit_code=code,
     )
 
 
-def report_existing(ctx: cli.Context, summary: dict, run: dict) -> None:
+def report_existing(ctx: Context, summary: dict, run: dict) -> None:
     """Already logged: report the run, write nothing."""
     info = run["info"]
-    summary.update(action="already_logged", run_id=info["run_id"], run_name=st.run_name(run), status=info["status"])
-    summary["url"] = st.run_url(ctx.settings, summary["experiment_id"], info["run_id"])
+    summary.update(
+        action="already_logged", run_id=info["run_id"], run_name=lookups.run_name(run), status=info["status"]
+    )
+    summary["url"] = lookups.run_url(ctx.settings, summary["experiment_id"], info["run_id"])
     summary["histories"] = {}
     summary["artifacts"] = []
 
@@ -914,8 +1122,8 @@ def fmt_metric(key: str, value: float | None) -> str:
     if value is None:
         return "undefined"
     if key.removeprefix("benchmark_") in bm.PCT_KEYS:
-        return f"{c.fmt_num(value * 100)} %"
-    return c.fmt_num(value)
+        return f"{fmt_num(value * 100)} %"
+    return fmt_num(value)
 
 
 def headline_line(s: dict) -> list[str]:
@@ -934,7 +1142,7 @@ def headline_line(s: dict) -> list[str]:
     lines = [f"Logged run **{s['run_name']}** (id {s['run_id']}) {where}: {s['status']}", ""]
     previous = s.get("previous")
     if s["action"] == "completed" and previous:
-        why = f"FAILED: {c.truncate(previous['error'], 160)}" if previous.get("error") else previous["status"]
+        why = f"FAILED: {truncate(previous['error'], 160)}" if previous.get("error") else previous["status"]
         if previous["status"] == "RUNNING":
             why = "RUNNING, left by a process that is gone"
         lines.append(f"- completed an earlier run of this backtest (it was {why}); no new run created")
@@ -953,16 +1161,23 @@ def data_lines(s: dict) -> list[str]:
         f"- data: {d['data.file']} column {d['data.column']} ({d['data.kind']}), {d['data.periods']} bars "
         f"{d['data.start'][:19]} to {d['data.end'][:19]}{bench}"
     )
-    lines.append(f"- periods per year: {c.fmt_num(s['periods_per_year'])} ({s['periods_per_year_how']}); risk-free {c.fmt_num(s['risk_free'])} a year")
+    lines.append(
+        f"- periods per year: {fmt_num(s['periods_per_year'])} ({s['periods_per_year_how']}); risk-free {fmt_num(s['risk_free'])} a year"
+    )
     lines += [f"- note: {note}" for note in s["notes"]]
     return lines
 
 
 def after_lines(s: dict) -> list[str]:
     verb = "would be logged" if s["dry_run"] else "logged" if s["action"] != "already_logged" else "in the run"
-    lines = ["", f"- {len(s['metrics'])} metrics {verb} (all of them: --format json, or the backtest/metrics.json artifact)"]
+    lines = [
+        "",
+        f"- {len(s['metrics'])} metrics {verb} (all of them: --format json, or the backtest/metrics.json artifact)",
+    ]
     if s["undefined_metrics"]:
-        lines.append(f"- undefined for this data, not logged (tag {UNDEFINED_TAG}): {', '.join(s['undefined_metrics'])}")
+        lines.append(
+            f"- undefined for this data, not logged (tag {UNDEFINED_TAG}): {', '.join(s['undefined_metrics'])}"
+        )
     if s["histories"]:
         lines.append(f"- histories: {', '.join(f'{k} ({v} steps)' for k, v in s['histories'].items())}")
         if s.get("history_resampled"):
@@ -972,13 +1187,13 @@ def after_lines(s: dict) -> list[str]:
     return lines
 
 
-def shape(s: dict) -> cli.View:
+def shape(s: dict) -> View:
     headline = HEADLINE + (BENCH_HEADLINE if any(k.startswith("benchmark_") for k in s["metrics"]) else [])
     rows = [[label, fmt_metric(k, s["metrics"].get(k)), k] for k, label in headline]
-    return cli.View(
-        data=c.json_safe(s),
+    return View(
+        data=json_safe(s),
         lines=[*headline_line(s), *data_lines(s), ""],
-        table=cli.Table(["metric", "value", "key"], rows, raw=[[label, s["metrics"].get(k), k] for k, label in headline]),
+        table=Table(["metric", "value", "key"], rows, raw=[[label, s["metrics"].get(k), k] for k, label in headline]),
         after=after_lines(s),
     )
 
@@ -986,7 +1201,7 @@ def shape(s: dict) -> cli.View:
 def main(argv: list[str] | None = None, watch: bool = False) -> int:
     if watch:
         rw.watch_parent()
-    return cli.run_main(build_parser(), command, argv, SCRIPT)
+    return run_main(build_parser(), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":

@@ -58,26 +58,51 @@ Examples:
   uv run scripts/query_experiments.py export --experiment btc-momentum --output runs.csv
 """
 
-
 import argparse
 import json
 import math
 import shlex
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import _cli as cli
-import _health as health
-import _registry as registry
-import _runcolumns as rc
-import _runcompare as cmp
-import _runexport as export
-import _runsearch as rs
-import _common as c
-import _directions
-import _store as st
+from mlflow_skill.cli.frame import (
+    Context,
+    add_output_args,
+    add_run_ids,
+    add_subcommand,
+    check_output_target,
+    make_parser,
+    one_run_id,
+    run_ids,
+    run_main,
+)
+from mlflow_skill.cli.view import Table, View
+from mlflow_skill.core.errors import NotFoundError, ServerError, UsageError
+from mlflow_skill.core.files import write_atomic
+from mlflow_skill.core.formatting import (
+    fmt_bytes,
+    fmt_duration,
+    fmt_num,
+    fmt_time,
+    fmt_value,
+    iso_time,
+    json_safe,
+    md_table,
+    safe_text,
+    truncate,
+)
+from mlflow_skill.core.values import parse_duration_ms, to_float
+from mlflow_skill.quant import catalog
+from mlflow_skill.registry import read as registry
+from mlflow_skill.runs import columns as rc
+from mlflow_skill.runs import compare as cmp
+from mlflow_skill.runs import export, health
+from mlflow_skill.runs import search as rs
+from mlflow_skill.store import lookups
+from mlflow_skill.store.transport import Store
 
 SCRIPT = "query_experiments.py"
 PROG = f"uv run scripts/{SCRIPT}"
@@ -87,32 +112,45 @@ FORMATS = ("markdown", "json", "csv")
 # =============================================================================================
 # Commands
 # =============================================================================================
-def query_for(ctx: cli.Context, order_by: list[str] | None = None, extra: list[str] | None = None) -> rs.Query:
+def query_for(ctx: Context, order_by: list[str] | None = None, extra: list[str] | None = None) -> rs.Query:
     """The run query a search command's --experiment, --filter and --view describe."""
     args = ctx.args
-    return rs.build_query(ctx.store, args.experiment, args.filter, order_by, extra, getattr(args, "view", None) or "active")
+    return rs.build_query(
+        ctx.store, args.experiment, args.filter, order_by, extra, getattr(args, "view", None) or "active"
+    )
 
 
-def cmd_experiments(ctx: cli.Context) -> int:
+def cmd_experiments(ctx: Context) -> int:
     args = ctx.args
     body = experiments_request(args)
-    answer = st.check_page(ctx.store, f"{st.API}/experiments/search", ctx.store.post(f"{st.API}/experiments/search", body), "experiments")
+    answer = lookups.check_page(
+        ctx.store,
+        f"{lookups.API}/experiments/search",
+        ctx.store.post(f"{lookups.API}/experiments/search", body),
+        "experiments",
+    )
     experiments = answer.get("experiments", [])
     token = answer.get("next_page_token") or None
-    counts = {e["experiment_id"]: count_runs(ctx.store, e["experiment_id"], args.count_limit) for e in experiments} if args.count_runs else {}
-    ctx.emit(experiments_view(args, body, [experiment_record(e, counts) for e in experiments], token, ctx.next_page(token)))
+    counts = (
+        {e["experiment_id"]: count_runs(ctx.store, e["experiment_id"], args.count_limit) for e in experiments}
+        if args.count_runs
+        else {}
+    )
+    ctx.emit(
+        experiments_view(args, body, [experiment_record(e, counts) for e in experiments], token, ctx.next_page(token))
+    )
     return 0
 
 
 def experiments_request(args: argparse.Namespace) -> dict:
     clauses = [args.filter] if args.filter else []
     if args.max_results < 1 or (args.count_runs and args.count_limit < 1):
-        raise c.UsageError("--max-results and --count-limit must be at least 1")
+        raise UsageError("--max-results and --count-limit must be at least 1")
     if args.name_like and len(args.name_like) > 500:
-        raise c.UsageError("--name-like is longer than any experiment name (at most 500 characters)")
+        raise UsageError("--name-like is longer than any experiment name (at most 500 characters)")
     if args.name_like:
         if "'" in args.name_like:
-            raise c.UsageError("--name-like cannot contain a single quote: use --filter \"name LIKE '...'\"")
+            raise UsageError("--name-like cannot contain a single quote: use --filter \"name LIKE '...'\"")
         clauses.append(f"name ILIKE '%{args.name_like}%'")
     body: dict[str, Any] = {"view_type": rs.VIEWS[args.view], "max_results": args.max_results}
     if clauses:
@@ -124,29 +162,49 @@ def experiments_request(args: argparse.Namespace) -> dict:
     return body
 
 
-def experiments_view(args: argparse.Namespace, body: dict, rows: list[dict], token: str | None, next_cmd: str | None) -> cli.View:
+def experiments_view(
+    args: argparse.Namespace, body: dict, rows: list[dict], token: str | None, next_cmd: str | None
+) -> View:
     counted = bool(args.count_runs)
     headers = ["name", "id", "lifecycle", "last update", *(["runs"] if counted else []), "description", "tags"]
 
     def cells(r: dict, raw: bool) -> list:
         tags = ", ".join(f"{k}={v}" for k, v in r["tags"].items())
         if raw:
-            return [r["name"], r["id"], r["lifecycle"], r["last_update"], *([r["runs"]] if counted else []), r["description"] or "", tags]
+            return [
+                r["name"],
+                r["id"],
+                r["lifecycle"],
+                r["last_update"],
+                *([r["runs"]] if counted else []),
+                r["description"] or "",
+                tags,
+            ]
         return [
-            c.truncate(r["name"], 50), r["id"], r["lifecycle"], c.fmt_time(r["last_update_ms"]),
-            *([r["runs"]] if counted else []), c.truncate(r["description"] or "", 40), c.truncate(tags, 60),
-        ]  # fmt: skip
+            truncate(r["name"], 50),
+            r["id"],
+            r["lifecycle"],
+            fmt_time(r["last_update_ms"]),
+            *([r["runs"]] if counted else []),
+            truncate(r["description"] or "", 40),
+            truncate(tags, 60),
+        ]
 
-    title = f"{len(rows)} {args.view} experiment{'s' if len(rows) != 1 else ''}" + (f" matching `{body['filter']}`" if "filter" in body else "")
+    title = f"{len(rows)} {args.view} experiment{'s' if len(rows) != 1 else ''}" + (
+        f" matching `{body['filter']}`" if "filter" in body else ""
+    )
     after = []
     if counted:
-        after = ["", f"runs: active runs, counted up to {args.count_limit} ({args.count_limit}+ means at least that many)"]
+        after = [
+            "",
+            f"runs: active runs, counted up to {args.count_limit} ({args.count_limit}+ means at least that many)",
+        ]
     elif rows:
         after = ["", "run counts: add --count-runs (one search per experiment)"]
-    return cli.View(
+    return View(
         data={"experiments": rows},
         lines=[title, *([""] if rows else [])],
-        table=cli.Table(headers, [cells(r, False) for r in rows], [cells(r, True) for r in rows]),
+        table=Table(headers, [cells(r, False) for r in rows], [cells(r, True) for r in rows]),
         after=after,
         next_command=next_cmd,
         next_token=token,
@@ -154,97 +212,117 @@ def experiments_view(args: argparse.Namespace, body: dict, rows: list[dict], tok
     )
 
 
-def count_runs(store: st.Store, experiment_id: str, cap: int) -> str:
+def count_runs(store: Store, experiment_id: str, cap: int) -> str:
     body = {"experiment_ids": [experiment_id], "run_view_type": "ACTIVE_ONLY"}
-    n = sum(1 for _ in st.paged(store, rs.SEARCH_RUNS, body, "runs", limit=cap, page_size=min(cap, 1000)))
+    n = sum(1 for _ in lookups.paged(store, rs.SEARCH_RUNS, body, "runs", limit=cap, page_size=min(cap, 1000)))
     return f"{n}+" if n >= cap else str(n)
 
 
 def experiment_record(exp: dict, counts: dict[str, str]) -> dict:
-    tags = st.kv(exp.get("tags"))
+    tags = lookups.kv(exp.get("tags"))
     return {
         "id": exp["experiment_id"],
         "name": exp["name"],
         "lifecycle": exp.get("lifecycle_stage"),
         "last_update_ms": exp.get("last_update_time"),
-        "last_update": c.iso_time(exp.get("last_update_time")),
-        "description": tags.get(st.DESCRIPTION_TAG),
+        "last_update": iso_time(exp.get("last_update_time")),
+        "description": tags.get(lookups.DESCRIPTION_TAG),
         "tags": rc.user_tags(tags),
         "artifact_location": exp.get("artifact_location"),
         **({"runs": counts[exp["experiment_id"]]} if counts else {}),
     }
 
 
-def cmd_runs(ctx: cli.Context) -> int:
+def cmd_runs(ctx: Context) -> int:
     args = ctx.args
     query = query_for(ctx, args.order_by)
     page = rs.fetch_page(ctx.store, query, args.max_results, args.page_token)
-    ctx.emit(rc.runs_view(query, page, "Runs", rc.parse_columns(args.columns), next_command=ctx.next_page(page.next_token)))
+    ctx.emit(
+        rc.runs_view(query, page, "Runs", rc.parse_columns(args.columns), next_command=ctx.next_page(page.next_token))
+    )
     return 0
 
 
-def cmd_run(ctx: cli.Context) -> int:
+def cmd_run(ctx: Context) -> int:
     if ctx.fmt == "csv":
-        raise c.UsageError("`run` describes one run: use --format markdown or json")
-    run = st.get_run(ctx.store, resolve_run_ref(ctx, cli.one_run_id(ctx.args)))
+        raise UsageError("`run` describes one run: use --format markdown or json")
+    run = lookups.get_run(ctx.store, resolve_run_ref(ctx, one_run_id(ctx.args)))
     info = run["info"]
-    experiment = st.get_experiment(ctx.store, info["experiment_id"])
-    parent_id = st.run_tags(run).get("mlflow.parentRunId")
+    experiment = lookups.get_experiment(ctx.store, info["experiment_id"])
+    parent_id = lookups.run_tags(run).get("mlflow.parentRunId")
     parent = _maybe_run(ctx.store, parent_id) if parent_id else None
-    children = ctx.store.post(rs.SEARCH_RUNS, {
-        "experiment_ids": [info["experiment_id"]], "filter": f"tags.mlflow.parentRunId = '{info['run_id']}'",
-        "max_results": 25, "run_view_type": "ALL",
-    })  # fmt: skip
-    artifacts = ctx.store.get(f"{st.API}/artifacts/list", {"run_id": info["run_id"]}).get("files", [])
+    children = ctx.store.post(
+        rs.SEARCH_RUNS,
+        {
+            "experiment_ids": [info["experiment_id"]],
+            "filter": f"tags.mlflow.parentRunId = '{info['run_id']}'",
+            "max_results": 25,
+            "run_view_type": "ALL",
+        },
+    )
+    artifacts = ctx.store.get(f"{lookups.API}/artifacts/list", {"run_id": info["run_id"]}).get("files", [])
     result = shape_run(run, experiment, parent, parent_id, children, artifacts, ctx.args.all_tags)
-    ctx.emit(cli.View(data=result, lines=[render_run(result)]))
+    ctx.emit(View(data=result, lines=[render_run(result)]))
     return 0
 
 
-def resolve_run_ref(ctx: cli.Context, ref: str) -> str:
+def resolve_run_ref(ctx: Context, ref: str) -> str:
     """A run id, or a model version URI (models:/NAME@alias, models:/NAME/3) -> its run id."""
     return registry.resolve_run_ref(ctx.store, ref) if ref.startswith("models:/") else ref
 
 
-def _maybe_run(store: st.Store, run_id: str) -> dict | None:
+def _maybe_run(store: Store, run_id: str) -> dict | None:
     try:
-        return store.get(f"{st.API}/runs/get", {"run_id": run_id}, expect="run")["run"]
-    except c.NotFoundError:
+        return store.get(f"{lookups.API}/runs/get", {"run_id": run_id}, expect="run")["run"]
+    except NotFoundError:
         return None
 
 
 def shape_run(run, experiment, parent, parent_id, children, artifacts, all_tags) -> dict:
     info = run["info"]
-    tags = st.run_tags(run)
+    tags = lookups.run_tags(run)
     shown_tags = tags if all_tags else rc.user_tags(tags)
     metrics = run.get("data", {}).get("metrics", []) or []
     datasets = []
     for entry in (run.get("inputs") or {}).get("dataset_inputs", []) or []:
         ds = entry.get("dataset", {})
-        datasets.append({
-            "name": ds.get("name"), "digest": ds.get("digest"), "source_type": ds.get("source_type"),
-            "context": st.kv(entry.get("tags")).get("mlflow.data.context"),
-        })  # fmt: skip
+        datasets.append(
+            {
+                "name": ds.get("name"),
+                "digest": ds.get("digest"),
+                "source_type": ds.get("source_type"),
+                "context": lookups.kv(entry.get("tags")).get("mlflow.data.context"),
+            }
+        )
     start, end = info.get("start_time"), info.get("end_time")
     return {
         "run_id": info["run_id"],
-        "run_name": st.run_name(run),
+        "run_name": lookups.run_name(run),
         "status": info.get("status"),
         "lifecycle_stage": info.get("lifecycle_stage"),
         "experiment": {"id": experiment["experiment_id"], "name": experiment["name"]},
         "user": info.get("user_id"),
-        "start_time": c.iso_time(start),
-        "end_time": c.iso_time(end),
+        "start_time": iso_time(start),
+        "end_time": iso_time(end),
         "duration_ms": int(end) - int(start) if start and end else None,
-        "params": st.run_params(run),
-        "metrics": {m["key"]: {"value": c.json_safe(c.to_float(m.get("value"))), "step": int(m.get("step", 0) or 0)} for m in metrics},
+        "params": lookups.run_params(run),
+        "metrics": {
+            m["key"]: {"value": json_safe(to_float(m.get("value"))), "step": int(m.get("step", 0) or 0)}
+            for m in metrics
+        },
         "tags": shown_tags,
         "system_tags_hidden": 0 if all_tags else len(tags) - len(shown_tags),
         "datasets": datasets,
-        "parent": {"run_id": parent_id, "run_name": st.run_name(parent) if parent else None} if parent_id else None,
-        "children": [{"run_id": ch["info"]["run_id"], "run_name": st.run_name(ch)} for ch in children.get("runs", [])],
+        "parent": {"run_id": parent_id, "run_name": lookups.run_name(parent) if parent else None}
+        if parent_id
+        else None,
+        "children": [
+            {"run_id": ch["info"]["run_id"], "run_name": lookups.run_name(ch)} for ch in children.get("runs", [])
+        ],
         "more_children": bool(children.get("next_page_token")),
-        "artifacts": [{"path": a["path"], "is_dir": bool(a.get("is_dir")), "size": a.get("file_size")} for a in artifacts],
+        "artifacts": [
+            {"path": a["path"], "is_dir": bool(a.get("is_dir")), "size": a.get("file_size")} for a in artifacts
+        ],
         "artifact_uri": info.get("artifact_uri"),
     }
 
@@ -252,28 +330,36 @@ def shape_run(run, experiment, parent, parent_id, children, artifacts, all_tags)
 def render_run(r: dict) -> str:
     """Dense on purpose: every param, metric and non-system tag, in a fraction of `mlflow runs describe`."""
     deleted = " (deleted)" if r["lifecycle_stage"] == "deleted" else ""
-    took = f" · {c.fmt_duration(r['duration_ms'])}" if r["duration_ms"] is not None else ""
-    user = f" · user {c.safe_text(r['user'])}" if r["user"] and r["user"] != "unknown" else ""
+    took = f" · {fmt_duration(r['duration_ms'])}" if r["duration_ms"] is not None else ""
+    user = f" · user {safe_text(r['user'])}" if r["user"] and r["user"] != "unknown" else ""
     lines = [
-        f"**{c.safe_text(r['run_name'] or '(no name)')}** · {r['run_id']} · {r['status']}{deleted}{took}",
-        f"experiment {c.safe_text(r['experiment']['name'])} ({r['experiment']['id']}) · "
+        f"**{safe_text(r['run_name'] or '(no name)')}** · {r['run_id']} · {r['status']}{deleted}{took}",
+        f"experiment {safe_text(r['experiment']['name'])} ({r['experiment']['id']}) · "
         f"{(r['start_time'] or '?')[:19].replace('T', ' ')}{user}",
     ]
     if r["parent"]:
-        lines.append(f"parent: {c.safe_text(r['parent']['run_name'] or '(not found)')} ({r['parent']['run_id']})")
+        lines.append(f"parent: {safe_text(r['parent']['run_name'] or '(not found)')} ({r['parent']['run_id']})")
     if r["children"]:
         more = " and more" if r["more_children"] else ""
-        lines.append(f"children ({len(r['children'])}{more}): " + ", ".join(f"{c.safe_text(ch['run_name'])} ({ch['run_id']})" for ch in r["children"]))
-    lines.append(inline("params", [f"{k}={c.fmt_value(v, 80)}" for k, v in sorted(r["params"].items())]))
+        lines.append(
+            f"children ({len(r['children'])}{more}): "
+            + ", ".join(f"{safe_text(ch['run_name'])} ({ch['run_id']})" for ch in r["children"])
+        )
+    lines.append(inline("params", [f"{k}={fmt_value(v, 80)}" for k, v in sorted(r["params"].items())]))
     lines.append(metrics_line(r["metrics"]))
     hidden = f" (+{r['system_tags_hidden']} mlflow.*: --all-tags)" if r["system_tags_hidden"] else ""
-    lines.append(inline("tags", [f"{k}={c.truncate(v, 80)}" for k, v in sorted(r["tags"].items())]) + hidden)
+    lines.append(inline("tags", [f"{k}={truncate(v, 80)}" for k, v in sorted(r["tags"].items())]) + hidden)
     if r["datasets"]:
-        lines.append(inline("datasets", [
-            f"{d['name']} ({', '.join(x for x in (d['context'], d['source_type'], d['digest'] and 'digest ' + d['digest']) if x)})"
-            for d in r["datasets"]
-        ]))  # fmt: skip
-    arts = [f"{a['path']}/" if a["is_dir"] else f"{a['path']} ({c.fmt_bytes(a['size'])})" for a in r["artifacts"]]
+        lines.append(
+            inline(
+                "datasets",
+                [
+                    f"{d['name']} ({', '.join(x for x in (d['context'], d['source_type'], d['digest'] and 'digest ' + d['digest']) if x)})"
+                    for d in r["datasets"]
+                ],
+            )
+        )
+    arts = [f"{a['path']}/" if a["is_dir"] else f"{a['path']} ({fmt_bytes(a['size'])})" for a in r["artifacts"]]
     lines.append(inline("artifacts", arts[:30] + ([f"… {len(arts) - 30} more"] if len(arts) > 30 else [])))
     return "\n".join(lines)
 
@@ -283,27 +369,33 @@ def metrics_line(metrics: dict[str, dict]) -> str:
     steps = {m["step"] for m in metrics.values()}
     one_step = len(steps) == 1
     label = f"metrics (step {next(iter(steps))})" if one_step and steps != {0} else "metrics"
-    return inline(label, [
-        f"{k}={c.fmt_num(m['value']) if m['value'] is not None else 'NaN'}" + ("" if one_step or not m["step"] else f"@{m['step']}")
-        for k, m in sorted(metrics.items())
-    ])  # fmt: skip
+    return inline(
+        label,
+        [
+            f"{k}={fmt_num(m['value']) if m['value'] is not None else 'NaN'}"
+            + ("" if one_step or not m["step"] else f"@{m['step']}")
+            for k, m in sorted(metrics.items())
+        ],
+    )
 
 
 def inline(label: str, items: list[str]) -> str:
-    return f"{label}: " + c.safe_text("; ".join(items) if items else "none")
+    return f"{label}: " + safe_text("; ".join(items) if items else "none")
 
 
-def cmd_compare(ctx: cli.Context) -> int:
-    refs = cli.run_ids(ctx.args)
+def cmd_compare(ctx: Context) -> int:
+    refs = run_ids(ctx.args)
     ids = list(dict.fromkeys(resolve_run_ref(ctx, ref) for ref in refs))
     if len(ids) < 2:
-        raise c.UsageError("compare needs at least two different runs: RUN_ID RUN_ID (or --run-id, or models:/NAME@alias)")
-    runs = [st.get_run(ctx.store, rid) for rid in ids]
+        raise UsageError(
+            "compare needs at least two different runs: RUN_ID RUN_ID (or --run-id, or models:/NAME@alias)"
+        )
+    runs = [lookups.get_run(ctx.store, rid) for rid in ids]
     exp_names = {}
     for run in runs:
         eid = run["info"]["experiment_id"]
         if eid not in exp_names:
-            exp_names[eid] = st.get_experiment(ctx.store, eid)["name"]
+            exp_names[eid] = lookups.get_experiment(ctx.store, eid)["name"]
     rows = cmp.compare_rows(runs, exp_names, ctx.args.all_tags)
     wanted = cmp.compare_metrics(ctx.args)
     if wanted is not None:
@@ -319,27 +411,29 @@ def metric_direction(metric: str, args: argparse.Namespace) -> tuple[bool, str]:
         return True, "--max"
     if getattr(args, "min", False):
         return False, "--min"
-    return _directions.direction(metric)
+    return catalog.direction(metric)
 
 
-def cmd_best(ctx: cli.Context) -> int:
+def cmd_best(ctx: Context) -> int:
     args = ctx.args
     if args.top < 1:
-        raise c.UsageError("--top must be at least 1")
+        raise UsageError("--top must be at least 1")
     if args.trials is not None and args.trials < 1:
-        raise c.UsageError("--trials must be at least 1")
+        raise UsageError("--trials must be at least 1")
     higher, why = metric_direction(args.metric, args)
     order = f"metrics.{rs.quote_key(args.metric)} {'DESC' if higher else 'ASC'}"
     query = query_for(ctx, [order], extra=[FINISHED] if finished_only(args) else None)
     query.refs = [("metrics", args.metric), *query.refs]
-    runs = [r for r in rs.fetch_all(ctx.store, query, limit=args.top) if not _nan(st.run_metrics(r).get(args.metric))]
+    runs = [
+        r for r in rs.fetch_all(ctx.store, query, limit=args.top) if not _nan(lookups.run_metrics(r).get(args.metric))
+    ]
     if not runs:
         after = [f"\nno run has the metric {args.metric!r}: list the metric names with `{PROG} runs`"]
     else:
         best = runs[0]
         after = [
-            f"\nbest: **{c.safe_text(st.run_name(best))}** ({best['info']['run_id']}) {args.metric} = "
-            f"{c.fmt_num(st.run_metrics(best)[args.metric])}"
+            f"\nbest: **{safe_text(lookups.run_name(best))}** ({best['info']['run_id']}) {args.metric} = "
+            f"{fmt_num(lookups.run_metrics(best)[args.metric])}"
         ]
     label = f"Top {args.top} by {args.metric} ({'max' if higher else 'min'}, {why})"
     view = rc.runs_view(query, rs.Page(runs, None), label, rc.parse_columns(args.columns), after)
@@ -354,7 +448,7 @@ def _nan(value: float | None) -> bool:
     return value is None or math.isnan(value)
 
 
-def cmd_overfit(ctx: cli.Context) -> int:
+def cmd_overfit(ctx: Context) -> int:
     args = ctx.args
     higher, why = metric_direction(args.train, args)
     query = query_for(ctx)
@@ -364,7 +458,7 @@ def cmd_overfit(ctx: cli.Context) -> int:
         if only and not is_finished(run):
             skipped += 1
             continue
-        metrics = st.run_metrics(run)
+        metrics = lookups.run_metrics(run)
         train, test = metrics.get(args.train), metrics.get(args.test)
         if _nan(train) or _nan(test):
             missing += 1
@@ -374,40 +468,59 @@ def cmd_overfit(ctx: cli.Context) -> int:
         relative = gap / abs(train) if train else (math.inf if gap > 0 else 0.0)
         if (relative if args.relative else gap) > args.threshold:
             flagged.append((gap, relative, run, train, test))
-    flagged.sort(key=lambda f: (f[1] if args.relative else f[0]), reverse=True)
+    flagged.sort(key=lambda f: f[1] if args.relative else f[0], reverse=True)
     rule = (
         f"gap = {'train − test' if higher else 'test − train'} ({'higher' if higher else 'lower'} is better, {why}); "
-        f"flagged when {'gap/|train|' if args.relative else 'gap'} > {c.fmt_num(args.threshold)}"
+        f"flagged when {'gap/|train|' if args.relative else 'gap'} > {fmt_num(args.threshold)}"
     )
     view = overfit_view(args, query, rule, considered, missing, flagged)
     ctx.emit(note_skipped(view, skipped))
     return 0
 
 
-def overfit_view(args, query: rs.Query, rule: str, considered: int, missing: int, flagged: list) -> cli.View:
+def overfit_view(args, query: rs.Query, rule: str, considered: int, missing: int, flagged: list) -> View:
     names = rc.exp_name_map(query)
     top = flagged[: args.max_results]
     lines = [f"Overfitting {rc.scope_line(query)}: {len(flagged)} of {considered} runs flagged", rule, *query.notes()]
     if missing:
         lines.append(f"{missing} runs lack {args.train} or {args.test} and were skipped")
     lines.append("")
-    after = [f"\n{len(flagged) - args.max_results} more flagged runs: raise --max-results"] if len(flagged) > args.max_results else []
-    return cli.View(
+    after = (
+        [f"\n{len(flagged) - args.max_results} more flagged runs: raise --max-results"]
+        if len(flagged) > args.max_results
+        else []
+    )
+    return View(
         data={
-            "rule": rule, "considered": considered, "missing_metric": missing, "flagged_total": len(flagged),
+            "rule": rule,
+            "considered": considered,
+            "missing_metric": missing,
+            "flagged_total": len(flagged),
             "runs": [
-                {**rc.run_record(run, names), "train": train, "test": test, "gap": gap, "relative_gap": c.json_safe(rel)}
+                {**rc.run_record(run, names), "train": train, "test": test, "gap": gap, "relative_gap": json_safe(rel)}
                 for gap, rel, run, train, test in top
             ],
             "client_side": query.notes(),
-        },  # fmt: skip
+        },
         lines=lines,
-        table=cli.Table(
+        table=Table(
             ["run", "id", args.train, args.test, "gap", "gap/|train|"],
-            [[c.truncate(st.run_name(run), 40), run["info"]["run_id"], c.fmt_num(train), c.fmt_num(test), c.fmt_num(gap), c.fmt_num(rel)]
-             for gap, rel, run, train, test in top],
-            [[st.run_name(run), run["info"]["run_id"], train, test, gap, c.json_safe(rel)] for gap, rel, run, train, test in top],
-        ),  # fmt: skip
+            [
+                [
+                    truncate(lookups.run_name(run), 40),
+                    run["info"]["run_id"],
+                    fmt_num(train),
+                    fmt_num(test),
+                    fmt_num(gap),
+                    fmt_num(rel),
+                ]
+                for gap, rel, run, train, test in top
+            ],
+            [
+                [lookups.run_name(run), run["info"]["run_id"], train, test, gap, json_safe(rel)]
+                for gap, rel, run, train, test in top
+            ],
+        ),
         after=after,
         empty="no run exceeds the threshold",
     )
@@ -426,12 +539,12 @@ def is_finished(run: dict) -> bool:
     return run.get("info", {}).get("status") == "FINISHED"
 
 
-def count_unfinished(ctx: cli.Context) -> int:
+def count_unfinished(ctx: Context) -> int:
     query = query_for(ctx, extra=["attributes.status != 'FINISHED'"])
     return sum(1 for _ in rs.iter_runs(ctx.store, query, limit=100_000))
 
 
-def note_skipped(view: cli.View, skipped: int) -> cli.View:
+def note_skipped(view: View, skipped: int) -> View:
     view.data["skipped_unfinished"] = skipped
     if skipped:
         view.after.append(
@@ -447,7 +560,7 @@ def last_write_ms(run: dict, now_ms: int) -> int:
     return max([int(run.get("info", {}).get("start_time") or 0), *(t for t in stamps if t <= now_ms)])
 
 
-def stale_running(ctx: cli.Context, stale_ms: int) -> dict[str, tuple[dict, int]]:
+def stale_running(ctx: Context, stale_ms: int) -> dict[str, tuple[dict, int]]:
     """RUNNING runs with no write for longer than stale_ms: run id -> (run, last write ms)."""
     import time
 
@@ -465,24 +578,30 @@ def marked_stale(run: dict, last_ms: int) -> dict:
     """A copy whose status cell reads `RUNNING (stale, no write for 2 h)` in the table."""
     import time
 
-    idle = c.fmt_duration(int(time.time() * 1000) - last_ms)
+    idle = fmt_duration(int(time.time() * 1000) - last_ms)
     return {**run, "info": {**run["info"], "status": f"RUNNING (stale, no write for {idle})"}}
 
 
-FAILED_CLAUSES = ["attributes.status != 'FINISHED'", "attributes.status != 'RUNNING'", "attributes.status != 'SCHEDULED'"]
+FAILED_CLAUSES = [
+    "attributes.status != 'FINISHED'",
+    "attributes.status != 'RUNNING'",
+    "attributes.status != 'SCHEDULED'",
+]
 
 
-def cmd_failed(ctx: cli.Context) -> int:
+def cmd_failed(ctx: Context) -> int:
     args = ctx.args
     # The server rejects status IN (...): excluding the three other statuses keeps one paged search.
-    stale_ms = c.parse_duration_ms(args.stale, "--stale")
+    stale_ms = parse_duration_ms(args.stale, "--stale")
     query = query_for(ctx, args.order_by, extra=FAILED_CLAUSES)
     page = rs.fetch_page(ctx.store, query, args.max_results, args.page_token)
     stale = {} if args.page_token else stale_running(ctx, stale_ms)  # on the first page, before the rest
     page.runs = [*(marked_stale(r, ms) for r, ms in stale.values()), *page.runs]
     with_errors = sum(1 for r in page.runs if rc.error_tags(r))
     extra = [rc.Column("attr", "end_time"), rc.Column("error", "error"), *rc.parse_columns(args.columns)]
-    after = [f"\n{with_errors} of {len(page.runs)} shown have error tags (tag keys containing error/exception/traceback/failure)"]
+    after = [
+        f"\n{with_errors} of {len(page.runs)} shown have error tags (tag keys containing error/exception/traceback/failure)"
+    ]
     if stale:
         after.append(
             f"{len(stale)} RUNNING runs with no write for over {args.stale} are listed as `RUNNING (stale ...)`: "
@@ -493,22 +612,30 @@ def cmd_failed(ctx: cli.Context) -> int:
         rec = {**rc.run_record(run, names), "error_tags": rc.error_tags(run), "stale": run["info"]["run_id"] in stale}
         if rec["stale"]:
             rec["status"] = "RUNNING"
-            rec["last_write"] = c.iso_time(stale[run["info"]["run_id"]][1])
+            rec["last_write"] = iso_time(stale[run["info"]["run_id"]][1])
         return rec
 
-    view = rc.runs_view(query, page, "Failed, killed or stale runs" if stale else "Failed or killed runs", extra, after, ctx.next_page(page.next_token), record=record)
+    view = rc.runs_view(
+        query,
+        page,
+        "Failed, killed or stale runs" if stale else "Failed or killed runs",
+        extra,
+        after,
+        ctx.next_page(page.next_token),
+        record=record,
+    )
     ctx.emit(view)
     return 0
 
 
-def cmd_aggregate(ctx: cli.Context) -> int:
+def cmd_aggregate(ctx: Context) -> int:
     args = ctx.args
     group_cols = rc.parse_columns(",".join(args.group_by))
     if not all(col.kind in ("params", "tags", "attr") for col in group_cols):
-        raise c.UsageError("--group-by takes params.KEY, tags.KEY or an attribute such as status")
+        raise UsageError("--group-by takes params.KEY, tags.KEY or an attribute such as status")
     metrics = [m.strip() for m in ",".join(args.metric).split(",") if m.strip()]
     if not metrics:
-        raise c.UsageError("--metric is empty: pass metric names like --metric sharpe")
+        raise UsageError("--metric is empty: pass metric names like --metric sharpe")
     query = query_for(ctx)
     groups: dict[tuple, dict[str, list[float]]] = {}
     sizes: Counter = Counter()
@@ -520,7 +647,7 @@ def cmd_aggregate(ctx: cli.Context) -> int:
             continue
         key = tuple(rc.cell(run, col, names) for col in group_cols)
         sizes[key] += 1
-        values = st.run_metrics(run)
+        values = lookups.run_metrics(run)
         bucket = groups.setdefault(key, {m: [] for m in metrics})
         for m in metrics:
             if not _nan(values.get(m)):
@@ -533,30 +660,40 @@ def cmd_aggregate(ctx: cli.Context) -> int:
     return 0
 
 
-def aggregate_view(args, query: rs.Query, labels: list[str], metrics: list[str], summary: list[dict], total: int) -> cli.View:
+def aggregate_view(
+    args, query: rs.Query, labels: list[str], metrics: list[str], summary: list[dict], total: int
+) -> View:
     headers = [*labels, "runs"]
     for m in metrics:
         headers += [f"{m} n", f"{m} mean", f"{m} min", f"{m} max"]
     rows, raw = [], []
     for s in summary:
-        row = [("(none)" if v is None else c.truncate(v, 30)) for v in s["group"]] + [s["runs"]]
+        row = [("(none)" if v is None else truncate(v, 30)) for v in s["group"]] + [s["runs"]]
         for m in metrics:
             stats = s["stats"][m]
-            row += [stats["n"], c.fmt_num(stats["mean"]), c.fmt_num(stats["min"]), c.fmt_num(stats["max"])]
+            row += [stats["n"], fmt_num(stats["mean"]), fmt_num(stats["min"]), fmt_num(stats["max"])]
         rows.append(row)
         raw.append([*s["group"], s["runs"], *[s["stats"][m][k] for m in metrics for k in ("n", "mean", "min", "max")]])
     shown = rows[: args.max_results]
     lines = [
         f"{len(summary)} groups of {total} runs {rc.scope_line(query)}, by {', '.join(labels)}; "
         f"sorted by mean {metrics[0]} (highest first)",
-        *query.notes(), "",
-    ]  # fmt: skip
-    return cli.View(
-        data={"group_by": labels, "metrics": metrics, "runs": total, "groups": [
-            {"group": dict(zip(labels, s["group"])), "runs": s["runs"], "stats": s["stats"]} for s in summary
-        ], "client_side": query.notes()},  # fmt: skip
+        *query.notes(),
+        "",
+    ]
+    return View(
+        data={
+            "group_by": labels,
+            "metrics": metrics,
+            "runs": total,
+            "groups": [
+                {"group": dict(zip(labels, s["group"], strict=False)), "runs": s["runs"], "stats": s["stats"]}
+                for s in summary
+            ],
+            "client_side": query.notes(),
+        },
         lines=lines,
-        table=cli.Table(headers, shown, raw),
+        table=Table(headers, shown, raw),
         after=[f"\n{len(rows) - len(shown)} more groups: raise --max-results"] if len(rows) > len(shown) else [],
     )
 
@@ -574,45 +711,53 @@ def summarise(key: tuple, runs: int, values: dict[str, list[float]], metrics: li
     return {"group": key, "runs": runs, "stats": stats}
 
 
-def cmd_export(ctx: cli.Context) -> int:
+def cmd_export(ctx: Context) -> int:
     args = ctx.args
     target = Path(args.output)
     kind = export.export_kind(target, ctx.fmt)
-    cli.check_output_target(args)  # fail before fetching thousands of runs
+    check_output_target(args)  # fail before fetching thousands of runs
     if args.limit is not None and args.limit < 1:
-        raise c.UsageError("--limit must be at least 1 (leave it out for every run)")
+        raise UsageError("--limit must be at least 1 (leave it out for every run)")
     if not 1 <= args.page_size <= 50_000:
-        raise c.UsageError("--page-size must be between 1 and 50000 (the server's maximum)")
+        raise UsageError("--page-size must be between 1 and 50000 (the server's maximum)")
     query = query_for(ctx, args.order_by)
-    rows, index = export.collect_rows(rs.iter_runs(ctx.store, query, args.limit, args.page_size), rc.exp_name_map(query), args.all_tags)
+    rows, index = export.collect_rows(
+        rs.iter_runs(ctx.store, query, args.limit, args.page_size), rc.exp_name_map(query), args.all_tags
+    )
     data = export.render_csv(rows, index) if kind == "csv" else export.render_json_rows(rows, index)
     count = len(rows)
     del rows
-    c.write_atomic(target, data, force=args.force)
-    summary = {"path": str(target), "format": kind, "runs": count, "columns": len(index), "bytes": target.stat().st_size,
-               "client_side": query.notes()}  # fmt: skip
+    write_atomic(target, data, force=args.force)
+    summary = {
+        "path": str(target),
+        "format": kind,
+        "runs": count,
+        "columns": len(index),
+        "bytes": target.stat().st_size,
+        "client_side": query.notes(),
+    }
     line = (
         f"Exported {count} runs {rc.scope_line(query)} to {target} ({kind.upper()}, {len(index)} columns, "
-        f"{c.fmt_bytes(summary['bytes'])})"
+        f"{fmt_bytes(summary['bytes'])})"
     )
     headers = ["path", "format", "runs", "columns", "bytes"]
-    table = cli.Table(headers, [], [[summary[h] for h in headers]])  # CSV: the summary as one row
-    ctx.emit(cli.View(data=summary, lines=[line, *query.notes()], table=table))
+    table = Table(headers, [], [[summary[h] for h in headers]])  # CSV: the summary as one row
+    ctx.emit(View(data=summary, lines=[line, *query.notes()], table=table))
     return 0
 
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def cmd_returns(ctx: cli.Context) -> int:
+def cmd_returns(ctx: Context) -> int:
     """A backtest run's monthly/yearly returns and worst drawdowns, from its backtest/periods.json."""
-    run_id = resolve_run_ref(ctx, cli.one_run_id(ctx.args))
-    run = st.get_run(ctx.store, run_id)
+    run_id = resolve_run_ref(ctx, one_run_id(ctx.args))
+    run = lookups.get_run(ctx.store, run_id)
     path = "backtest/periods.json"
     try:
         raw = ctx.store.raw("GET", "/get-artifact", {"path": path, "run_uuid": run_id}, what=f"reading {path}")
-    except c.NotFoundError:
-        raise c.NotFoundError(
+    except NotFoundError:
+        raise NotFoundError(
             f"run {run_id} has no {path}: it was not logged by log_backtest.py (or by an older version); "
             f"list its artifacts: {PROG} artifacts {run_id}"
         ) from None
@@ -620,57 +765,72 @@ def cmd_returns(ctx: cli.Context) -> int:
         document = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
         document["monthly"].items()
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise c.ServerError(f"{path} of run {run_id} is not the JSON log_backtest.py writes") from None
+        raise ServerError(f"{path} of run {run_id} is not the JSON log_backtest.py writes") from None
     ctx.emit(returns_view(run, document, ctx.args.drawdowns))
     return 0
 
 
-def returns_view(run: dict, document: dict, drawdowns: int) -> cli.View:
+def returns_view(run: dict, document: dict, drawdowns: int) -> View:
     grid = document["monthly"]
     years = sorted(grid)
     pct = lambda v: "" if v is None else f"{v * 100:.1f}%"  # noqa: E731
-    rows = [[year, *[pct(grid[year].get(f"{m:02d}")) for m in range(1, 13)], pct(grid[year].get("year"))] for year in years]
+    rows = [
+        [year, *[pct(grid[year].get(f"{m:02d}")) for m in range(1, 13)], pct(grid[year].get("year"))] for year in years
+    ]
     raw = [[year, *[grid[year].get(f"{m:02d}") for m in range(1, 13)], grid[year].get("year")] for year in years]
     worst = document.get("worst_drawdowns", [])[:drawdowns]
     after = []
     if worst:
-        after += ["", f"worst {len(worst)} drawdowns (of the run's whole window):", c.md_table(
-            ["start", "valley", "end", "depth", "days"],
-            [[d["start"], d["valley"], d["end"] or "not recovered", pct(d["depth"]), d["days"]] for d in worst],
-        )]  # fmt: skip
+        after += [
+            "",
+            f"worst {len(worst)} drawdowns (of the run's whole window):",
+            md_table(
+                ["start", "valley", "end", "depth", "days"],
+                [[d["start"], d["valley"], d["end"] or "not recovered", pct(d["depth"]), d["days"]] for d in worst],
+            ),
+        ]
     title = (
-        f"Monthly returns of **{c.safe_text(st.run_name(run))}** ({run['info']['run_id']}), compounded; "
+        f"Monthly returns of **{safe_text(lookups.run_name(run))}** ({run['info']['run_id']}), compounded; "
         f"{document.get('bars', '?')} bars {str(document.get('first', ''))[:10]} to {str(document.get('last', ''))[:10]}; "
         "a blank cell had no bar"
     )
-    return cli.View(
+    return View(
         data={"run_id": run["info"]["run_id"], **document},
         lines=[title, ""],
-        table=cli.Table(["year", *MONTHS, "year total"], rows, raw),
+        table=Table(["year", *MONTHS, "year total"], rows, raw),
         after=after,
         empty="no returns",
     )
 
 
-def cmd_artifacts(ctx: cli.Context) -> int:
+def cmd_artifacts(ctx: Context) -> int:
     args = ctx.args
-    run_id = resolve_run_ref(ctx, cli.one_run_id(args))
+    run_id = resolve_run_ref(ctx, one_run_id(args))
     params = {"run_id": run_id}
     if args.path:
         params["path"] = args.path.strip("/")
     try:
-        answer = ctx.store.get(f"{st.API}/artifacts/list", params)
-    except c.NotFoundError:
-        st.get_run(ctx.store, run_id)  # an unknown run gets the standard message
-        raise c.NotFoundError(f"no artifact path {args.path!r} in run {run_id}: list the top level without --path") from None
+        answer = ctx.store.get(f"{lookups.API}/artifacts/list", params)
+    except NotFoundError:
+        lookups.get_run(ctx.store, run_id)  # an unknown run gets the standard message
+        raise NotFoundError(
+            f"no artifact path {args.path!r} in run {run_id}: list the top level without --path"
+        ) from None
     files = answer.get("files", []) or []
-    entries = [{"path": f["path"], "is_dir": bool(f.get("is_dir")), "size": None if f.get("is_dir") else int(f.get("file_size", 0) or 0)} for f in files]
+    entries = [
+        {
+            "path": f["path"],
+            "is_dir": bool(f.get("is_dir")),
+            "size": None if f.get("is_dir") else int(f.get("file_size", 0) or 0),
+        }
+        for f in files
+    ]
     entries.sort(key=lambda e: (not e["is_dir"], e["path"]))
     ctx.emit(artifacts_view(args, run_id, answer.get("root_uri"), entries))
     return 0
 
 
-def artifacts_view(args, run_id: str, root_uri: str | None, entries: list[dict]) -> cli.View:
+def artifacts_view(args, run_id: str, root_uri: str | None, entries: list[dict]) -> View:
     shown = entries[: args.max_results]
     where = f"under {args.path}/ " if args.path else ""
     after = []
@@ -679,11 +839,18 @@ def artifacts_view(args, run_id: str, root_uri: str | None, entries: list[dict])
         after.append(f"\nlook inside a folder: `{PROG} artifacts {run_id} --path {shlex.quote(dirs[0])}`")
     if len(entries) > len(shown):
         after.append(f"\n{len(entries) - len(shown)} more: raise --max-results")
-    rows = [[e["path"] + ("/" if e["is_dir"] else ""), c.fmt_bytes(e["size"]) if not e["is_dir"] else "", "yes" if e["is_dir"] else ""] for e in shown]
-    return cli.View(
+    rows = [
+        [
+            e["path"] + ("/" if e["is_dir"] else ""),
+            fmt_bytes(e["size"]) if not e["is_dir"] else "",
+            "yes" if e["is_dir"] else "",
+        ]
+        for e in shown
+    ]
+    return View(
         data={"run_id": run_id, "path": args.path or "", "root_uri": root_uri, "artifacts": entries},
         lines=[f"{len(entries)} artifacts {where}of run {run_id} (root {root_uri or '?'})", ""],
-        table=cli.Table(["path", "size", "is_dir"], rows, [[e["path"], e["size"], e["is_dir"]] for e in entries]),
+        table=Table(["path", "size", "is_dir"], rows, [[e["path"], e["size"], e["is_dir"]] for e in entries]),
         after=after,
         empty="no artifacts here",
     )
@@ -833,10 +1000,18 @@ Examples:
 
 
 def _add_search_args(p: argparse.ArgumentParser, order: bool = True, view: bool = True) -> None:
-    p.add_argument("--experiment", "-e", action="append", metavar="NAME_OR_ID", help="experiment name or id; repeatable (default: all active)")
+    p.add_argument(
+        "--experiment",
+        "-e",
+        action="append",
+        metavar="NAME_OR_ID",
+        help="experiment name or id; repeatable (default: all active)",
+    )
     p.add_argument("--filter", "-f", help="MLflow filter, plus OR and numeric params comparisons")
     if order:
-        p.add_argument("--order-by", action="append", metavar="KEY [ASC|DESC]", help='e.g. "metrics.sharpe DESC"; repeatable')
+        p.add_argument(
+            "--order-by", action="append", metavar="KEY [ASC|DESC]", help='e.g. "metrics.sharpe DESC"; repeatable'
+        )
     if view:
         p.add_argument("--view", choices=rs.VIEWS, default="active", help="active (default), deleted or all runs")
 
@@ -847,11 +1022,11 @@ def _add_paging(p: argparse.ArgumentParser, default: int = 25) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = cli.make_parser(__doc__, prog=PROG, formats=FORMATS)
+    parser = make_parser(__doc__, prog=PROG, formats=FORMATS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add(name: str, handler: Callable[[cli.Context], int], help_text: str) -> argparse.ArgumentParser:
-        return cli.add_subcommand(sub, name, handler, help_text, EXAMPLES[name], FORMATS)
+    def add(name: str, handler: Callable[[Context], int], help_text: str) -> argparse.ArgumentParser:
+        return add_subcommand(sub, name, handler, help_text, EXAMPLES[name], FORMATS)
 
     for add_group in (_parse_listings, _parse_analyses, _parse_files, _parse_registry_and_health):
         add_group(add)
@@ -870,22 +1045,36 @@ def _parse_listings(add) -> None:
 
     p = add("runs", cmd_runs, "search runs")
     _add_search_args(p)
-    p.add_argument("--columns", "-c", help="extra columns, comma separated: metrics.K,params.K,tags.K,start_time,duration,...")
+    p.add_argument(
+        "--columns", "-c", help="extra columns, comma separated: metrics.K,params.K,tags.K,start_time,duration,..."
+    )
     _add_paging(p)
 
     p = add("run", cmd_run, "describe one run")
-    cli.add_run_ids(p, help_text="run id, or a model version: models:/NAME@alias, models:/NAME/VERSION")
+    add_run_ids(p, help_text="run id, or a model version: models:/NAME@alias, models:/NAME/VERSION")
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
 
     p = add("compare", cmd_compare, "compare runs side by side")
-    cli.add_run_ids(p, many=True, help_text="run ids, or model versions: models:/NAME@alias, models:/NAME/VERSION")
-    p.add_argument("--metrics", "-m", action="append", metavar="A,B", help="only these metrics (plus the params that differ); repeatable")
-    p.add_argument("--preset", choices=sorted(cmp.COMPARE_PRESETS), help="a named metric set: backtest = " + ",".join(cmp.COMPARE_PRESETS["backtest"]))
+    add_run_ids(p, many=True, help_text="run ids, or model versions: models:/NAME@alias, models:/NAME/VERSION")
+    p.add_argument(
+        "--metrics",
+        "-m",
+        action="append",
+        metavar="A,B",
+        help="only these metrics (plus the params that differ); repeatable",
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted(cmp.COMPARE_PRESETS),
+        help="a named metric set: backtest = " + ",".join(cmp.COMPARE_PRESETS["backtest"]),
+    )
     p.add_argument("--all", action="store_true", help="show identical fields too")
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
 
 
-UNFINISHED_HELP = "include RUNNING, FAILED and KILLED runs (default: FINISHED only; the output says how many were skipped)"
+UNFINISHED_HELP = (
+    "include RUNNING, FAILED and KILLED runs (default: FINISHED only; the output says how many were skipped)"
+)
 
 
 def _parse_analyses(add) -> None:
@@ -896,7 +1085,9 @@ def _parse_analyses(add) -> None:
     direction.add_argument("--max", action="store_true", help="higher is better")
     direction.add_argument("--min", action="store_true", help="lower is better")
     p.add_argument("--top", type=int, default=5, help="how many (default 5)")
-    p.add_argument("--trials", type=int, help="--metric sharpe: how many variants were tried in all (default: the runs matched)")
+    p.add_argument(
+        "--trials", type=int, help="--metric sharpe: how many variants were tried in all (default: the runs matched)"
+    )
     p.add_argument("--columns", "-c", help="extra columns, comma separated")
     p.add_argument("--include-unfinished", action="store_true", help=UNFINISHED_HELP)
 
@@ -915,13 +1106,20 @@ def _parse_analyses(add) -> None:
     p = add("failed", cmd_failed, "failed or killed runs with error tags, and stale RUNNING runs")
     _add_search_args(p)
     p.add_argument("--columns", "-c", help="extra columns, comma separated")
-    p.add_argument("--stale", default="1h", metavar="DURATION", help="also list RUNNING runs with no write for this long (default 1h; e.g. 30m, 2d)")
+    p.add_argument(
+        "--stale",
+        default="1h",
+        metavar="DURATION",
+        help="also list RUNNING runs with no write for this long (default 1h; e.g. 30m, 2d)",
+    )
     _add_paging(p)
 
     p = add("aggregate", cmd_aggregate, "group runs and summarise metrics")
     _add_search_args(p, order=False)
     p.add_argument("--group-by", "-g", action="append", required=True, help="params.K,tags.K,...; repeatable")
-    p.add_argument("--metric", "-m", action="append", required=True, help="metric key(s); repeatable or comma separated")
+    p.add_argument(
+        "--metric", "-m", action="append", required=True, help="metric key(s); repeatable or comma separated"
+    )
     p.add_argument("--max-results", "-n", type=int, default=25, help="groups shown (default 25)")
     p.add_argument("--include-unfinished", action="store_true", help=UNFINISHED_HELP)
 
@@ -929,25 +1127,31 @@ def _parse_analyses(add) -> None:
 def _parse_files(add) -> None:
     p = add("export", cmd_export, "all matching runs to CSV or JSON")
     _add_search_args(p)
-    cli.add_output_args(p, required=True, what="every matching run (.csv or .json)")
+    add_output_args(p, required=True, what="every matching run (.csv or .json)")
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
-    p.add_argument("--page-size", type=int, default=rs.SCAN_PAGE, help=f"runs per request (default {rs.SCAN_PAGE}, max 50000)")
+    p.add_argument(
+        "--page-size", type=int, default=rs.SCAN_PAGE, help=f"runs per request (default {rs.SCAN_PAGE}, max 50000)"
+    )
     p.add_argument("--limit", type=int, help="stop after this many runs (default: all)")
 
     p = add("returns", cmd_returns, "a backtest's monthly and yearly returns, worst drawdowns")
-    cli.add_run_ids(p, help_text="a run logged by log_backtest.py (or models:/NAME@alias)")
+    add_run_ids(p, help_text="a run logged by log_backtest.py (or models:/NAME@alias)")
     p.add_argument("--drawdowns", type=int, default=5, help="worst drawdowns shown (default 5)")
 
     p = add("artifacts", cmd_artifacts, "list a run's artifacts")
-    cli.add_run_ids(p)
+    add_run_ids(p)
     p.add_argument("--path", "-p", help="folder inside the run's artifacts")
     p.add_argument("--max-results", "-n", type=int, default=100, help="entries shown (default 100)")
 
 
 def _parse_registry_and_health(add) -> None:
     p = add("models", registry.cmd_models, "registered models (read-only)")
-    p.add_argument("--filter", "-f", help="MLflow registry filter, e.g. \"name LIKE 'fraud%%'\" or \"tags.team = 'risk'\"")
-    p.add_argument("--order-by", action="append", metavar="KEY [ASC|DESC]", help='e.g. "last_updated_timestamp DESC"; repeatable')
+    p.add_argument(
+        "--filter", "-f", help="MLflow registry filter, e.g. \"name LIKE 'fraud%%'\" or \"tags.team = 'risk'\""
+    )
+    p.add_argument(
+        "--order-by", action="append", metavar="KEY [ASC|DESC]", help='e.g. "last_updated_timestamp DESC"; repeatable'
+    )
     _add_paging(p)
 
     p = add("model", registry.cmd_model, "one registered model's versions, or one version")
@@ -960,21 +1164,37 @@ def _parse_registry_and_health(add) -> None:
 
     p = add("health", health.cmd_health, "stale, failed, NaN, diverging, outlying or duplicated runs")
     _add_search_args(p, order=False, view=False)
-    p.add_argument("--stale", default="1h", metavar="DURATION", help="RUNNING with no write for longer than this is stale (default 1h)")
-    p.add_argument("--metric", "-m", action="append", help="key metrics for outliers/divergence (default: those most runs have)")
-    p.add_argument("--z", type=float, default=3.5, help="robust z-score beyond which a value is an outlier (default 3.5)")
-    p.add_argument("--diverge", type=float, default=1.0, help="last - min above this x max(first - min, |min|) diverges (default 1)")
+    p.add_argument(
+        "--stale",
+        default="1h",
+        metavar="DURATION",
+        help="RUNNING with no write for longer than this is stale (default 1h)",
+    )
+    p.add_argument(
+        "--metric", "-m", action="append", help="key metrics for outliers/divergence (default: those most runs have)"
+    )
+    p.add_argument(
+        "--z", type=float, default=3.5, help="robust z-score beyond which a value is an outlier (default 3.5)"
+    )
+    p.add_argument(
+        "--diverge",
+        type=float,
+        default=1.0,
+        help="last - min above this x max(first - min, |min|) diverges (default 1)",
+    )
     p.add_argument("--top", type=int, default=3, help="findings shown per kind (default 3)")
     p.add_argument("--limit", type=int, default=10_000, help="runs checked at most (default 10000)")
-    p.add_argument("--history-runs", type=int, default=200, help="runs whose loss history is sampled, per metric (default 200)")
+    p.add_argument(
+        "--history-runs", type=int, default=200, help="runs whose loss history is sampled, per metric (default 200)"
+    )
 
 
-def command(ctx: cli.Context) -> int:
+def command(ctx: Context) -> int:
     return ctx.args.handler(ctx)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(build_parser(), command, argv, SCRIPT)
+    return run_main(build_parser(), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":

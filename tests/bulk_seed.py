@@ -23,21 +23,51 @@ def seed(db: Path, experiment_id: str, n: int) -> str:
         rid = uuid.uuid4().hex
         start = t0 + i * 1000
         name = f"run-{i:05d}"
-        runs.append((rid, name, "LOCAL", "bench", "", "bench", "FINISHED", start, start + 60_000, "", "active",
-                     f"mlflow-artifacts:/{experiment_id}/{rid}/artifacts", int(experiment_id)))  # fmt: skip
+        runs.append(
+            (
+                rid,
+                name,
+                "LOCAL",
+                "bench",
+                "",
+                "bench",
+                "FINISHED",
+                start,
+                start + 60_000,
+                "",
+                "active",
+                f"mlflow-artifacts:/{experiment_id}/{rid}/artifacts",
+                int(experiment_id),
+            )
+        )
         for key in ("sharpe", "sortino", "max_drawdown", "cagr", "win_rate"):
             metrics.append((key, rng.uniform(-1, 3), start, rid, 0, 0))
-        for key, value in (("fast", rng.randint(5, 50)), ("slow", rng.randint(50, 200)), ("lr", rng.random() / 100),
-                           ("symbol", "BTC-USD"), ("strategy", rng.choice(["momentum", "meanrev", "breakout"]))):  # fmt: skip
+        for key, value in (
+            ("fast", rng.randint(5, 50)),
+            ("slow", rng.randint(50, 200)),
+            ("lr", rng.random() / 100),
+            ("symbol", "BTC-USD"),
+            ("strategy", rng.choice(["momentum", "meanrev", "breakout"])),
+        ):
             params.append((key, str(value), rid))
-        tags += [("mlflow.runName", name, rid), ("mlflow.user", "bench", rid), ("mlflow.source.name", "backtest.py", rid),
-                 ("mlflow.source.type", "LOCAL", rid), ("team", "quant", rid)]  # fmt: skip
+        tags += [
+            ("mlflow.runName", name, rid),
+            ("mlflow.user", "bench", rid),
+            ("mlflow.source.name", "backtest.py", rid),
+            ("mlflow.source.type", "LOCAL", rid),
+            ("team", "quant", rid),
+        ]
     con = sqlite3.connect(db, timeout=60)
     with con:
-        con.executemany("INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
-                        "start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", runs)  # fmt: skip
-        con.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?,?,?,?,?,?)", metrics)
+        con.executemany(
+            "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
+            "start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            runs,
+        )
+        con.executemany(
+            "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?,?,?,?,?,?)", metrics
+        )
         con.executemany(
             "INSERT INTO latest_metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?,?,?,?,?,?)", metrics
         )

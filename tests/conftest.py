@@ -77,11 +77,21 @@ def start_server(tmp: Path, auth: bool = False, workers: int = 1, backend_uri: s
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     cmd = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", backend_uri or f"sqlite:///{tmp / 'mlflow.db'}",
-        "--artifacts-destination", str(tmp / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_uri or f"sqlite:///{tmp / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(tmp / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     if auth:
         ini = tmp / "basic_auth.ini"
         ini.write_text(
@@ -174,11 +184,22 @@ def start_postgres() -> Postgres:
         shutil.chown(sockets, user)
     port = free_port()
     _as_user(user, [str(pgbin / "initdb"), "-D", str(data), "-A", "trust", "-U", "mlflow", "--no-sync", "-E", "UTF8"])
-    _as_user(user, [
-        str(pgbin / "pg_ctl"), "-D", str(data), "-l", str(base / "pg.log"), "-w", "-t", "60",
-        "-o", f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c full_page_writes=off",
-        "start",
-    ])  # fmt: skip
+    _as_user(
+        user,
+        [
+            str(pgbin / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(base / "pg.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c full_page_writes=off",
+            "start",
+        ],
+    )
     _as_user(user, [str(pgbin / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"])
     return Postgres(uri=f"postgresql+psycopg2://mlflow@127.0.0.1:{port}/mlflow", data=data, bin=pgbin, user=user)
 
@@ -204,7 +225,9 @@ def client(server):
     """MLflow's own client, for seeding data and checking what the scripts wrote."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=server.uri, registry_uri=server.uri)  # never a registry URI another test set globally
+    return MlflowClient(
+        tracking_uri=server.uri, registry_uri=server.uri
+    )  # never a registry URI another test set globally
 
 
 @pytest.fixture(scope="session")
@@ -255,12 +278,12 @@ def load_script(name: str):
 def call_script(name: str, args, env: dict[str, str], cwd: Path | None = None) -> Result:
     """scripts/<name>.py's main(args) in this process, with exactly `env` as the environment and
     `cwd` as the working folder (both restored afterwards), stdout and stderr captured."""
-    import _common
+    from mlflow_skill.core.secrets import clear_secrets
 
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     os.environ.clear()
     os.environ.update(env)
-    _common.clear_secrets()
+    clear_secrets()
     out, err = io.StringIO(), io.StringIO()
     try:
         if cwd:
@@ -275,7 +298,9 @@ def call_script(name: str, args, env: dict[str, str], cwd: Path | None = None) -
 
 
 def _script_runner(server, env_dir: Path):
-    def run(name: str, *args: str, env: dict[str, str] | None = None, uri: str | None = "server", cwd: Path | None = None) -> Result:
+    def run(
+        name: str, *args: str, env: dict[str, str] | None = None, uri: str | None = "server", cwd: Path | None = None
+    ) -> Result:
         base = clean_env(env_dir=env_dir)
         if uri == "server":
             base["MLFLOW_TRACKING_URI"] = server.uri
@@ -310,7 +335,14 @@ UV = shutil.which("uv") or "uv"
 def uv_run(server, empty_env_dir):
     """uv_run("query_experiments", "experiments", env=..., uri=..., cwd=...) in a subprocess."""
 
-    def run(name: str, *args: str, env: dict[str, str] | None = None, uri: str | None = "server", cwd: Path | None = None, timeout: float = 300) -> Result:
+    def run(
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        uri: str | None = "server",
+        cwd: Path | None = None,
+        timeout: float = 300,
+    ) -> Result:
         base = clean_env(env_dir=empty_env_dir)
         base.setdefault("UV_PYTHON_DOWNLOADS", "never")
         if uri == "server":

@@ -41,9 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -100,8 +100,10 @@ def parse_examples(text: str, name: str = "doc") -> list[Example]:
         parsed = BODY_RE.match(body)
         # A fence inside the command, or one in the output as long as the output's own, would
         # end that block early in a markdown viewer: the example is not what it seems.
-        if parsed and (FENCE_LINE_RE.search(parsed.group("cmd")) or (
-            parsed.group("out") is not None and len(fence_for(parsed.group("out"))) > len(parsed.group("fence")))):  # fmt: skip
+        if parsed and (
+            FENCE_LINE_RE.search(parsed.group("cmd"))
+            or (parsed.group("out") is not None and len(fence_for(parsed.group("out"))) > len(parsed.group("fence")))
+        ):
             parsed = None
         if not parsed:
             raise MalformedDoc(
@@ -220,13 +222,28 @@ def seed_demo(uri: str, workdir: Path) -> dict[str, str]:
 
     rng = np.random.default_rng(9)  # a plausible strategy: Sharpe about 1
     dates = pd.bdate_range("2022-01-03", periods=756)
-    returns = pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "returns": rng.normal(0.0006, 0.011, len(dates)).round(6)})
+    returns = pd.DataFrame(
+        {"date": dates.strftime("%Y-%m-%d"), "returns": rng.normal(0.0006, 0.011, len(dates)).round(6)}
+    )
     returns.to_csv(workdir / "returns.csv", index=False)
     out = run_cmd(
-        uri, workdir, "log_backtest",
-        ["--returns", "returns.csv", "--experiment", "demo-backtests", "--run-name", "momentum-v1",
-         "--param", "lookback=20", "--no-tearsheet", "--format", "json"],
-    )  # fmt: skip
+        uri,
+        workdir,
+        "log_backtest",
+        [
+            "--returns",
+            "returns.csv",
+            "--experiment",
+            "demo-backtests",
+            "--run-name",
+            "momentum-v1",
+            "--param",
+            "lookback=20",
+            "--no-tearsheet",
+            "--format",
+            "json",
+        ],
+    )
     ids["RUN_ID"] = json.loads(out)["run_id"]
     ids.update(seed_traces(uri))
     return ids
@@ -278,8 +295,12 @@ def run_cmd(uri: str, workdir: Path, script: str, args: list[str]) -> str:
     env["MLFLOW_SKILL_ENV_DIR"] = str(workdir)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / f"{script}.py"), *args],
-        capture_output=True, text=True, env=env, cwd=workdir, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+        timeout=300,
+    )
     return proc.stdout + (proc.stderr if proc.returncode else "")
 
 
@@ -293,8 +314,13 @@ def command_argv(command: str) -> tuple[str, list[str]]:
 
 
 def real_producer(uri: str, workdir: Path, tmp: Path, ids: dict[str, str]) -> Callable[[Example], str]:
-    folders = [(str(workdir), ""), (str(tmp), "<tmp>"), (str(ROOT), ""), (str(Path.home()), "~"),
-               (str(Path(tempfile.gettempdir()).resolve()), "<tmp>")]  # fmt: skip
+    folders = [
+        (str(workdir), ""),
+        (str(tmp), "<tmp>"),
+        (str(ROOT), ""),
+        (str(Path.home()), "~"),
+        (str(Path(tempfile.gettempdir()).resolve()), "<tmp>"),
+    ]
 
     def produce(example: Example) -> str:
         script, args = command_argv(example.command)

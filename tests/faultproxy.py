@@ -75,12 +75,16 @@ class FaultProxy:
                 if action == "echo":
                     echoed = f"{self.command} {self.path} Authorization: {self.headers.get('Authorization', '')}"
                     if proxy.echo_format == "json":
-                        payload = json.dumps({"error_code": "INTERNAL_ERROR", "message": f"bad gateway: {echoed}"}).encode()
+                        payload = json.dumps(
+                            {"error_code": "INTERNAL_ERROR", "message": f"bad gateway: {echoed}"}
+                        ).encode()
                     else:
                         payload = f"upstream failed for {echoed}\n".encode()
                     proxy._record(self.command, self.path, proxy.status)
                     self.send_response(proxy.status)
-                    self.send_header("Content-Type", "application/json" if proxy.echo_format == "json" else "text/plain")
+                    self.send_header(
+                        "Content-Type", "application/json" if proxy.echo_format == "json" else "text/plain"
+                    )
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)

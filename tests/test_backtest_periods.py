@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import _backtest_periods as periods
+from mlflow_skill.backtest import periods
 
 
 @pytest.fixture(scope="module")

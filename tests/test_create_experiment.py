@@ -2,13 +2,23 @@
 
 import json
 
-from reliability import error_lines
 from conftest import unique
+from reliability import error_lines
 
 
 def test_creates_with_description_and_tags(run_script, client):
     name = unique("create")
-    res = run_script("create_experiment", "--name", name, "--description", "Momentum on BTC", "--tag", "team=quant", "--tag", "asset=BTC")
+    res = run_script(
+        "create_experiment",
+        "--name",
+        name,
+        "--description",
+        "Momentum on BTC",
+        "--tag",
+        "team=quant",
+        "--tag",
+        "asset=BTC",
+    )
     assert res.code == 0, res.err
     assert res.out.startswith("store: http://127.0.0.1:")
     assert f"Created experiment **{name}**" in res.out
@@ -57,7 +67,9 @@ def test_no_server_fails_fast(run_script):
     import time
 
     start = time.time()
-    res = run_script("create_experiment", "--name", "x", uri="http://127.0.0.1:9", env={"MLFLOW_SKILL_HTTP_RETRIES": "1"})
+    res = run_script(
+        "create_experiment", "--name", "x", uri="http://127.0.0.1:9", env={"MLFLOW_SKILL_HTTP_RETRIES": "1"}
+    )
     assert res.code == 4
     assert "not reachable" in res.err
     assert time.time() - start < 10

@@ -37,7 +37,11 @@ def doc_commands(path: Path) -> list[tuple[int, str, list[str]]]:
             continue
         in_fence = bool(fence)
         candidates: list[tuple[int, str]] = []
-        spans = [x for x in re.findall(r"`([^`]+)`", line) if COMMAND_RE.search(x) and ("uv run" in x or x.startswith("scripts/"))]
+        spans = [
+            x
+            for x in re.findall(r"`([^`]+)`", line)
+            if COMMAND_RE.search(x) and ("uv run" in x or x.startswith("scripts/"))
+        ]
         if in_fence and spans and not pending:  # output text naming a command in backticks: the span is the command
             candidates += [(number, span) for span in spans]
         elif in_fence:
@@ -75,7 +79,9 @@ def split_command(text: str) -> tuple[str, list[str]] | None:
     return None
 
 
-ALL_COMMANDS = [(doc.name, line, script, argv) for doc in DOCS if doc.exists() for line, script, argv in doc_commands(doc)]
+ALL_COMMANDS = [
+    (doc.name, line, script, argv) for doc in DOCS if doc.exists() for line, script, argv in doc_commands(doc)
+]
 
 
 @pytest.mark.parametrize("doc,line,script,argv", ALL_COMMANDS, ids=[f"{d}:{n}" for d, n, _, _ in ALL_COMMANDS])
@@ -87,7 +93,9 @@ def test_documented_command_parses(doc, line, script, argv):
         try:
             parser.parse_args(argv)
         except SystemExit as exc:
-            pytest.fail(f"{doc}:{line}: `{shlex.join(argv)}` does not parse: {err.getvalue().strip()} (exit {exc.code})")
+            pytest.fail(
+                f"{doc}:{line}: `{shlex.join(argv)}` does not parse: {err.getvalue().strip()} (exit {exc.code})"
+            )
 
 
 def test_docs_show_commands_at_all():
@@ -146,7 +154,9 @@ def test_skill_md_is_a_short_router():
     references = text[text.index("## References") :]
     for ref in (ROOT / "references").glob("*.md"):
         # Each reference is listed with when to read it: "- [references/x.md](references/x.md): when ..."
-        line = re.search(rf"^- \[references/{re.escape(ref.name)}\]\(references/{re.escape(ref.name)}\): (.+)$", references, re.M)
+        line = re.search(
+            rf"^- \[references/{re.escape(ref.name)}\]\(references/{re.escape(ref.name)}\): (.+)$", references, re.M
+        )
         assert line and len(line.group(1).split()) >= 5, f"SKILL.md does not say when to read references/{ref.name}"
     examples = parse_examples(text, "SKILL.md")
     assert 1 <= len(examples) <= 4, "SKILL.md keeps a few short examples; full outputs go to references/examples.md"
@@ -216,13 +226,18 @@ def test_no_example_command_is_shown_twice():
 def test_path_and_repeat_detectors_catch_the_old_damage():
     """The shape the old regenerator left in README.md: an output cut at its first inner fence,
     the rest of it left behind after the block, again on every regeneration, with local paths."""
-    output = "store: x (MLFLOW_TRACKING_URI from environment)\n\nInputs:\n```\n{\n  \"prompt\": \"I want a refund\"\n}\n```\n"
+    output = (
+        'store: x (MLFLOW_TRACKING_URI from environment)\n\nInputs:\n```\n{\n  "prompt": "I want a refund"\n}\n```\n'
+    )
     tail = (
         "Attributes:\n- mlflow.spanFunctionName: call_llm\n- mlflow.spanType: LLM\n"
         "- exception.message: LLM provider timed out after 30s\n- exception.type: TimeoutError\n"
-        'Traceback (most recent call last):\n  File "/work/main/.venv/lib/python3.11/site-packages/mlflow/x.py", line 3\n'
+        'Traceback (most recent call last):\n  File "/work/main/.venv/lib/python3.11/site-packages/mlflow/x.py", line '
+        "3\n"
     )
-    damaged = f"{START}\n```bash\nuv run scripts/get_trace.py --span call_llm\n```\n```text\n{output}{tail}```\n{tail}```\n"
+    damaged = (
+        f"{START}\n```bash\nuv run scripts/get_trace.py --span call_llm\n```\n```text\n{output}{tail}```\n{tail}```\n"
+    )
     assert repeated_passages(damaged)
     assert machine_paths(damaged) == ['File "/work/main/.venv/lib/python3.11/site-packages/mlflow/x.py", line 3'] * 2
     assert machine_paths("cd /home/alice/project && export X=/tmp/y") and machine_paths("C:\\Users\\bob")
@@ -261,4 +276,4 @@ def test_regenerating_a_real_doc_is_idempotent(doc):
 def prose(text: str) -> str:
     examples = parse_examples(text)
     bounds = [0] + [i for e in examples for i in (e.start, e.end)] + [len(text)]
-    return "".join(text[a:b] for a, b in zip(bounds[::2], bounds[1::2]))
+    return "".join(text[a:b] for a, b in zip(bounds[::2], bounds[1::2], strict=False))

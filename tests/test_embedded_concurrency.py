@@ -34,8 +34,12 @@ def start(folder: Path, envdir: Path, i: int) -> subprocess.Popen:
     script, args = FIRST_CALLS[i % len(FIRST_CALLS)]
     return subprocess.Popen(
         [sys.executable, str(SCRIPTS / script), *[a.format(i=i) for a in args]],
-        cwd=folder, env=clean_env(env_dir=envdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=folder,
+        env=clean_env(env_dir=envdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.timeout(1500)
@@ -51,7 +55,7 @@ def test_parallel_first_calls_on_a_fresh_folder(tmp_path):
         results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
         failed = [(code, err[-800:]) for code, _, err in results if code != 0]
         assert not failed, f"round {rnd}: {len(failed)} of {PARALLEL} first calls failed: {failed[0]}"
-        for code, out, err in results:
+        for _code, _out, err in results:
             assert "Traceback" not in err and "warning" not in err.lower(), err[-800:]
         db = folder / "mlflow.db"
         client = MlflowClient(f"sqlite:///{db}")
@@ -126,14 +130,20 @@ def test_empty_store_left_mid_migration_says_delete_it(run_script, tmp_path):
     assert_clean_error(res, 6, "mid-migration", f"holds no runs: delete {tmp_path / 'mlflow.db'}")
     (tmp_path / "mlflow.db").unlink()
     # A new process, as an agent's next call is (this one keeps MLflow's engine to the old file).
-    again = subprocess.run([sys.executable, str(SCRIPTS / "create_experiment.py"), "--name", "x"], cwd=tmp_path,
-                           env=clean_env(env_dir=tmp_path), capture_output=True, text=True, timeout=300)  # fmt: skip
+    again = subprocess.run(
+        [sys.executable, str(SCRIPTS / "create_experiment.py"), "--name", "x"],
+        cwd=tmp_path,
+        env=clean_env(env_dir=tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
 
 
 def test_schema_versions_older_and_newer_name_their_fix(run_script, store_with_a_run):
-    from mlflow.store.db.utils import _get_alembic_config
     from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
 
     folder, _ = store_with_a_run
     db = folder / "mlflow.db"

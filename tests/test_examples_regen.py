@@ -75,7 +75,13 @@ def test_parse_reads_commands_and_whole_outputs_with_inner_fences():
 
 @pytest.mark.parametrize(
     "output, fence",
-    [("plain", "```"), ("a\n```\nb\n```", "````"), ("x\n`````\ny", "``````"), ("  ```indented", "````"), ("`inline` ```", "```")],
+    [
+        ("plain", "```"),
+        ("a\n```\nb\n```", "````"),
+        ("x\n`````\ny", "``````"),
+        ("  ```indented", "````"),
+        ("`inline` ```", "```"),
+    ],
 )
 def test_fence_is_longer_than_any_fence_inside(output, fence):
     assert fence_for(output) == fence
@@ -111,9 +117,20 @@ def test_rewrite_does_not_grow_when_outputs_hold_fences():
     "broken, why",
     [
         ("<!-- example -->\n```bash\nuv run scripts/x.py\n```\n```text\nout\n```\n\nprose\n", "no end marker at all"),
-        ("<!-- example -->\n```bash\nuv run scripts/x.py\n```\n<!-- example -->\n```bash\nuv run scripts/y.py\n```\n<!-- /example -->\n", "an end marker missing"),
-        ("<!-- example -->\n```bash\nuv run scripts/x.py\n```\n```text\nout\n```\nleft-over tail\n```\n<!-- /example -->\n", "text after the output block"),
-        ("<!-- example -->\n```bash\nuv run scripts/x.py\n```\n````text\nout\n```\n<!-- /example -->\n", "fences of different lengths"),
+        (
+            "<!-- example -->\n```bash\nuv run scripts/x.py\n```\n<!-- example -->\n```bash\nuv run "
+            "scripts/y.py\n```\n<!-- /example -->\n",
+            "an end marker missing",
+        ),
+        (
+            "<!-- example -->\n```bash\nuv run scripts/x.py\n```\n```text\nout\n```\nleft-over tail\n```\n<!-- "
+            "/example -->\n",
+            "text after the output block",
+        ),
+        (
+            "<!-- example -->\n```bash\nuv run scripts/x.py\n```\n````text\nout\n```\n<!-- /example -->\n",
+            "fences of different lengths",
+        ),
         ("<!-- example -->\nuv run scripts/x.py\n<!-- /example -->\n", "no bash block"),
         ("prose\n<!-- /example -->\n", "an end marker alone"),
     ],
@@ -187,6 +204,9 @@ def test_drift_compares_counts_and_whole_documents():
 
 def test_command_argv_joins_continuations_and_finds_the_script():
     command = 'uv run scripts/query_experiments.py runs --experiment demo \\\n  --filter "params.lr > 0.01"'
-    assert command_argv(command) == ("query_experiments", ["runs", "--experiment", "demo", "--filter", "params.lr > 0.01"])
+    assert command_argv(command) == (
+        "query_experiments",
+        ["runs", "--experiment", "demo", "--filter", "params.lr > 0.01"],
+    )
     with pytest.raises(MalformedDoc):
         command_argv("echo hello")

@@ -48,14 +48,18 @@ def test_export_cut_midway_leaves_nothing(run_script, exp, proxy, tmp_path, suff
     target = out_dir / f"runs{suffix}"
     proxy.reset("refuse_after", fault_count=passed)
     started = time.time()
-    res = run_script("query_experiments", "export", "-e", exp["name"], "--page-size", "2", "--output", str(target), uri=proxy.uri)
+    res = run_script(
+        "query_experiments", "export", "-e", exp["name"], "--page-size", "2", "--output", str(target), uri=proxy.uri
+    )
     assert_clean_error(res, 4, "not reachable")
     assert time.time() - started < 15
     searches = [p for _, p, s in proxy.requests if "runs/search" in p and s == 200]
     assert len(searches) == max(0, passed - 1)  # pages fetched before the cut
     assert list(out_dir.iterdir()) == []  # no file, no temp file
     proxy.reset()  # the server is back: the same command now writes every run
-    res = run_script("query_experiments", "export", "-e", exp["name"], "--page-size", "2", "--output", str(target), uri=proxy.uri)
+    res = run_script(
+        "query_experiments", "export", "-e", exp["name"], "--page-size", "2", "--output", str(target), uri=proxy.uri
+    )
     assert res.code == 0, res.err
     if suffix == ".csv":
         got = [row["run_id"] for row in csv.DictReader(target.open())]
@@ -70,7 +74,18 @@ def test_export_with_existing_file_and_force_keeps_old_file_when_cut(run_script,
     target = tmp_path / "runs.csv"
     target.write_text("old,content\n")
     proxy.reset("refuse_after", fault_count=2)
-    res = run_script("query_experiments", "export", "-e", exp["name"], "--page-size", "2", "--output", str(target), "--force", uri=proxy.uri)
+    res = run_script(
+        "query_experiments",
+        "export",
+        "-e",
+        exp["name"],
+        "--page-size",
+        "2",
+        "--output",
+        str(target),
+        "--force",
+        uri=proxy.uri,
+    )
     assert_clean_error(res, 4)
     assert target.read_text() == "old,content\n"
     assert [p.name for p in tmp_path.iterdir()] == ["runs.csv"]
@@ -79,6 +94,16 @@ def test_export_with_existing_file_and_force_keeps_old_file_when_cut(run_script,
 def test_metric_history_output_cut_leaves_nothing(run_script, exp, proxy, tmp_path):
     target = tmp_path / "m.csv"
     proxy.reset("refuse_after", fault_count=1)  # the run look-up passes, the history read is cut
-    res = run_script("get_metric_history", "--run-id", exp["ids"][0], "--metrics", "m", "--full", "--output", str(target), uri=proxy.uri)
+    res = run_script(
+        "get_metric_history",
+        "--run-id",
+        exp["ids"][0],
+        "--metrics",
+        "m",
+        "--full",
+        "--output",
+        str(target),
+        uri=proxy.uri,
+    )
     assert_clean_error(res, 4, "not reachable")
     assert list(tmp_path.iterdir()) == []

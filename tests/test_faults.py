@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+
 from conftest import ADMIN_USER, unique
 from faultproxy import FaultProxy
 from reliability import error_lines
@@ -34,8 +35,15 @@ def test_persistent_500_gives_server_error_after_bounded_tries(run_script, via_p
 def test_slow_server_times_out_within_bound(run_script, via_proxy):
     via_proxy.reset("slow", delay=5.0)
     start = time.time()
-    res = run_script("create_experiment", "--name", unique("x"), "--timeout", "0.5", uri=via_proxy.uri,
-                     env={"MLFLOW_SKILL_HTTP_RETRIES": "1"})
+    res = run_script(
+        "create_experiment",
+        "--name",
+        unique("x"),
+        "--timeout",
+        "0.5",
+        uri=via_proxy.uri,
+        env={"MLFLOW_SKILL_HTTP_RETRIES": "1"},
+    )
     elapsed = time.time() - start
     assert res.code == 4
     assert "timed out" in res.err and "--timeout" in res.err
@@ -59,8 +67,13 @@ def test_no_server_at_all_fails_fast(run_script):
 def test_401_is_not_retried(run_script, auth_server):
     proxy = FaultProxy(auth_server.uri)
     try:
-        res = run_script("create_experiment", "--name", "x", uri=proxy.uri,
-                         env={"MLFLOW_TRACKING_USERNAME": ADMIN_USER, "MLFLOW_TRACKING_PASSWORD": "nope-wrong"})
+        res = run_script(
+            "create_experiment",
+            "--name",
+            "x",
+            uri=proxy.uri,
+            env={"MLFLOW_TRACKING_USERNAME": ADMIN_USER, "MLFLOW_TRACKING_PASSWORD": "nope-wrong"},
+        )
         assert res.code == 5
         assert [s for _, _, s in proxy.requests] == [401]
     finally:

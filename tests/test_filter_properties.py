@@ -69,6 +69,7 @@ def metric_clause(key, op, value):
 
 def text_clause(key, op, value):
     """Server-side text comparison on a param (= / != / LIKE 'prefix%')."""
+
     def ev(r):
         v = r.data.params.get(key)
         if v is None:
@@ -92,9 +93,23 @@ clauses = st.one_of(
     st.builds(text_clause, st.just("color"), st.sampled_from(["=", "!="]), st.sampled_from(COLORS + ["purple"])),
     st.builds(text_clause, st.just("color"), st.just("LIKE"), st.sampled_from(["d%", "r%", "gr%"])),
     st.builds(text_clause, st.just("n"), st.just("="), st.sampled_from(["3", "3.0", "5"])),  # text, not numbers
-    st.builds(numeric_clause, st.just("lr"), st.sampled_from(OPS), st.sampled_from([0.001, 0.005, 0.01, 0.1, 1.0]), st.just(False)),
-    st.builds(numeric_clause, st.just("n"), st.sampled_from(OPS), st.sampled_from([1.0, 3.0, 4.5, 8.0]), st.just(False)),
-    st.builds(numeric_clause, st.sampled_from(["n", "lr"]), st.sampled_from([">", ">=", "<", "<="]), st.sampled_from([0.01, 4.0]), st.just(True)),
+    st.builds(
+        numeric_clause,
+        st.just("lr"),
+        st.sampled_from(OPS),
+        st.sampled_from([0.001, 0.005, 0.01, 0.1, 1.0]),
+        st.just(False),
+    ),
+    st.builds(
+        numeric_clause, st.just("n"), st.sampled_from(OPS), st.sampled_from([1.0, 3.0, 4.5, 8.0]), st.just(False)
+    ),
+    st.builds(
+        numeric_clause,
+        st.sampled_from(["n", "lr"]),
+        st.sampled_from([">", ">=", "<", "<="]),
+        st.sampled_from([0.01, 4.0]),
+        st.just(True),
+    ),
 )
 filters = st.lists(st.lists(clauses, min_size=1, max_size=3), min_size=1, max_size=3)
 orders = st.sampled_from([None, ("m1", True), ("m1", False), ("m2", True)])
@@ -117,7 +132,9 @@ def test_filter_matches_reference(run_script, corpus, groups, order):
     got = [r["run_id"] for r in answer["runs"]]
     assert len(got) == len(set(got)), f"duplicates for {text}"
     assert set(got) == reference(corpus["runs"], groups), text
-    client_side = any(t.startswith(("params.lr", "params.n")) and not t.startswith("params.n = '") for g in groups for t, _ in g)
+    client_side = any(
+        t.startswith(("params.lr", "params.n")) and not t.startswith("params.n = '") for g in groups for t, _ in g
+    )
     assert bool(answer["client_side"]) == client_side, text
     assert len(answer["server_filters"]) == len(groups)
     if order:
@@ -143,7 +160,9 @@ def test_property_corpus_is_varied(corpus):
 # own answers to the equivalent plain filters (MlflowClient.search_runs), not against our code.
 # ---------------------------------------------------------------------------------------------
 def _ours(run_script, exp: str, text: str) -> list[str]:
-    res = run_script("query_experiments", "runs", "-e", exp, "--filter", text, "--format", "json", "--max-results", "1000")
+    res = run_script(
+        "query_experiments", "runs", "-e", exp, "--filter", text, "--format", "json", "--max-results", "1000"
+    )
     assert res.code == 0, (text, res.err)
     got = [r["run_id"] for r in json.loads(res.out)["runs"]]
     assert len(got) == len(set(got)), f"duplicates for {text}"
@@ -155,19 +174,39 @@ def _mlflow(client, exp: str, *filters: str) -> set[str]:
     return {r.info.run_id for f in filters for r in client.search_runs([exp], filter_string=f, max_results=1000)}
 
 
-@pytest.mark.parametrize("text,equivalent", [
-    ("params.color IN ('red', 'blue')", ["params.color = 'red'", "params.color = 'blue'"]),
-    ("params.color NOT IN ('red', 'blue')", ["params.color != 'red' AND params.color != 'blue'"]),
-    ("(metrics.m1 > 1 OR params.color = 'green') AND metrics.m2 <= 0.5",
-     ["metrics.m1 > 1 AND metrics.m2 <= 0.5", "params.color = 'green' AND metrics.m2 <= 0.5"]),
-    ("metrics.m2 >= 1 AND (params.color IN ('dark red', 'green') OR metrics.m1 = 0)",
-     ["metrics.m2 >= 1 AND params.color = 'dark red'", "metrics.m2 >= 1 AND params.color = 'green'",
-      "metrics.m2 >= 1 AND metrics.m1 = 0"]),
-    ("((metrics.m1 < 0.5 OR metrics.m1 > 1.25) AND (params.n = '3' OR params.n = '5')) OR params.color = 'blue'",
-     ["metrics.m1 < 0.5 AND params.n = '3'", "metrics.m1 < 0.5 AND params.n = '5'",
-      "metrics.m1 > 1.25 AND params.n = '3'", "metrics.m1 > 1.25 AND params.n = '5'", "params.color = 'blue'"]),
-    ("attributes.status IN ('FINISHED', 'FAILED')", ["attributes.status = 'FINISHED'", "attributes.status = 'FAILED'"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,equivalent",
+    [
+        ("params.color IN ('red', 'blue')", ["params.color = 'red'", "params.color = 'blue'"]),
+        ("params.color NOT IN ('red', 'blue')", ["params.color != 'red' AND params.color != 'blue'"]),
+        (
+            "(metrics.m1 > 1 OR params.color = 'green') AND metrics.m2 <= 0.5",
+            ["metrics.m1 > 1 AND metrics.m2 <= 0.5", "params.color = 'green' AND metrics.m2 <= 0.5"],
+        ),
+        (
+            "metrics.m2 >= 1 AND (params.color IN ('dark red', 'green') OR metrics.m1 = 0)",
+            [
+                "metrics.m2 >= 1 AND params.color = 'dark red'",
+                "metrics.m2 >= 1 AND params.color = 'green'",
+                "metrics.m2 >= 1 AND metrics.m1 = 0",
+            ],
+        ),
+        (
+            "((metrics.m1 < 0.5 OR metrics.m1 > 1.25) AND (params.n = '3' OR params.n = '5')) OR params.color = 'blue'",
+            [
+                "metrics.m1 < 0.5 AND params.n = '3'",
+                "metrics.m1 < 0.5 AND params.n = '5'",
+                "metrics.m1 > 1.25 AND params.n = '3'",
+                "metrics.m1 > 1.25 AND params.n = '5'",
+                "params.color = 'blue'",
+            ],
+        ),
+        (
+            "attributes.status IN ('FINISHED', 'FAILED')",
+            ["attributes.status = 'FINISHED'", "attributes.status = 'FAILED'"],
+        ),
+    ],
+)
 def test_in_and_parentheses_equal_mlflow(run_script, client, corpus, text, equivalent):
     expected = _mlflow(client, corpus["exp"], *equivalent)
     assert expected, f"the corpus must make {text!r} match something"
@@ -177,13 +216,16 @@ def test_in_and_parentheses_equal_mlflow(run_script, client, corpus, text, equiv
 def test_long_in_list_runs_on_the_client_and_says_so(run_script, corpus):
     values = [f"'{v}'" for v in ["red", "blue", *[f"x{i}" for i in range(12)]]]
     text = f"params.color IN ({', '.join(values)}) AND metrics.m1 >= 0.5"
-    res = run_script("query_experiments", "runs", "-e", corpus["exp"], "--filter", text, "--max-results", "1000", "--format", "json")
+    res = run_script(
+        "query_experiments", "runs", "-e", corpus["exp"], "--filter", text, "--max-results", "1000", "--format", "json"
+    )
     assert res.code == 0, res.err
     answer = json.loads(res.out)
     expected = {
-        rid for rid, r in corpus["runs"].items()
+        rid
+        for rid, r in corpus["runs"].items()
         if r.data.params.get("color") in ("red", "blue") and r.data.metrics.get("m1", -1) >= 0.5
-    }  # fmt: skip
+    }
     assert {r["run_id"] for r in answer["runs"]} == expected
     assert answer["client_side"] and any("client-side" in n and "IN" in n for n in answer["notes"])
 

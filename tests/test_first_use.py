@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-import _config  # conftest put scripts/ on sys.path
+from mlflow_skill.core import config as _config  # conftest put scripts/ on sys.path
+
 from conftest import SCRIPTS, unique
 
 DEFAULT_LOOKUP = {"MLFLOW_SKILL_ENV_DIR": ""}  # empty: the working directory, then the skill folder
@@ -53,7 +54,9 @@ def test_working_directory_env_local_beats_the_skill_folders(run_script, server,
     (skill / ".env.local").write_text(f"MLFLOW_TRACKING_URI={server.uri}\n")
     res = run_script("create_experiment", "--name", unique("skillenv"), uri=None, cwd=work, env=DEFAULT_LOOKUP)
     assert res.code == 0, res.err
-    assert store_line(res.out) == f"store: {server.uri} (MLFLOW_TRACKING_URI from .env.local in the skill folder {skill})"
+    assert (
+        store_line(res.out) == f"store: {server.uri} (MLFLOW_TRACKING_URI from .env.local in the skill folder {skill})"
+    )
     assert not (work / "mlflow.db").exists()  # the skill folder's setting applies from anywhere
 
     (work / ".env").write_text("MLFLOW_TRACKING_URI=http://127.0.0.1:9\n")  # the project's .env.local wins over it
@@ -77,7 +80,9 @@ def test_uv_run_from_another_folder_follows_the_same_rule(uv_run, server, tmp_pa
     script = str(skill / "scripts" / "create_experiment.py")
     res = uv_run(script, "--name", unique("uvskill"), uri=None, cwd=work, env=DEFAULT_LOOKUP)
     assert res.code == 0, res.err
-    assert store_line(res.out) == f"store: {server.uri} (MLFLOW_TRACKING_URI from .env.local in the skill folder {skill})"
+    assert (
+        store_line(res.out) == f"store: {server.uri} (MLFLOW_TRACKING_URI from .env.local in the skill folder {skill})"
+    )
 
     (skill / ".env.local").unlink()  # nothing configured anywhere: the folder it runs in
     res = uv_run(script, "--name", "first", uri=None, cwd=other, env=DEFAULT_LOOKUP)
@@ -102,10 +107,14 @@ def test_scripts_share_one_dependency_list_plus_quantstats_for_log_backtest():
     same files (what borrow_bytecode relies on); log_backtest adds its numeric stack and
     get_metric_history matplotlib for --plot."""
     blocks = {p.name: pep723(p) for p in SCRIPTS.glob("[a-z]*.py")}
-    blocks["get_metric_history.py"] = blocks["get_metric_history.py"].replace('#     "matplotlib>=3.7",\n', "")  # --plot
+    blocks["get_metric_history.py"] = blocks["get_metric_history.py"].replace(
+        '#     "matplotlib>=3.7",\n', ""
+    )  # --plot
     light = {name: block for name, block in blocks.items() if name != "log_backtest.py"}
     assert len(light) == 5 and len(set(light.values())) == 1, light
-    assert '"mlflow-skinny>=3.7"' in next(iter(light.values())) and "compile-bytecode = false" in next(iter(light.values()))
+    assert '"mlflow-skinny>=3.7"' in next(iter(light.values())) and "compile-bytecode = false" in next(
+        iter(light.values())
+    )
     heavy = blocks["log_backtest.py"]
     assert "quantstats" in heavy and "compile-bytecode = true" in heavy
     deps = [line for line in next(iter(light.values())).splitlines() if line.startswith("#     ")]
@@ -140,10 +149,13 @@ def test_a_new_environment_borrows_byte_code_compiled_for_the_same_files(tmp_pat
     for name in ("__init__", "same", "copied"):
         py_compile.compile(str(site1 / "pkg" / f"{name}.py"), doraise=True)
     code = (
-        f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); import _embedded; _embedded.borrow_bytecode(); "
+        f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); from mlflow_skill.store import embedded; "
+        f"embedded.borrow_bytecode(); "
         "sys.dont_write_bytecode = True; import pkg.same as m; print(m.VALUE, m.__spec__.cached, m.VALUE.__class__)"
     )
-    out = subprocess.run([str(second / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(second / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     borrowed = next((site2 / "pkg" / "__pycache__").glob("same.*.pyc"))
     assert borrowed.samefile(next((site1 / "pkg" / "__pycache__").glob("same.*.pyc")))
     assert not list((site2 / "pkg" / "__pycache__").glob("copied.*.pyc"))  # not the same file: compiles itself
@@ -160,6 +172,11 @@ def test_top_level_modules_byte_code_is_borrowed_too(tmp_path):
     (site1 / "single.py").write_text("X = 1\n")  # a one-file module such as typing_extensions
     (site2 / "single.py").hardlink_to(site1 / "single.py")
     py_compile.compile(str(site1 / "single.py"), doraise=True)
-    code = f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); import _embedded; _embedded.borrow_bytecode()"
+    code = (
+        f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); "
+        "from mlflow_skill.store import embedded; embedded.borrow_bytecode()"
+    )
     subprocess.run([str(second / "bin" / "python"), "-c", code], check=True)
-    assert next((site2 / "__pycache__").glob("single.*.pyc")).samefile(next((site1 / "__pycache__").glob("single.*.pyc")))
+    assert next((site2 / "__pycache__").glob("single.*.pyc")).samefile(
+        next((site1 / "__pycache__").glob("single.*.pyc"))
+    )

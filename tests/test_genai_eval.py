@@ -10,8 +10,10 @@ import time
 
 import numpy as np
 import pytest
-from conftest import unique
+
 from test_traces import mlflow_target
+
+from conftest import unique
 
 HOUR = 3_600_000
 MIN = 60_000
@@ -20,8 +22,34 @@ ANSWERS = "Our refund policy: damaged items are refunded to the original card wi
 # session, user, version, minutes ago, latency ms, question, fails, (in, out) tokens, model,
 #   correct (LLM judge; "err" = the judge failed), user feedback (HUMAN), score (CODE)
 TURNS = [
-    ("conv-a", "alice", "v1", 26 * 60, 420, "hello, I need help with an order", False, (30, 12), "gpt-4o-mini", True, "yes", 0.9),
-    ("conv-a", "alice", "v1", 26 * 60 - 1, 1300, "it arrived damaged", False, (60, 40), "gpt-4o-mini", False, None, 0.4),
+    (
+        "conv-a",
+        "alice",
+        "v1",
+        26 * 60,
+        420,
+        "hello, I need help with an order",
+        False,
+        (30, 12),
+        "gpt-4o-mini",
+        True,
+        "yes",
+        0.9,
+    ),
+    (
+        "conv-a",
+        "alice",
+        "v1",
+        26 * 60 - 1,
+        1300,
+        "it arrived damaged",
+        False,
+        (60, 40),
+        "gpt-4o-mini",
+        False,
+        None,
+        0.4,
+    ),
     ("conv-a", "alice", "v1", 26 * 60 - 2, 2600, "can I get a refund?", True, (20, 0), "gpt-4o-mini", False, "no", 0.1),
     ("conv-a", "alice", "v1", 26 * 60 - 3, 800, "thanks", False, (15, 5), "gpt-4o-mini", True, None, 0.7),
     ("conv-d", "dave", "v1", 3 * 60, 950, "where is my parcel", False, (25, 20), "gpt-4o-mini", False, "no", 0.5),
@@ -45,39 +73,69 @@ def seed(mlflow, now_ms: int) -> list[str]:
         start_ns = (now_ms - ago * MIN) * 1_000_000
         meta = {k: v for k, v in (("mlflow.trace.session", session), ("mlflow.trace.user", user)) if v}
         root = mlflow.start_span_no_context(
-            "support_chat", span_type=SpanType.AGENT,
+            "support_chat",
+            span_type=SpanType.AGENT,
             inputs={"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": question}]},
-            tags={"app_version": version}, metadata=meta, start_time_ns=start_ns,
-        )  # fmt: skip
-        llm = mlflow.start_span_no_context("llm", span_type=SpanType.CHAT_MODEL, parent_span=root, start_time_ns=start_ns + 1_000_000)
+            tags={"app_version": version},
+            metadata=meta,
+            start_time_ns=start_ns,
+        )
+        llm = mlflow.start_span_no_context(
+            "llm", span_type=SpanType.CHAT_MODEL, parent_span=root, start_time_ns=start_ns + 1_000_000
+        )
         llm.set_inputs({"model": model, "messages": [{"role": "user", "content": question}]})
         llm.set_attribute("mlflow.llm.model", model)
-        llm.set_attribute("mlflow.chat.tokenUsage", {"input_tokens": tokens[0], "output_tokens": tokens[1], "total_tokens": sum(tokens)})
+        llm.set_attribute(
+            "mlflow.chat.tokenUsage",
+            {"input_tokens": tokens[0], "output_tokens": tokens[1], "total_tokens": sum(tokens)},
+        )
         llm.end(outputs="draft", end_time_ns=start_ns + (latency // 2) * 1_000_000)
-        tool = mlflow.start_span_no_context("lookup", span_type=SpanType.TOOL, parent_span=root, start_time_ns=start_ns + (latency // 2 + 1) * 1_000_000)
+        tool = mlflow.start_span_no_context(
+            "lookup", span_type=SpanType.TOOL, parent_span=root, start_time_ns=start_ns + (latency // 2 + 1) * 1_000_000
+        )
         if fails:
             tool.record_exception(TimeoutError("order service timed out after 30s"))
             tool.end(status="ERROR", end_time_ns=start_ns + (latency - 1) * 1_000_000)
             root.end(status="ERROR", end_time_ns=start_ns + latency * 1_000_000)
         else:
             tool.end(outputs={"ok": True}, end_time_ns=start_ns + (latency - 1) * 1_000_000)
-            root.end(outputs={"choices": [{"message": {"role": "assistant", "content": f"re: {question}. {ANSWERS}"}}]},
-                     end_time_ns=start_ns + latency * 1_000_000)  # fmt: skip
+            root.end(
+                outputs={"choices": [{"message": {"role": "assistant", "content": f"re: {question}. {ANSWERS}"}}]},
+                end_time_ns=start_ns + latency * 1_000_000,
+            )
         trace_id = root.trace_id
         ids.append(trace_id)
         judge = AssessmentSource(source_type="LLM_JUDGE", source_id="gpt-judge")
         if correct == "err":
-            mlflow.log_feedback(trace_id=trace_id, name="correct", source=judge,
-                                error=AssessmentError(error_code="JUDGE_TIMEOUT", error_message="judge timed out"))  # fmt: skip
+            mlflow.log_feedback(
+                trace_id=trace_id,
+                name="correct",
+                source=judge,
+                error=AssessmentError(error_code="JUDGE_TIMEOUT", error_message="judge timed out"),
+            )
         else:
-            mlflow.log_feedback(trace_id=trace_id, name="correct", value=correct, source=judge,
-                                rationale=("The answer cites the policy. " * 10), span_id=llm.span_id)  # fmt: skip
+            mlflow.log_feedback(
+                trace_id=trace_id,
+                name="correct",
+                value=correct,
+                source=judge,
+                rationale=("The answer cites the policy. " * 10),
+                span_id=llm.span_id,
+            )
         if user_fb is not None:
-            mlflow.log_feedback(trace_id=trace_id, name="user_feedback", value=user_fb,
-                                source=AssessmentSource(source_type="HUMAN", source_id=user))  # fmt: skip
+            mlflow.log_feedback(
+                trace_id=trace_id,
+                name="user_feedback",
+                value=user_fb,
+                source=AssessmentSource(source_type="HUMAN", source_id=user),
+            )
         if score is not None:
-            mlflow.log_feedback(trace_id=trace_id, name="score", value=score,
-                                source=AssessmentSource(source_type="CODE", source_id="length_check"))  # fmt: skip
+            mlflow.log_feedback(
+                trace_id=trace_id,
+                name="score",
+                value=score,
+                source=AssessmentSource(source_type="CODE", source_id="length_check"),
+            )
     return ids
 
 
@@ -107,7 +165,11 @@ def run_json(run_script, name, *args):
 
 
 def feedback_values(trace, name):
-    return [a for a in trace.info.assessments if a.name == name and getattr(a, "valid", True) is not False and a.feedback is not None]
+    return [
+        a
+        for a in trace.info.assessments
+        if a.name == name and getattr(a, "valid", True) is not False and a.feedback is not None
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,7 +185,9 @@ def test_session_replay_matches_mlflow(run_script, genai):
     assert turns[0]["response"].startswith("re: hello, I need help with an order.")
     assert [t["status"] for t in turns] == [t.info.state.value for t in expected]
     assert [t["duration_ms"] for t in turns] == [t.info.execution_duration for t in expected]
-    assert "TimeoutError: order service timed out after 30s" in turns[2]["error"] and turns[2]["error"].startswith("lookup:")
+    assert "TimeoutError: order service timed out after 30s" in turns[2]["error"] and turns[2]["error"].startswith(
+        "lookup:"
+    )
     tot = data["totals"]
     assert tot["turns"] == 4 and tot["errors"] == 1 and tot["users"] == ["alice"]
     assert tot["total_tokens"] == sum(t.info.token_usage["total_tokens"] for t in expected)
@@ -195,16 +259,35 @@ def test_assessment_filter_equals_mlflow(run_script, genai, spec, mlflow_filter,
     expected = {t.info.trace_id for t in mlflow_search(genai, mlflow_filter)}
     if check is not None:  # and MLflow's answer is what the assessments say
         every = mlflow_search(genai)
-        by_values = {t.info.trace_id for t in every if check([a.feedback.value for a in feedback_values(t, name) if a.feedback.value is not None])}
+        by_values = {
+            t.info.trace_id
+            for t in every
+            if check([a.feedback.value for a in feedback_values(t, name) if a.feedback.value is not None])
+        }
         assert expected == by_values
-    data = run_json(run_script, "search_traces", "--experiment", genai["name"], "--assessment", spec, "--max-results", "500")
+    data = run_json(
+        run_script, "search_traces", "--experiment", genai["name"], "--assessment", spec, "--max-results", "500"
+    )
     assert {t["trace_id"] for t in data["traces"]} == expected and expected
     assert mlflow_filter.replace("feedback.", "") in data["filter"].replace("feedback.", "")
 
 
 def test_assessment_filters_combine_and_show_a_column(run_script, genai):
-    expected = {t.info.trace_id for t in mlflow_search(genai, "feedback.correct = 'true' AND feedback.score >= 0.8 AND tag.app_version = 'v2'")}
-    r = run_script("search_traces", "--experiment", genai["name"], "--assessment", "correct=true", "--assessment", "score>=0.8", "--tag", "app_version=v2")
+    expected = {
+        t.info.trace_id
+        for t in mlflow_search(genai, "feedback.correct = 'true' AND feedback.score >= 0.8 AND tag.app_version = 'v2'")
+    }
+    r = run_script(
+        "search_traces",
+        "--experiment",
+        genai["name"],
+        "--assessment",
+        "correct=true",
+        "--assessment",
+        "score>=0.8",
+        "--tag",
+        "app_version=v2",
+    )
     assert r.code == 0, r.err
     shown = {line.split("|")[1].strip() for line in r.out.splitlines() if line.startswith("| tr-")}
     assert shown == expected and len(expected) == 3
@@ -221,12 +304,16 @@ def test_versions_compared_on_feedback_in_one_call(run_script, genai):
         g = groups[version]
         durations = [t.info.execution_duration for t in traces]
         assert g["traces"] == len(traces) and g["errors"] == sum(t.info.state.value == "ERROR" for t in traces)
-        assert g["p50_ms"] == pytest.approx(np.percentile(durations, 50)) and g["p95_ms"] == pytest.approx(np.percentile(durations, 95))
+        assert g["p50_ms"] == pytest.approx(np.percentile(durations, 50)) and g["p95_ms"] == pytest.approx(
+            np.percentile(durations, 95)
+        )
         assert g["total_tokens"] == sum(t.info.token_usage["total_tokens"] for t in traces)
         correct = [a for t in traces for a in feedback_values(t, "correct")]
         valued = [a.feedback.value for a in correct if a.feedback.value is not None]
         assert g["assessments"]["correct"]["pass_rate"] == pytest.approx(sum(valued) / len(valued))
-        assert g["assessments"]["correct"]["errors"] == sum(1 for a in correct if a.feedback.error is not None and a.feedback.value is None)
+        assert g["assessments"]["correct"]["errors"] == sum(
+            1 for a in correct if a.feedback.error is not None and a.feedback.value is None
+        )
         fb = [a.feedback.value for t in traces for a in feedback_values(t, "user_feedback")]
         assert g["assessments"]["user_feedback"]["pass_rate"] == pytest.approx(fb.count("yes") / len(fb))
         scores = [a.feedback.value for t in traces for a in feedback_values(t, "score")]
@@ -275,9 +362,13 @@ def check_buckets(data, traces, every_ms):
     assert sum(b["traces"] for b in buckets.values()) == len(traces)
 
 
-@pytest.mark.parametrize("extra, computed", [((), "server"), (("--client-side",), "client"), (("--text", "e"), "client")])
+@pytest.mark.parametrize(
+    "extra, computed", [((), "server"), (("--client-side",), "client"), (("--text", "e"), "client")]
+)
 def test_metrics_buckets_equal_mlflow(run_script, genai, extra, computed):
-    data = run_json(run_script, "search_traces", "--experiment", genai["name"], "--every", "1h", "--since", "2d", *extra)
+    data = run_json(
+        run_script, "search_traces", "--experiment", genai["name"], "--every", "1h", "--since", "2d", *extra
+    )
     assert data["computed"] == computed
     traces = mlflow_search(genai, "trace.text LIKE '%e%'" if "--text" in extra else None)
     check_buckets(data, traces, HOUR)
@@ -285,7 +376,20 @@ def test_metrics_buckets_equal_mlflow(run_script, genai, extra, computed):
 
 
 def test_metrics_filtered_server_side(run_script, genai):
-    data = run_json(run_script, "search_traces", "--experiment", genai["name"], "--every", "1d", "--since", "3d", "--tag", "app_version=v1", "--status", "OK")
+    data = run_json(
+        run_script,
+        "search_traces",
+        "--experiment",
+        genai["name"],
+        "--every",
+        "1d",
+        "--since",
+        "3d",
+        "--tag",
+        "app_version=v1",
+        "--status",
+        "OK",
+    )
     assert data["computed"] == "server"
     check_buckets(data, mlflow_search(genai, "tag.app_version = 'v1' AND trace.status = 'OK'"), 86_400_000)
 
@@ -303,7 +407,17 @@ def test_metrics_markdown_sparklines(run_script, genai):
     assert rows["error rate"].split("|")[2].strip() == f"{errors / len(traces) * 100:.1f}%"
     shape = rows["traces"].split("`")[1]
     assert len(shape) == 48 and "█" in shape  # 49 buckets > 48: min/max pairs, the peak kept
-    r = run_script("search_traces", "--experiment", genai["name"], "--every", "1h", "--since", "2d", "--group-by", "tag.app_version")
+    r = run_script(
+        "search_traces",
+        "--experiment",
+        genai["name"],
+        "--every",
+        "1h",
+        "--since",
+        "2d",
+        "--group-by",
+        "tag.app_version",
+    )
     assert "aggregated here over a search" in r.out and "| v1 | 6 | 1 |" in r.out
 
 
@@ -348,7 +462,10 @@ def expected_cost(trace) -> tuple[float, int]:
             continue
         model = span.attributes.get("mlflow.llm.model")
         if model in PRICES:
-            cost += usage["input_tokens"] * PRICES[model]["input_per_1m"] / 1e6 + usage["output_tokens"] * PRICES[model]["output_per_1m"] / 1e6
+            cost += (
+                usage["input_tokens"] * PRICES[model]["input_per_1m"] / 1e6
+                + usage["output_tokens"] * PRICES[model]["output_per_1m"] / 1e6
+            )
         else:
             unpriced += usage["total_tokens"]
     return cost, unpriced
@@ -359,22 +476,41 @@ def test_cost_per_trace_session_and_version(run_script, genai, tmp_path):
     prices.write_text(json.dumps(PRICES))
     full = {t.info.trace_id: t for t in (genai["client"].get_trace(i) for i in genai["ids"])}
     data = run_json(run_script, "get_trace", "--trace-id", genai["ids"][7], "--prices", str(prices))
-    assert data["cost"]["cost_usd"] is None and data["cost"]["unpriced_tokens"] == 55 and data["cost"]["unpriced_models"] == ["claude-x"]
+    assert (
+        data["cost"]["cost_usd"] is None
+        and data["cost"]["unpriced_tokens"] == 55
+        and data["cost"]["unpriced_models"] == ["claude-x"]
+    )
     data = run_json(run_script, "get_trace", "--trace-id", genai["ids"][0], "--prices", str(prices))
     assert data["cost"]["cost_usd"] == pytest.approx(expected_cost(full[genai["ids"][0]])[0])
-    data = run_json(run_script, "get_trace", "--session", "conv-b", "--experiment", genai["name"], "--prices", str(prices))
+    data = run_json(
+        run_script, "get_trace", "--session", "conv-b", "--experiment", genai["name"], "--prices", str(prices)
+    )
     conv_b = [full[i] for i in genai["ids"][6:9]]
     assert data["totals"]["cost_usd"] == pytest.approx(sum(expected_cost(t)[0] for t in conv_b))
     assert data["totals"]["unpriced_tokens"] == sum(expected_cost(t)[1] for t in conv_b) == 95
-    data = run_json(run_script, "search_traces", "--experiment", genai["name"], "--group-by", "tag.app_version", "--prices", str(prices))
+    data = run_json(
+        run_script,
+        "search_traces",
+        "--experiment",
+        genai["name"],
+        "--group-by",
+        "tag.app_version",
+        "--prices",
+        str(prices),
+    )
     for g in data["groups"]:
         members = [t for t in full.values() if t.info.tags.get("app_version") == g["tag.app_version"]]
         assert g["cost_usd"] == pytest.approx(sum(expected_cost(t)[0] for t in members))
-    data = run_json(run_script, "search_traces", "--experiment", genai["name"], "--prices", str(prices), "--max-results", "500")
+    data = run_json(
+        run_script, "search_traces", "--experiment", genai["name"], "--prices", str(prices), "--max-results", "500"
+    )
     assert {t["trace_id"]: t["cost"]["cost_usd"] or 0 for t in data["traces"]} == pytest.approx(
         {i: expected_cost(t)[0] for i, t in full.items()}
     )
-    md = run_script("search_traces", "--experiment", genai["name"], "--group-by", "tag.app_version", "--prices", str(prices))
+    md = run_script(
+        "search_traces", "--experiment", genai["name"], "--group-by", "tag.app_version", "--prices", str(prices)
+    )
     assert "| cost |" in md.out and "tok unpriced" in md.out
     plain = run_script("search_traces", "--experiment", genai["name"], "--group-by", "tag.app_version")
     assert "cost" not in plain.out and "$" not in plain.out  # nothing priced without --prices
@@ -398,7 +534,11 @@ def test_get_trace_assessments_with_source_and_span(run_script, genai):
     llm = next(s for s in trace.data.spans if s.name == "llm")
     r = run_script("get_trace", "--trace-id", trace_id)
     assert r.code == 0, r.err
-    rows = {line.split("|")[1].strip(): line for line in r.out.split("### Assessments")[1].splitlines() if line.startswith("| ") and "---" not in line}
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in r.out.split("### Assessments")[1].splitlines()
+        if line.startswith("| ") and "---" not in line
+    }
     correct = [cell.strip() for cell in rows["correct"].strip().strip("|").split("|")]
     assert correct[:4] == ["correct", "feedback", "true", "LLM_JUDGE:gpt-judge"]
     assert len(correct[4]) <= 100 and correct[4].endswith("…")  # rationale bounded
@@ -411,7 +551,7 @@ def test_get_trace_assessments_with_source_and_span(run_script, genai):
 
 
 def test_sparkline_keeps_extremes():
-    import _trace_metrics as tm
+    from mlflow_skill.traces import metrics as tm
 
     values = [25.0] * 200
     values[137], values[40] = 50.0, 0.0
@@ -431,18 +571,26 @@ def test_metrics_per_group_server_equals_client(run_script, genai, group):
     assert (server["computed"], client["computed"]) == ("server", "client")
 
     def table(data):
-        return {s["group"]: [(b["start_ms"], b["traces"], b["errors"], b["p50_ms"], b["p95_ms"], b["tokens"]) for b in s["buckets"] if b["traces"]]
-                for s in data["series"]}  # fmt: skip
+        return {
+            s["group"]: [
+                (b["start_ms"], b["traces"], b["errors"], b["p50_ms"], b["p95_ms"], b["tokens"])
+                for b in s["buckets"]
+                if b["traces"]
+            ]
+            for s in data["series"]
+        }
 
     assert table(server).keys() == table(client).keys()
     for key, rows in table(client).items():
         assert len(table(server)[key]) == len(rows)
-        for a, b in zip(table(server)[key], rows):
+        for a, b in zip(table(server)[key], rows, strict=False):
             assert a[:3] == b[:3] and a[3:] == pytest.approx(b[3:])
     traces = mlflow_search(genai)
     want = {}
     for t in traces:
-        want[t.info.state.value if group == "status" else t.info.tags["mlflow.traceName"]] = want.get(t.info.state.value if group == "status" else t.info.tags["mlflow.traceName"], 0) + 1
+        want[t.info.state.value if group == "status" else t.info.tags["mlflow.traceName"]] = (
+            want.get(t.info.state.value if group == "status" else t.info.tags["mlflow.traceName"], 0) + 1
+        )
     assert {s["group"]: s["totals"]["traces"] for s in server["series"]} == want
 
 
@@ -457,10 +605,25 @@ def test_list_csv_keeps_machine_headers(run_script, genai):
 
 
 def test_metrics_empty_window_and_session_flags(run_script, genai):
-    r = run_script("search_traces", "--experiment", genai["name"], "--every", "1d", "--since", "7d", "--tag", "app_version=v9")
+    r = run_script(
+        "search_traces", "--experiment", genai["name"], "--every", "1d", "--since", "7d", "--tag", "app_version=v9"
+    )
     assert r.code == 0, r.err
     assert "server-side" in r.out and "No traces in this window." in r.out
-    data = run_json(run_script, "search_traces", "--experiment", genai["name"], "--every", "1d", "--since", "7d", "--tag", "app_version=v9")
-    assert sum(b["traces"] for s in data["series"] for b in s["buckets"]) == 0 and len(data["series"][0]["buckets"]) == 8
+    data = run_json(
+        run_script,
+        "search_traces",
+        "--experiment",
+        genai["name"],
+        "--every",
+        "1d",
+        "--since",
+        "7d",
+        "--tag",
+        "app_version=v9",
+    )
+    assert (
+        sum(b["traces"] for s in data["series"] for b in s["buckets"]) == 0 and len(data["series"][0]["buckets"]) == 8
+    )
     r = run_script("get_trace", "--session", "conv-a", "--experiment", genai["name"], "--span", "llm")
     assert r.code == 2 and "--trace-id" in r.err

@@ -98,7 +98,9 @@ def test_long_series_default_view_is_sampled_and_honest(run_script, seed):
 
 
 def test_long_series_json_sample_bound_and_endpoints(run_script, seed):
-    (s,) = series_of(run_script("get_metric_history", "--run-id", seed["long"], "--metrics", "loss", "--format", "json"))
+    (s,) = series_of(
+        run_script("get_metric_history", "--run-id", seed["long"], "--metrics", "loss", "--format", "json")
+    )
     assert s["exact"] is False and s["label"].startswith("sampled") and s["extremes"] == "sample"
     assert s["points"] == 2500 and s["estimated_total"] == N_LONG
     assert s["first"] == {"step": 0, "timestamp": 1_700_000_000_000, "value": loss_value(0)}
@@ -123,7 +125,19 @@ def test_step_window_is_honoured_and_exact(run_script, seed):
     assert "exact: all 1,001 points in the step window" in res.out
     assert "steps 61,000 → 62,000" in res.out
     assert "min 0.5 at step 61,237" in res.out
-    (s,) = series_of(run_script("get_metric_history", "--run-id", seed["long"], "--metrics", "loss", "--steps", "39990:40010", "--format", "json"))
+    (s,) = series_of(
+        run_script(
+            "get_metric_history",
+            "--run-id",
+            seed["long"],
+            "--metrics",
+            "loss",
+            "--steps",
+            "39990:40010",
+            "--format",
+            "json",
+        )
+    )
     assert s["steps"] == [39990, 40010] and s["points"] == 21
     assert (s["max"]["step"], s["max"]["value"]) == (SPIKE_STEP, 1000.0)
     assert all(39990 <= p["step"] <= 40010 for p in s["shown_points"])
@@ -146,7 +160,9 @@ def test_constant_and_nan_metrics(run_script, seed):
     assert res.code == 0, res.both
     assert "constant: 0.25 at every non-NaN point" in res.out
     assert "NaN: 2 points (steps 5, 17), excluded from min/max" in res.out
-    data = series_of(run_script("get_metric_history", "--run-id", seed["backtest"], "--metrics", "with_nan", "--format", "json"))
+    data = series_of(
+        run_script("get_metric_history", "--run-id", seed["backtest"], "--metrics", "with_nan", "--format", "json")
+    )
     (s,) = data
     assert s["nan_count"] == 2 and s["nan_steps"] == [5, 17]
     assert (s["min"]["step"], s["min"]["value"]) == (0, 0.0) and (s["max"]["step"], s["max"]["value"]) == (39, 39.0)
@@ -178,14 +194,18 @@ def test_full_output_writes_every_point_atomically(run_script, seed, tmp_path):
     assert run_script("get_metric_history", *args, "--force").code == 0
 
     as_json = tmp_path / "equity.json"
-    res = run_script("get_metric_history", "--run-id", seed["backtest"], "--metrics", "with_nan", "--full", "--output", str(as_json))
+    res = run_script(
+        "get_metric_history", "--run-id", seed["backtest"], "--metrics", "with_nan", "--full", "--output", str(as_json)
+    )
     assert res.code == 0, res.both
     (entry,) = json.loads(as_json.read_text())
     assert entry["metric"] == "with_nan" and len(entry["points"]) == 40 and entry["points"][5]["value"] is None
 
 
 def test_several_runs_aligned_by_step(run_script, seed):
-    res = run_script("get_metric_history", "--run-id", seed["cmp-a"], seed["cmp-b"], "--metrics", "val_loss", "--max-points", "10")
+    res = run_script(
+        "get_metric_history", "--run-id", seed["cmp-a"], seed["cmp-b"], "--metrics", "val_loss", "--max-points", "10"
+    )
     assert res.code == 0, res.both
     out = res.out
     assert "| step | cmp-a | cmp-b |" in out
@@ -197,7 +217,9 @@ def test_several_runs_aligned_by_step(run_script, seed):
 
 
 def test_csv_format(run_script, seed):
-    res = run_script("get_metric_history", "--run-id", seed["cmp-a"], "--metrics", "val_loss", "--format", "csv", "--full")
+    res = run_script(
+        "get_metric_history", "--run-id", seed["cmp-a"], "--metrics", "val_loss", "--format", "csv", "--full"
+    )
     assert res.code == 0, res.both
     rows = list(csv.DictReader(io.StringIO(res.out)))
     assert len(rows) == 200 and rows[0]["step"] == "0" and float(rows[199]["value"]) == pytest.approx(1 / 200)
@@ -235,10 +257,28 @@ def test_embedded_store(run_script, tmp_path):
     points = [Metric("acc", i / n, T0 + i, i) for i in range(n)]
     for start in range(0, n, 1000):
         local.log_batch(rid, metrics=points[start : start + 1000])
-    res = run_script("get_metric_history", "--run-id", rid, "--format", "json", uri=None, env={"MLFLOW_TRACKING_URI": uri}, cwd=tmp_path)
+    res = run_script(
+        "get_metric_history",
+        "--run-id",
+        rid,
+        "--format",
+        "json",
+        uri=None,
+        env={"MLFLOW_TRACKING_URI": uri},
+        cwd=tmp_path,
+    )
     (s,) = series_of(res)
     assert s["exact"] is True and s["points"] == n and "windowed reads" in s["method"]
     assert s["first"]["step"] == 0 and s["last"]["step"] == n - 1 and s["max"]["step"] == n - 1
-    res = run_script("get_metric_history", "--run-id", rid, "--steps", "100:200", uri=None, env={"MLFLOW_TRACKING_URI": uri}, cwd=tmp_path)
+    res = run_script(
+        "get_metric_history",
+        "--run-id",
+        rid,
+        "--steps",
+        "100:200",
+        uri=None,
+        env={"MLFLOW_TRACKING_URI": uri},
+        cwd=tmp_path,
+    )
     assert res.code == 0, res.both
     assert "exact: all 101 points in the step window" in res.out and "store: sqlite:///" in res.out

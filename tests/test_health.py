@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+
 from conftest import unique
 from reliability import assert_clean_error
 
@@ -26,8 +27,12 @@ def make_run(cl, exp, name, params, acc=None, loss=None, status="FINISHED", star
     rid = cl.create_run(exp, run_name=name, start_time=start).info.run_id
     metrics = [Metric("val_acc", acc, start, 0)] if acc is not None else []
     metrics += [Metric("loss", v, start + s, s) for s, v in enumerate(loss or [])]
-    cl.log_batch(rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()],
-                 tags=[RunTag(k, v) for k, v in (tags or {}).items()])  # fmt: skip
+    cl.log_batch(
+        rid,
+        metrics=metrics,
+        params=[Param(k, v) for k, v in params.items()],
+        tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+    )
     if status != "RUNNING":
         cl.set_terminated(rid, status=status)
     return rid
@@ -38,7 +43,11 @@ def seed_clean(cl, name: str) -> dict:
     runs = {}
     for i, acc in enumerate(NORMAL_ACC):
         loss = [1 / (s + 1) + 0.05 * i for s in range(10)]
-        runs[f"ok{i}"] = (make_run(cl, exp, f"ok{i}", {"lr": str(0.001 * (i + 1)), "opt": "adam"}, acc, loss), acc, loss)
+        runs[f"ok{i}"] = (
+            make_run(cl, exp, f"ok{i}", {"lr": str(0.001 * (i + 1)), "opt": "adam"}, acc, loss),
+            acc,
+            loss,
+        )
     return {"exp": exp, "name": name, "runs": runs}
 
 
@@ -56,9 +65,17 @@ def anomalies(server, client):
     }
     for name, (params, acc, loss) in specs.items():
         runs[name] = (make_run(client, exp, name, params, acc, loss), acc, loss)
-    runs["stale"] = (make_run(client, exp, "stale", {"lr": "0.8"}, loss=[0.5], status="RUNNING", start=now - 3 * HOUR_MS), None, [0.5])
+    runs["stale"] = (
+        make_run(client, exp, "stale", {"lr": "0.8"}, loss=[0.5], status="RUNNING", start=now - 3 * HOUR_MS),
+        None,
+        [0.5],
+    )
     runs["fresh"] = (make_run(client, exp, "fresh", {"lr": "0.9"}, loss=[0.5], status="RUNNING"), None, [0.5])
-    runs["failed"] = (make_run(client, exp, "failed", {"lr": "1.0"}, status="FAILED", tags={"train.error": "CUDA out of memory"}), None, None)
+    runs["failed"] = (
+        make_run(client, exp, "failed", {"lr": "1.0"}, status="FAILED", tags={"train.error": "CUDA out of memory"}),
+        None,
+        None,
+    )
     runs["killed"] = (make_run(client, exp, "killed", {"lr": "1.1"}, status="KILLED"), None, None)
     return seeded
 
@@ -88,7 +105,7 @@ def expected_outliers(values: dict[str, float], limit: float = 3.5) -> set[str]:
     med = np.median(arr)
     mad = np.median(np.abs(arr - med))
     z = 0.6745 * (arr - med) / mad
-    return {name for name, score in zip(values, z) if abs(score) > limit}
+    return {name for name, score in zip(values, z, strict=False) if abs(score) > limit}
 
 
 def test_each_anomaly_listed_with_its_reason(run_script, anomalies):
@@ -99,8 +116,14 @@ def test_each_anomaly_listed_with_its_reason(run_script, anomalies):
     assert flagged(data, "failed") == ids(anomalies, "failed", "killed")
     assert flagged(data, "non_finite") == ids(anomalies, "nan")
     # divergence from the logged series: last - min > max(first - min, |min|)
-    diverging = {n for n, (_, _, loss) in runs.items() if loss and len(loss) > 2 and np.isfinite(loss[-1])
-                 and loss[-1] - min(loss) > max(loss[0] - min(loss), abs(min(loss)))}  # fmt: skip
+    diverging = {
+        n
+        for n, (_, _, loss) in runs.items()
+        if loss
+        and len(loss) > 2
+        and np.isfinite(loss[-1])
+        and loss[-1] - min(loss) > max(loss[0] - min(loss), abs(min(loss)))
+    }
     assert diverging == {"diverge"} and flagged(data, "diverging") == ids(anomalies, *diverging)
     # outliers: val_acc and the last loss value, per metric, among runs with a finite value
     accs = {n: acc for n, (_, acc, _) in runs.items() if acc is not None}
@@ -110,14 +133,22 @@ def test_each_anomaly_listed_with_its_reason(run_script, anomalies):
     assert flagged(data, "duplicate") == ids(anomalies, "dup-a", "dup-b")
     by_kind = {f["kind"]: f for f in data["findings"]}
     assert "no write for 3h" in by_kind["stale"]["reason"]
-    assert next(f for f in data["findings"] if f["run_name"] == "failed")["reason"] == "FAILED: train.error: CUDA out of memory"
-    assert "loss = NaN" in by_kind["non_finite"]["reason"] and "get_metric_history.py" in by_kind["non_finite"]["command"]
+    assert (
+        next(f for f in data["findings"] if f["run_name"] == "failed")["reason"]
+        == "FAILED: train.error: CUDA out of memory"
+    )
+    assert (
+        "loss = NaN" in by_kind["non_finite"]["reason"] and "get_metric_history.py" in by_kind["non_finite"]["command"]
+    )
     assert by_kind["diverging"]["last"] == 10.0 and by_kind["diverging"]["min"] == pytest.approx(1 / 6)
     acc_outlier = next(f for f in data["findings"] if f["kind"] == "outlier" and f["metric"] == "val_acc")
     assert acc_outlier["value"] == 0.30 and acc_outlier["worse"] and "below the median" in acc_outlier["reason"]
     assert acc_outlier["median"] == pytest.approx(np.median(list(accs.values())))
     dup = by_kind["duplicate"]
-    assert (dup["metric"], dup["min"], dup["max"]) == ("val_acc", 0.885, 0.915) and dup["params"] == {"lr": "0.05", "opt": "sgd"}
+    assert (dup["metric"], dup["min"], dup["max"]) == ("val_acc", 0.885, 0.915) and dup["params"] == {
+        "lr": "0.05",
+        "opt": "sgd",
+    }
     assert "compare" in dup["command"] and set(dup["command"].split()[-2:]) == ids(anomalies, "dup-a", "dup-b")
 
 
@@ -156,7 +187,9 @@ def test_stale_threshold_is_a_flag(run_script, anomalies):
     ],
 )
 def test_bad_flags(run_script, anomalies, args, code, needle):
-    assert_clean_error(run_script("query_experiments", "health", "--experiment", anomalies["name"], *args), code, needle)
+    assert_clean_error(
+        run_script("query_experiments", "health", "--experiment", anomalies["name"], *args), code, needle
+    )
 
 
 def test_every_experiment_by_default_each_against_its_own_runs(run_script, anomalies, clean):
@@ -169,7 +202,9 @@ def test_every_experiment_by_default_each_against_its_own_runs(run_script, anoma
 
 
 def test_needs_a_known_experiment(run_script, anomalies):
-    assert_clean_error(run_script("query_experiments", "health", "--experiment", anomalies["name"] + "x"), 3, "did you mean")
+    assert_clean_error(
+        run_script("query_experiments", "health", "--experiment", anomalies["name"] + "x"), 3, "did you mean"
+    )
 
 
 def test_embedded_store_samples_histories_too(run_script, tmp_path):
@@ -181,7 +216,9 @@ def test_embedded_store_samples_histories_too(run_script, tmp_path):
     exp = cl.create_experiment("local-health")
     steady = make_run(cl, exp, "steady", {"lr": "0.1"}, loss=[1 / (s + 1) for s in range(10)])
     blown = make_run(cl, exp, "blown", {"lr": "9"}, loss=[1.0, 0.5, 0.4, 3.0, 9.0])
-    res = run_script("query_experiments", "health", "--experiment", "local-health", "--format", "json", uri=uri, cwd=tmp_path)
+    res = run_script(
+        "query_experiments", "health", "--experiment", "local-health", "--format", "json", uri=uri, cwd=tmp_path
+    )
     assert res.code == 0, res.err
     data = json.loads(res.out)
     assert flagged(data, "diverging") == {blown} and steady not in flagged(data, "diverging")
@@ -189,8 +226,9 @@ def test_embedded_store_samples_histories_too(run_script, tmp_path):
 
 
 def test_read_only_user_runs_health(run_script, auth_server):
-    from conftest import ADMIN_PASSWORD, ADMIN_USER, READER_PASSWORD, READER_USER
     from mlflow.tracking import MlflowClient
+
+    from conftest import ADMIN_PASSWORD, ADMIN_USER, READER_PASSWORD, READER_USER
     from reliability import credentials_env
 
     name = unique("health-ro")
@@ -200,6 +238,8 @@ def test_read_only_user_runs_health(run_script, auth_server):
         make_run(cl, exp, "steady", {"lr": "0.1"}, loss=[1 / (s + 1) for s in range(10)])
         blown = make_run(cl, exp, "blown", {"lr": "9"}, loss=[1.0, 0.5, 0.4, 3.0, 9.0])
     env = {"MLFLOW_TRACKING_USERNAME": READER_USER, "MLFLOW_TRACKING_PASSWORD": READER_PASSWORD}
-    res = run_script("query_experiments", "health", "--experiment", name, "--format", "json", uri=auth_server.uri, env=env)
+    res = run_script(
+        "query_experiments", "health", "--experiment", name, "--format", "json", uri=auth_server.uri, env=env
+    )
     assert res.code == 0, res.err
     assert flagged(json.loads(res.out), "diverging") == {blown}

@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 import pytest
 import requests
+
 from conftest import SCRIPTS, clean_env, unique
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -30,7 +31,9 @@ def runs(server, client):
     stuck = np.random.default_rng(3).normal(size=3000)  # every point at step 0: only a sample is cheap
     api = server.uri + "/api/2.0/mlflow/runs/log-batch"
     for start in range(0, 3000, 1000):
-        batch = [{"key": "m", "value": float(stuck[i]), "timestamp": T0 + i, "step": 0} for i in range(start, start + 1000)]
+        batch = [
+            {"key": "m", "value": float(stuck[i]), "timestamp": T0 + i, "step": 0} for i in range(start, start + 1000)
+        ]
         requests.post(api, json={"run_id": ids["stuck"], "metrics": batch}, timeout=60).raise_for_status()
     return ids
 
@@ -64,7 +67,9 @@ def png_text(chunks) -> dict[str, str]:
 
 def test_plot_several_runs_overlaid(run_script, runs, tmp_path):
     target = tmp_path / "val_loss.png"
-    res = run_script("get_metric_history", "--run-id", runs["a"], runs["b"], "--metrics", "val_loss", "--plot", str(target))
+    res = run_script(
+        "get_metric_history", "--run-id", runs["a"], runs["b"], "--metrics", "val_loss", "--plot", str(target)
+    )
     assert res.code == 0, res.both
     assert f"Plot: {target.resolve()}" in res.out
     data = target.read_bytes()
@@ -84,7 +89,18 @@ def test_plot_several_runs_overlaid(run_script, runs, tmp_path):
     assert f"val_loss: b: max {b.max():g} @{int(b.argmax())} (exact)" in labels
     assert f"val_loss: b: min {b.min():g} @{int(b.argmin())} (exact)" in labels
 
-    as_json = run_script("get_metric_history", "--run-id", runs["a"], "--metrics", "val_loss", "--plot", str(target), "--force", "--format", "json")
+    as_json = run_script(
+        "get_metric_history",
+        "--run-id",
+        runs["a"],
+        "--metrics",
+        "val_loss",
+        "--plot",
+        str(target),
+        "--force",
+        "--format",
+        "json",
+    )
     assert as_json.code == 0, as_json.both
     assert json.loads(as_json.out)["plot"] == str(target.resolve())
 
@@ -94,7 +110,9 @@ def test_plot_labels_sample_extremes_as_such(run_script, runs, tmp_path):
     res = run_script("get_metric_history", "--run-id", runs["stuck"], "--metrics", "m", "--plot", str(target))
     assert res.code == 0, res.both
     labels = png_text(png_chunks(target.read_bytes()))["Description"].splitlines()
-    assert any(line.startswith("m: stuck: sample max ") and line.endswith("(of 2,500 sampled points)") for line in labels)
+    assert any(
+        line.startswith("m: stuck: sample max ") and line.endswith("(of 2,500 sampled points)") for line in labels
+    )
     assert not any("(exact)" in line for line in labels)
 
 
@@ -116,13 +134,21 @@ import json, sys
 sys.path.insert(0, {scripts!r})
 import get_metric_history as g
 code = g.main(sys.argv[1:])
-sys.stderr.write("PROBE " + json.dumps({{"code": code, "matplotlib": "matplotlib" in sys.modules, "mlflow": "mlflow" in sys.modules}}) + "\\n")
+loaded = {{name: name in sys.modules for name in ("matplotlib", "mlflow")}}
+sys.stderr.write("PROBE " + json.dumps({{"code": code, **loaded}}) + "\\n")
 """
 
 
 def probe(server, empty_env_dir, *args: str) -> dict:
     env = clean_env({"MLFLOW_TRACKING_URI": server.uri}, env_dir=empty_env_dir)
-    proc = subprocess.run([sys.executable, "-c", PROBE.format(scripts=str(SCRIPTS)), *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(scripts=str(SCRIPTS)), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     line = next(x for x in proc.stderr.splitlines() if x.startswith("PROBE "))
     return json.loads(line[len("PROBE ") :])
 
@@ -131,5 +157,7 @@ def test_matplotlib_only_with_plot(server, empty_env_dir, runs, tmp_path):
     for fmt in ("markdown", "json", "csv"):
         got = probe(server, empty_env_dir, "--run-id", runs["a"], "--metrics", "val_loss", "--format", fmt)
         assert got == {"code": 0, "matplotlib": False, "mlflow": False}
-    got = probe(server, empty_env_dir, "--run-id", runs["a"], "--metrics", "val_loss", "--plot", str(tmp_path / "p.png"))
+    got = probe(
+        server, empty_env_dir, "--run-id", runs["a"], "--metrics", "val_loss", "--plot", str(tmp_path / "p.png")
+    )
     assert got["code"] == 0 and got["matplotlib"] is True  # the check above can fail

@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pytest
 import requests
+
 from conftest import unique
 
 N, SPIKE_STEP, SPIKE = 50_000, 31_337, 9.5
@@ -31,7 +32,9 @@ def log_rest(server, run_id: str, metrics: list[dict]) -> None:
     api = server.uri + "/api/2.0/mlflow/runs/log-batch"
     with requests.Session() as http:
         for start in range(0, len(metrics), 1000):
-            http.post(api, json={"run_id": run_id, "metrics": metrics[start : start + 1000]}, timeout=60).raise_for_status()
+            http.post(
+                api, json={"run_id": run_id, "metrics": metrics[start : start + 1000]}, timeout=60
+            ).raise_for_status()
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +42,26 @@ def runs(server, client):
     exp = client.create_experiment(unique("spike"))
     ids = {name: client.create_run(exp, run_name=name).info.run_id for name in ("spike", "one-step", "pairs")}
     values = spike_values()
-    log_rest(server, ids["spike"], [{"key": "loss", "value": float(v), "timestamp": T0 + i, "step": i} for i, v in enumerate(values)])
+    log_rest(
+        server,
+        ids["spike"],
+        [{"key": "loss", "value": float(v), "timestamp": T0 + i, "step": i} for i, v in enumerate(values)],
+    )
     rng = np.random.default_rng(7)
     one_step = rng.normal(size=3000)
     one_step[1234] = 42.0
-    log_rest(server, ids["one-step"], [{"key": "m", "value": float(v), "timestamp": T0 + i, "step": 0} for i, v in enumerate(one_step)])
+    log_rest(
+        server,
+        ids["one-step"],
+        [{"key": "m", "value": float(v), "timestamp": T0 + i, "step": 0} for i, v in enumerate(one_step)],
+    )
     pairs = rng.normal(size=8000)
     pairs[7777] = -33.0
-    log_rest(server, ids["pairs"], [{"key": "m", "value": float(v), "timestamp": T0 + i, "step": i // 2} for i, v in enumerate(pairs)])
+    log_rest(
+        server,
+        ids["pairs"],
+        [{"key": "m", "value": float(v), "timestamp": T0 + i, "step": i // 2} for i, v in enumerate(pairs)],
+    )
     return {"ids": ids, "spike": values, "one-step": one_step, "pairs": pairs}
 
 
@@ -100,7 +115,9 @@ def test_many_points_at_one_step_fall_back_to_pages(run_script, runs):
     assert "--exact" in sampled["exact_command"] and rid in sampled["exact_command"]
     md = run_script("get_metric_history", "--run-id", rid, "--metrics", "m")
     assert "extremes of the 2,500-point sample, not of the series" in md.out and "sample max" in md.out
-    exact = only_series(run_script("get_metric_history", "--run-id", rid, "--metrics", "m", "--exact", "--format", "json"))
+    exact = only_series(
+        run_script("get_metric_history", "--run-id", rid, "--metrics", "m", "--exact", "--format", "json")
+    )
     assert exact["exact"] is True and exact["points"] == len(values) and "get-history pages" in exact["method"]
     assert exact["max"]["value"] == float(values.max()) and exact["min"]["value"] == float(values.min())
     assert exact["max"]["timestamp"] == T0 + int(values.argmax())
@@ -108,11 +125,26 @@ def test_many_points_at_one_step_fall_back_to_pages(run_script, runs):
 
 def test_repeated_steps_read_in_windows(run_script, runs):
     rid, values = runs["ids"]["pairs"], runs["pairs"]
-    exact = only_series(run_script("get_metric_history", "--run-id", rid, "--metrics", "m", "--exact", "--format", "json"))
+    exact = only_series(
+        run_script("get_metric_history", "--run-id", rid, "--metrics", "m", "--exact", "--format", "json")
+    )
     assert exact["exact"] is True and exact["points"] == len(values) and "windowed reads" in exact["method"]
     assert (exact["min"]["step"], exact["min"]["value"]) == (int(values.argmin()) // 2, float(values.min()))
     assert (exact["max"]["step"], exact["max"]["value"]) == (int(values.argmax()) // 2, float(values.max()))
-    window = only_series(run_script("get_metric_history", "--run-id", rid, "--metrics", "m", "--exact", "--steps", "3000:3999", "--format", "json"))
+    window = only_series(
+        run_script(
+            "get_metric_history",
+            "--run-id",
+            rid,
+            "--metrics",
+            "m",
+            "--exact",
+            "--steps",
+            "3000:3999",
+            "--format",
+            "json",
+        )
+    )
     assert window["points"] == 2000 and window["steps"] == [3000, 3999]
     part = values[6000:8000]
     assert (window["min"]["step"], window["min"]["value"]) == (3000 + int(part.argmin()) // 2, float(part.min()))

@@ -4,18 +4,19 @@ Expected values are computed here with numpy or by brute force, not taken from t
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
-from conftest import load_script
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-g = load_script("get_metric_history")
-import itertools
+from mlflow_skill.core.errors import UsageError
 
-import _common as c
+from conftest import load_script
+
+g = load_script("get_metric_history")
 
 
 # --- --steps ----------------------------------------------------------------------------------
@@ -36,10 +37,19 @@ def test_parse_steps_forms(text, expected):
     assert g.parse_steps(text) == expected
 
 
-@pytest.mark.parametrize("text, needle", [("x:y", "START:END"), ("9:1", "greater"), (":", "START:END"), ("1：5", "START:END"),
-                                          ("99999999999999999999:", "64-bit"), ("5", "START:END")])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("x:y", "START:END"),
+        ("9:1", "greater"),
+        (":", "START:END"),
+        ("1：5", "START:END"),
+        ("99999999999999999999:", "64-bit"),
+        ("5", "START:END"),
+    ],
+)
 def test_parse_steps_errors_name_the_fix(text, needle):
-    with pytest.raises(c.UsageError) as err:
+    with pytest.raises(UsageError) as err:
         g.parse_steps(text)
     assert needle in str(err.value) and "--steps" in str(err.value)
 

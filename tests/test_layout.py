@@ -36,7 +36,8 @@ def test_function_size(path):
     long = [
         f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
         for node in ast.walk(tree(path))
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, f"{path.name}: functions over {MAX_FUNCTION_LINES} lines: {', '.join(long)}"
 
@@ -51,7 +52,9 @@ def test_helpers_never_import_scripts_or_heavy_modules_at_top_level(path):
             names = [node.module]
         for name in names:
             root = name.split(".")[0]
-            assert root not in SCRIPT_MODULES, f"{path.name} imports the script {root}: imports point scripts -> helpers"
+            assert root not in SCRIPT_MODULES, (
+                f"{path.name} imports the script {root}: imports point scripts -> helpers"
+            )
             assert root not in HEAVY, f"{path.name} imports {root} at top level: import it where it is needed"
 
 

@@ -46,9 +46,13 @@ def big_server(tmp_path_factory):
         hist = cl.create_run(hist_exp, run_name="equity-run").info.run_id
         values = [100 + (i % 97) - 0.01 * i for i in range(HIST_POINTS)]
         for lo in range(0, HIST_POINTS, 1000):
-            cl.log_batch(hist, metrics=[Metric("equity", values[i], 1_700_000_000_000 + i, i) for i in range(lo, lo + 1000)])
+            cl.log_batch(
+                hist, metrics=[Metric("equity", values[i], 1_700_000_000_000 + i, i) for i in range(lo, lo + 1000)]
+            )
         cl.set_terminated(hist)
-        exp = requests.post(f"{srv.uri}/api/2.0/mlflow/experiments/create", json={"name": "load-big"}, timeout=30).json()["experiment_id"]
+        exp = requests.post(
+            f"{srv.uri}/api/2.0/mlflow/experiments/create", json={"name": "load-big"}, timeout=30
+        ).json()["experiment_id"]
         started = time.perf_counter()
         seed(srv.tmp / "mlflow.db", exp, N_RUNS)
         print(f"\nseeded {N_RUNS} runs in {time.perf_counter() - started:.1f}s")
@@ -70,21 +74,66 @@ def test_eight_invocations_at_once(big_server, tmp_path):
     env = clean_env({"MLFLOW_TRACKING_URI": srv.uri}, env_dir=tmp_path)
     qe = [sys.executable, str(SCRIPTS / "query_experiments.py"), "--timeout", TIMEOUT]
     commands = {
-        "runs-filter": [*qe, "runs", "-e", "load-big", "--filter", "metrics.sharpe > 2.9", "--format", "json", "--max-results", "1000"],
-        "runs-or-client": [*qe, "runs", "-e", "load-big", "--filter", "params.fast > 48 OR metrics.sortino < -0.95",
-                           "--format", "json", "--max-results", "5"],
+        "runs-filter": [
+            *qe,
+            "runs",
+            "-e",
+            "load-big",
+            "--filter",
+            "metrics.sharpe > 2.9",
+            "--format",
+            "json",
+            "--max-results",
+            "1000",
+        ],
+        "runs-or-client": [
+            *qe,
+            "runs",
+            "-e",
+            "load-big",
+            "--filter",
+            "params.fast > 48 OR metrics.sortino < -0.95",
+            "--format",
+            "json",
+            "--max-results",
+            "5",
+        ],
         "best": [*qe, "best", "-e", "load-big", "--metric", "sharpe", "--max", "--top", "5", "--format", "json"],
         "aggregate": [*qe, "aggregate", "-e", "load-big", "-g", "params.strategy", "-m", "sharpe", "--format", "json"],
         "export-all": [*qe, "export", "-e", "load-big", "--output", str(tmp_path / "all.csv")],
-        "export-filter": [*qe, "export", "-e", "load-big", "--filter", "params.strategy = 'momentum'", "--output", str(tmp_path / "mom.json")],
+        "export-filter": [
+            *qe,
+            "export",
+            "-e",
+            "load-big",
+            "--filter",
+            "params.strategy = 'momentum'",
+            "--output",
+            str(tmp_path / "mom.json"),
+        ],
         "experiments": [*qe, "experiments", "--format", "json", "--count-runs"],
-        "metric-history": [sys.executable, str(SCRIPTS / "get_metric_history.py"), "--timeout", TIMEOUT, "--run-id", big_server["hist"],
-                           "--metrics", "equity", "--format", "json"],
-    }  # fmt: skip
+        "metric-history": [
+            sys.executable,
+            str(SCRIPTS / "get_metric_history.py"),
+            "--timeout",
+            TIMEOUT,
+            "--run-id",
+            big_server["hist"],
+            "--metrics",
+            "equity",
+            "--format",
+            "json",
+        ],
+    }
     assert len(commands) == 8
     started = time.perf_counter()
-    procs = {k: (time.perf_counter(), subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
-             for k, cmd in commands.items()}  # fmt: skip
+    procs = {
+        k: (
+            time.perf_counter(),
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env),
+        )
+        for k, cmd in commands.items()
+    }
     results, walls = {}, {}
 
     def collect(key: str) -> None:
@@ -102,7 +151,7 @@ def test_eight_invocations_at_once(big_server, tmp_path):
     print(f"\nload: 8 invocations at once against {N_RUNS:,} runs: all done in {total:.1f}s")
     for key, wall in walls.items():
         print(f"  {key:15s} exit {results[key][0]}  done by {wall:.1f}s")
-    for key, (code, out, err) in results.items():
+    for key, (code, _out, err) in results.items():
         assert code == 0, f"{key}: exit {code}\n{err[-2000:]}"
         assert "Traceback" not in err
 

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-import _backtest_periods as periods
 import requests
-from reliability import error_lines
+
+from mlflow_skill.backtest import periods
+
 from conftest import Result, call_script, clean_env, unique
+from reliability import error_lines
 
 SCRIPT = "log_backtest"
 HISTORIES = ("equity_curve", "drawdown", "rolling_sharpe", "rolling_volatility", "benchmark_equity_curve")
@@ -41,21 +42,33 @@ def data_dir(tmp_path_factory) -> Path:
     strat = rng.normal(0.0005, 0.011, len(days))
     bench = rng.normal(0.0003, 0.009, len(days)) + 0.3 * strat
     pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "returns": strat}).to_csv(folder / "daily.csv", index=False)
-    pd.DataFrame({"Date": days.strftime("%Y-%m-%d"), "strategy": strat, "spy": bench}).to_csv(folder / "both.csv", index=False)
+    pd.DataFrame({"Date": days.strftime("%Y-%m-%d"), "strategy": strat, "spy": bench}).to_csv(
+        folder / "both.csv", index=False
+    )
     bench_days = pd.bdate_range("2014-06-02", periods=2800)  # starts earlier, ends later
     spy = 200 * np.exp(np.cumsum(rng.normal(0.0003, 0.009, len(bench_days))))
     pd.DataFrame({"date": bench_days.strftime("%Y-%m-%d"), "close": spy}).to_csv(folder / "spy.csv", index=False)
     cal = pd.date_range("2022-01-01", periods=730, freq="D")  # crypto: every calendar day
-    pd.DataFrame({"date": cal.strftime("%Y-%m-%d"), "btc": rng.normal(0.001, 0.03, len(cal))}).to_csv(folder / "crypto.csv", index=False)
+    pd.DataFrame({"date": cal.strftime("%Y-%m-%d"), "btc": rng.normal(0.001, 0.03, len(cal))}).to_csv(
+        folder / "crypto.csv", index=False
+    )
     hours = pd.date_range("2024-01-01", periods=24 * 45, freq="h")  # 24/7 hourly bars
     pd.DataFrame({"timestamp": hours, "r": rng.normal(0, 0.002, len(hours))}).to_parquet(folder / "hourly.parquet")
     session = pd.DatetimeIndex(
-        [d + pd.Timedelta(hours=9, minutes=30) + pd.Timedelta(minutes=m) for d in pd.bdate_range("2024-01-01", periods=30) for m in range(390)]
+        [
+            d + pd.Timedelta(hours=9, minutes=30) + pd.Timedelta(minutes=m)
+            for d in pd.bdate_range("2024-01-01", periods=30)
+            for m in range(390)
+        ]
     )
     prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.0005, len(session))))
-    pd.DataFrame({"time": session.strftime("%Y-%m-%dT%H:%M:%S"), "close": prices}).to_csv(folder / "minute_prices.csv", index=False)
+    pd.DataFrame({"time": session.strftime("%Y-%m-%dT%H:%M:%S"), "close": prices}).to_csv(
+        folder / "minute_prices.csv", index=False
+    )
     up = pd.bdate_range("2024-01-01", periods=60)  # never loses: drawdown averages, losses undefined
-    pd.DataFrame({"date": up.strftime("%Y-%m-%d"), "returns": rng.uniform(0.001, 0.01, len(up))}).to_csv(folder / "up_only.csv", index=False)
+    pd.DataFrame({"date": up.strftime("%Y-%m-%d"), "returns": rng.uniform(0.001, 0.01, len(up))}).to_csv(
+        folder / "up_only.csv", index=False
+    )
     return folder
 
 
@@ -108,10 +121,21 @@ def daily_run(invoke, client, data_dir):
     socket.socket.connect = guarded
     try:
         result = invoke(
-            "--returns", data_dir / "daily.csv", "--experiment", experiment, "--run-name", "daily momentum",
-            "--risk-free", RF, "--param", "fast=20", "--params", '{"slow": 50, "universe": ["SPY", "QQQ"]}',
-            "--tag", "team=quant",
-        )  # fmt: skip
+            "--returns",
+            data_dir / "daily.csv",
+            "--experiment",
+            experiment,
+            "--run-name",
+            "daily momentum",
+            "--risk-free",
+            RF,
+            "--param",
+            "fast=20",
+            "--params",
+            '{"slow": 50, "universe": ["SPY", "QQQ"]}',
+            "--tag",
+            "team=quant",
+        )
     finally:
         socket.socket.connect = real_connect
     assert result.code == 0, result.err
@@ -124,30 +148,76 @@ def daily_run(invoke, client, data_dir):
 # reports.metrics(mode="full") row -> our key (rows QuantStats shows as percent are scaled x100
 # with as_pct=True; "All-time (ann.)" equals CAGR because cagr() ignores rf)
 QS_ROWS = {
-    "Time in Market": "time_in_market", "Cumulative Return": "cumulative_return", "CAGR﹪": "cagr",
-    "Sharpe": "sharpe", "Prob. Sharpe Ratio": "probabilistic_sharpe_ratio", "Smart Sharpe": "smart_sharpe",
-    "Sortino": "sortino", "Smart Sortino": "smart_sortino", "Sortino/√2": "sortino_sqrt2",
-    "Smart Sortino/√2": "smart_sortino_sqrt2", "Omega": "omega", "Max Drawdown": "max_drawdown",
-    "Longest DD Days": "longest_drawdown_days", "Volatility (ann.)": "volatility", "Calmar": "calmar",
-    "Skew": "skew", "Kurtosis": "kurtosis", "Ulcer Performance Index": "ulcer_performance_index",
-    "Risk-Adjusted Return": "risk_adjusted_return", "Risk-Return Ratio": "risk_return_ratio",
-    "Avg. Return": "avg_return", "Avg. Win": "avg_win", "Avg. Loss": "avg_loss", "Win/Loss Ratio": "win_loss_ratio",
-    "Profit Ratio": "profit_ratio", "Expected Daily": "expected_return_period",
-    "Expected Monthly": "expected_return_month", "Expected Yearly": "expected_return_year",
-    "Kelly Criterion": "kelly_criterion", "Risk of Ruin": "risk_of_ruin", "Daily Value-at-Risk": "value_at_risk",
-    "Expected Shortfall (cVaR)": "cvar", "Max Consecutive Wins": "max_consecutive_wins",
-    "Max Consecutive Losses": "max_consecutive_losses", "Gain/Pain Ratio": "gain_to_pain_ratio",
-    "Gain/Pain (1M)": "gain_to_pain_1m", "Payoff Ratio": "payoff_ratio", "Profit Factor": "profit_factor",
-    "Common Sense Ratio": "common_sense_ratio", "CPC Index": "cpc_index", "Tail Ratio": "tail_ratio",
-    "Outlier Win Ratio": "outlier_win_ratio", "Outlier Loss Ratio": "outlier_loss_ratio", "MTD": "return_mtd",
-    "3M": "return_3m", "6M": "return_6m", "YTD": "return_ytd", "1Y": "return_1y", "3Y (ann.)": "cagr_3y",
-    "5Y (ann.)": "cagr_5y", "10Y (ann.)": "cagr_10y", "All-time (ann.)": "cagr", "Best Day": "best_period",
-    "Worst Day": "worst_period", "Best Month": "best_month", "Worst Month": "worst_month", "Best Year": "best_year",
-    "Worst Year": "worst_year", "Avg. Drawdown": "avg_drawdown", "Avg. Drawdown Days": "avg_drawdown_days",
-    "Recovery Factor": "recovery_factor", "Ulcer Index": "ulcer_index", "Serenity Index": "serenity_index",
-    "Avg. Up Month": "avg_up_month", "Avg. Down Month": "avg_down_month", "Win Days": "win_rate",
-    "Win Month": "win_rate_month", "Win Quarter": "win_rate_quarter", "Win Year": "win_rate_year",
-}  # fmt: skip
+    "Time in Market": "time_in_market",
+    "Cumulative Return": "cumulative_return",
+    "CAGR﹪": "cagr",
+    "Sharpe": "sharpe",
+    "Prob. Sharpe Ratio": "probabilistic_sharpe_ratio",
+    "Smart Sharpe": "smart_sharpe",
+    "Sortino": "sortino",
+    "Smart Sortino": "smart_sortino",
+    "Sortino/√2": "sortino_sqrt2",
+    "Smart Sortino/√2": "smart_sortino_sqrt2",
+    "Omega": "omega",
+    "Max Drawdown": "max_drawdown",
+    "Longest DD Days": "longest_drawdown_days",
+    "Volatility (ann.)": "volatility",
+    "Calmar": "calmar",
+    "Skew": "skew",
+    "Kurtosis": "kurtosis",
+    "Ulcer Performance Index": "ulcer_performance_index",
+    "Risk-Adjusted Return": "risk_adjusted_return",
+    "Risk-Return Ratio": "risk_return_ratio",
+    "Avg. Return": "avg_return",
+    "Avg. Win": "avg_win",
+    "Avg. Loss": "avg_loss",
+    "Win/Loss Ratio": "win_loss_ratio",
+    "Profit Ratio": "profit_ratio",
+    "Expected Daily": "expected_return_period",
+    "Expected Monthly": "expected_return_month",
+    "Expected Yearly": "expected_return_year",
+    "Kelly Criterion": "kelly_criterion",
+    "Risk of Ruin": "risk_of_ruin",
+    "Daily Value-at-Risk": "value_at_risk",
+    "Expected Shortfall (cVaR)": "cvar",
+    "Max Consecutive Wins": "max_consecutive_wins",
+    "Max Consecutive Losses": "max_consecutive_losses",
+    "Gain/Pain Ratio": "gain_to_pain_ratio",
+    "Gain/Pain (1M)": "gain_to_pain_1m",
+    "Payoff Ratio": "payoff_ratio",
+    "Profit Factor": "profit_factor",
+    "Common Sense Ratio": "common_sense_ratio",
+    "CPC Index": "cpc_index",
+    "Tail Ratio": "tail_ratio",
+    "Outlier Win Ratio": "outlier_win_ratio",
+    "Outlier Loss Ratio": "outlier_loss_ratio",
+    "MTD": "return_mtd",
+    "3M": "return_3m",
+    "6M": "return_6m",
+    "YTD": "return_ytd",
+    "1Y": "return_1y",
+    "3Y (ann.)": "cagr_3y",
+    "5Y (ann.)": "cagr_5y",
+    "10Y (ann.)": "cagr_10y",
+    "All-time (ann.)": "cagr",
+    "Best Day": "best_period",
+    "Worst Day": "worst_period",
+    "Best Month": "best_month",
+    "Worst Month": "worst_month",
+    "Best Year": "best_year",
+    "Worst Year": "worst_year",
+    "Avg. Drawdown": "avg_drawdown",
+    "Avg. Drawdown Days": "avg_drawdown_days",
+    "Recovery Factor": "recovery_factor",
+    "Ulcer Index": "ulcer_index",
+    "Serenity Index": "serenity_index",
+    "Avg. Up Month": "avg_up_month",
+    "Avg. Down Month": "avg_down_month",
+    "Win Days": "win_rate",
+    "Win Month": "win_rate_month",
+    "Win Quarter": "win_rate_quarter",
+    "Win Year": "win_rate_year",
+}
 
 
 def qs_report(series, benchmark=None, ppy=252, rf=RF):
@@ -166,9 +236,9 @@ QS_DEVIATIONS = ("risk_of_ruin", "gain_to_pain_ratio", "gain_to_pain_1m")
 
 def assert_matches_report(metrics: dict, report, column: str = "Strategy", prefix: str = "", skip: tuple = ()):
     skip = (*skip, *QS_DEVIATIONS)
-    import _backtest_metrics
+    from mlflow_skill.backtest import metrics as bm
 
-    pct_keys = _backtest_metrics.PCT_KEYS
+    pct_keys = bm.PCT_KEYS
     checked = 0
     for row, key in QS_ROWS.items():
         if key in skip:
@@ -216,7 +286,9 @@ def test_logged_values_equal_quantstats(daily_run, data_dir):
     for key, value in exact.items():
         assert scalars[key] == pytest.approx(float(value), rel=1e-9), key
     # no benchmark: no benchmark metrics
-    assert not any(k.startswith("benchmark_") or k in ("alpha", "beta", "information_ratio", "r_squared") for k in scalars)
+    assert not any(
+        k.startswith("benchmark_") or k in ("alpha", "beta", "information_ratio", "r_squared") for k in scalars
+    )
 
 
 def test_run_params_tags_and_output(daily_run, data_dir):
@@ -262,7 +334,12 @@ def test_equity_curve_and_drawdown_histories(daily_run, client, data_dir):
 def test_artifacts_tearsheet_is_html(daily_run, client, tmp_path):
     run_id = daily_run["run"].info.run_id
     listed = {a.path for a in client.list_artifacts(run_id, "backtest")}
-    assert listed == {"backtest/returns.csv", "backtest/metrics.json", "backtest/periods.json", "backtest/tearsheet.html"}
+    assert listed == {
+        "backtest/returns.csv",
+        "backtest/metrics.json",
+        "backtest/periods.json",
+        "backtest/tearsheet.html",
+    }
     local = Path(client.download_artifacts(run_id, "backtest", str(tmp_path)))
     html = (local / "tearsheet.html").read_text()
     assert "<!doctype html>" in html[:200].lower() and html.rstrip().lower().endswith("</html>")
@@ -277,9 +354,15 @@ def test_artifacts_tearsheet_is_html(daily_run, client, tmp_path):
 # Annualisation, benchmark, dry-run
 # ---------------------------------------------------------------------------------------------
 def store_counts(server) -> tuple[int, int]:
-    exps = requests.post(f"{server.uri}{API}/experiments/search", json={"max_results": 50000, "view_type": "ALL"}, timeout=30).json()
+    exps = requests.post(
+        f"{server.uri}{API}/experiments/search", json={"max_results": 50000, "view_type": "ALL"}, timeout=30
+    ).json()
     ids = [e["experiment_id"] for e in exps.get("experiments", [])]
-    runs = requests.post(f"{server.uri}{API}/runs/search", json={"experiment_ids": ids, "max_results": 50000, "run_view_type": "ALL"}, timeout=30).json()
+    runs = requests.post(
+        f"{server.uri}{API}/runs/search",
+        json={"experiment_ids": ids, "max_results": 50000, "run_view_type": "ALL"},
+        timeout=30,
+    ).json()
     return len(ids), len(runs.get("runs", []))
 
 
@@ -325,7 +408,18 @@ def test_intraday_annualisation(invoke, data_dir):
     minute = as_json(invoke("--returns", data_dir / "minute_prices.csv", "--prices", "--dry-run", "--format", "json"))
     assert minute["periods_per_year"] == 252 * 390  # exchange session, no weekends
     assert minute["data"]["data.periods"] == str(30 * 390 - 1)  # prices -> returns loses the first bar
-    given = as_json(invoke("--returns", data_dir / "minute_prices.csv", "--prices", "--periods-per-year", "1000", "--dry-run", "--format", "json"))
+    given = as_json(
+        invoke(
+            "--returns",
+            data_dir / "minute_prices.csv",
+            "--prices",
+            "--periods-per-year",
+            "1000",
+            "--dry-run",
+            "--format",
+            "json",
+        )
+    )
     assert given["periods_per_year"] == 1000 and given["periods_per_year_how"] == "given by --periods-per-year"
     ratio = minute["metrics"]["volatility"] / given["metrics"]["volatility"]
     assert ratio == pytest.approx(math.sqrt(252 * 390 / 1000), rel=1e-9)
@@ -335,9 +429,19 @@ def test_intraday_annualisation(invoke, data_dir):
 def bench_run(invoke, client, data_dir):
     experiment = unique("lb-bench")
     result = invoke(
-        "--returns", data_dir / "both.csv", "--column", "strategy", "--benchmark-column", "spy",
-        "--experiment", experiment, "--no-history", "--no-tearsheet", "--risk-free", RF,
-    )  # fmt: skip
+        "--returns",
+        data_dir / "both.csv",
+        "--column",
+        "strategy",
+        "--benchmark-column",
+        "spy",
+        "--experiment",
+        experiment,
+        "--no-history",
+        "--no-tearsheet",
+        "--risk-free",
+        RF,
+    )
     assert result.code == 0, result.err
     return {"result": result, "run": run_of(client, experiment)}
 
@@ -361,7 +465,9 @@ def test_benchmark_metrics_only_with_benchmark(bench_run, daily_run, data_dir):
         assert with_b["beta"] == pytest.approx(float(greeks["beta"]), rel=1e-9)
         assert with_b["alpha"] == pytest.approx(float(greeks["alpha"]), rel=1e-9)
         # annualised (QuantStats' is per bar: references/quantstats-metrics.md, Deviations)
-        assert with_b["information_ratio"] == pytest.approx(float(qs.stats.information_ratio(r, b)) * math.sqrt(252), rel=1e-9)
+        assert with_b["information_ratio"] == pytest.approx(
+            float(qs.stats.information_ratio(r, b)) * math.sqrt(252), rel=1e-9
+        )
         assert with_b["r_squared"] == pytest.approx(float(qs.stats.r_squared(r, b)), rel=1e-9)
         assert with_b["benchmark_sharpe"] == pytest.approx(float(qs.stats.sharpe(b, rf=RF, periods=252)), rel=1e-9)
     report = qs_report(r, benchmark=b)
@@ -372,15 +478,30 @@ def test_benchmark_metrics_only_with_benchmark(bench_run, daily_run, data_dir):
     smart = ("smart_sharpe", "smart_sortino", "smart_sortino_sqrt2")
     assert_matches_report(with_b, report, "Benchmark", prefix="benchmark_", skip=smart)
     with np.errstate(all="ignore"):
-        assert with_b["benchmark_smart_sharpe"] == pytest.approx(float(qs.stats.smart_sharpe(b, rf=RF, periods=252)), rel=1e-9)
-        assert with_b["benchmark_smart_sortino"] == pytest.approx(float(qs.stats.smart_sortino(b, rf=RF, periods=252)), rel=1e-9)
+        assert with_b["benchmark_smart_sharpe"] == pytest.approx(
+            float(qs.stats.smart_sharpe(b, rf=RF, periods=252)), rel=1e-9
+        )
+        assert with_b["benchmark_smart_sortino"] == pytest.approx(
+            float(qs.stats.smart_sortino(b, rf=RF, periods=252)), rel=1e-9
+        )
     assert abs(with_b["beta"] - float(report.loc["Beta", "Strategy"])) <= 0.0051
     assert "| Beta |" in bench_run["result"].out
 
 
 def test_benchmark_file_aligned_on_dates(invoke, data_dir):
     """spy.csv holds prices over a longer span: returns are taken between the strategy's bars."""
-    out = as_json(invoke("--returns", data_dir / "daily.csv", "--benchmark", data_dir / "spy.csv", "--benchmark-prices", "--dry-run", "--format", "json"))
+    out = as_json(
+        invoke(
+            "--returns",
+            data_dir / "daily.csv",
+            "--benchmark",
+            data_dir / "spy.csv",
+            "--benchmark-prices",
+            "--dry-run",
+            "--format",
+            "json",
+        )
+    )
     spy = pd.read_csv(data_dir / "spy.csv")
     prices = pd.Series(spy["close"].to_numpy(), index=pd.DatetimeIndex(pd.to_datetime(spy["date"])))
     r = strategy(data_dir)
@@ -424,17 +545,57 @@ def test_undefined_metrics_are_left_out_not_zero(invoke, client, data_dir):
 BAD_INPUTS = [
     ("empty.csv", "", [], "is empty"),
     ("header.csv", "date,returns\n", [], "no data rows"),
-    ("text.csv", "date,returns\n2024-01-01,0.01\n2024-01-02,abc\n2024-01-03,0.02\n", [], "row 2 (line 3), column 'returns' holds 'abc'"),
-    ("blank.csv", "date,returns\n2024-01-01,0.01\n2024-01-02,\n2024-01-03,0.02\n", [], "row 2 (line 3), column 'returns' is empty"),
-    ("dup.csv", "date,returns\n2024-01-01,0.01\n2024-01-02,0.02\n2024-01-01,0.03\n", [], "row 1 (line 2) and row 3 (line 4) have the same time 2024-01-01"),
-    ("baddate.csv", "date,returns\n2024-01-01,0.01\nnot-a-date,0.02\n", [], "row 2 (line 3), column 'date': cannot read 'not-a-date'"),
-    ("two.csv", "date,a,b\n2024-01-01,0.01,0.2\n2024-01-02,0.02,0.1\n", [], "several numeric columns (a, b): pass --column"),
-    ("price.csv", "date,close\n2024-01-01,10\n2024-01-02,0\n2024-01-03,11\n", ["--prices"], "row 2 (line 3), column 'close': price 0 is not positive"),
-    ("pct.csv", "date,returns\n2024-01-01,1.5\n2024-01-02,-250\n", [], "below -100 %; if the column holds percent numbers pass --percent"),
+    (
+        "text.csv",
+        "date,returns\n2024-01-01,0.01\n2024-01-02,abc\n2024-01-03,0.02\n",
+        [],
+        "row 2 (line 3), column 'returns' holds 'abc'",
+    ),
+    (
+        "blank.csv",
+        "date,returns\n2024-01-01,0.01\n2024-01-02,\n2024-01-03,0.02\n",
+        [],
+        "row 2 (line 3), column 'returns' is empty",
+    ),
+    (
+        "dup.csv",
+        "date,returns\n2024-01-01,0.01\n2024-01-02,0.02\n2024-01-01,0.03\n",
+        [],
+        "row 1 (line 2) and row 3 (line 4) have the same time 2024-01-01",
+    ),
+    (
+        "baddate.csv",
+        "date,returns\n2024-01-01,0.01\nnot-a-date,0.02\n",
+        [],
+        "row 2 (line 3), column 'date': cannot read 'not-a-date'",
+    ),
+    (
+        "two.csv",
+        "date,a,b\n2024-01-01,0.01,0.2\n2024-01-02,0.02,0.1\n",
+        [],
+        "several numeric columns (a, b): pass --column",
+    ),
+    (
+        "price.csv",
+        "date,close\n2024-01-01,10\n2024-01-02,0\n2024-01-03,11\n",
+        ["--prices"],
+        "row 2 (line 3), column 'close': price 0 is not positive",
+    ),
+    (
+        "pct.csv",
+        "date,returns\n2024-01-01,1.5\n2024-01-02,-250\n",
+        [],
+        "below -100 %; if the column holds percent numbers pass --percent",
+    ),
     ("one.csv", "date,returns\n2024-01-01,0.01\n", [], "at least 2 are needed"),
     ("ok.csv", "date,returns\n2024-01-01,0.01\n2024-01-02,0.02\n", ["--params", "{oops"], "--params is not valid JSON"),
     ("ok2.csv", "date,returns\n2024-01-01,0.01\n2024-01-02,0.02\n", ["--column", "nope"], "--column 'nope' is not in"),
-    ("ok3.csv", "date,returns\n2024-01-01,0.01\n2024-01-02,0.02\n", ["--param", "data.file=x"], "reserved for the data's facts"),
+    (
+        "ok3.csv",
+        "date,returns\n2024-01-01,0.01\n2024-01-02,0.02\n",
+        ["--param", "data.file=x"],
+        "reserved for the data's facts",
+    ),
 ]
 
 
@@ -470,26 +631,44 @@ def test_failure_after_run_created_marks_it_failed(invoke, client, tmp_path, dat
 
 def test_embedded_sqlite_store_with_local_artifacts(invoke, tmp_path, data_dir):
     """No server: MLflow's default sqlite store in the working directory; artifacts to ./mlruns."""
-    result = invoke("--returns", data_dir / "crypto.csv", "--experiment", "local", "--no-tearsheet", "--format", "json",
-                    uri="sqlite:///" + str(tmp_path / "mlflow.db"), cwd=tmp_path)  # fmt: skip
+    result = invoke(
+        "--returns",
+        data_dir / "crypto.csv",
+        "--experiment",
+        "local",
+        "--no-tearsheet",
+        "--format",
+        "json",
+        uri="sqlite:///" + str(tmp_path / "mlflow.db"),
+        cwd=tmp_path,
+    )
     out = as_json(result)
     assert out["status"] == "FINISHED" and out["url"] is None
     rolled = 730 - periods.rolling_window(out["periods_per_year"], 730) + 1  # NaN until the window is full
-    assert out["histories"] == {"equity_curve": 730, "drawdown": 730, "rolling_sharpe": rolled, "rolling_volatility": rolled}
+    assert out["histories"] == {
+        "equity_curve": 730,
+        "drawdown": 730,
+        "rolling_sharpe": rolled,
+        "rolling_volatility": rolled,
+    }
     files = {p.name for p in tmp_path.rglob("*") if p.is_file() and "backtest" in p.parts}
     assert files == {"returns.csv", "metrics.json", "periods.json"}
 
 
 def test_uv_run_subprocess(uv_run, client, data_dir):
     experiment = unique("lb-uv")
-    result = uv_run(SCRIPT, "--returns", data_dir / "daily.csv", "--experiment", experiment, "--no-history", "--no-tearsheet")
+    result = uv_run(
+        SCRIPT, "--returns", data_dir / "daily.csv", "--experiment", experiment, "--no-history", "--no-tearsheet"
+    )
     assert result.code == 0, result.err
     run = run_of(client, experiment)
     assert run.info.status == "FINISHED"
     assert f"(id {run.info.run_id})" in result.out and "| Sharpe |" in result.out
     assert len(run.data.metrics) >= 70
     assert {a.path for a in client.list_artifacts(run.info.run_id, "backtest")} == {
-        "backtest/returns.csv", "backtest/metrics.json", "backtest/periods.json"
+        "backtest/returns.csv",
+        "backtest/metrics.json",
+        "backtest/periods.json",
     }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from reliability import assert_clean_error
 
 SCRIPT = "log_backtest"
@@ -101,7 +102,9 @@ def test_weekly_bars_with_missing_weeks(dry, tmp_path):
     assert out["periods_per_year"] == pytest.approx(measured, rel=1e-3) and out["periods_per_year"] < 45
     assert any("--periods-per-year 52" in n for n in out["notes"])
     complete = tmp_path / "weekly_full.csv"
-    pd.DataFrame({"date": weeks.strftime("%Y-%m-%d"), "returns": rng.normal(0, 0.02, len(weeks))}).to_csv(complete, index=False)
+    pd.DataFrame({"date": weeks.strftime("%Y-%m-%d"), "returns": rng.normal(0, 0.02, len(weeks))}).to_csv(
+        complete, index=False
+    )
     full = dry(complete)
     assert full["periods_per_year"] == 52 and not any(n.startswith("periods per year") for n in full["notes"])
 
@@ -133,7 +136,15 @@ def test_constant_and_zero_returns_name_what_is_left_out(dry, run_script, tmp_pa
         pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "returns": value}).to_csv(path, index=False)
         out = dry(path)
         metrics, reasons = out["metrics"], out["undefined_reasons"]
-        for key in ("sharpe", "smart_sharpe", "sortino", "probabilistic_sharpe_ratio", "risk_return_ratio", "skew", "kurtosis"):
+        for key in (
+            "sharpe",
+            "smart_sharpe",
+            "sortino",
+            "probabilistic_sharpe_ratio",
+            "risk_return_ratio",
+            "skew",
+            "kurtosis",
+        ):
             assert key not in metrics and "zero variance" in reasons[key], key
             assert key in out["undefined_metrics"]
         assert metrics["volatility"] == 0.0 and metrics["volatility_per_period"] == 0.0  # the true spread
@@ -180,7 +191,9 @@ def test_windows_longer_than_the_data_are_left_out(dry, tmp_path):
     s = pd.Series(r, index=days)
     monthly = (1 + s).groupby([s.index.year, s.index.month]).prod() - 1
     assert out["metrics"]["best_month"] == pytest.approx(float(monthly.max()), rel=1e-9)
-    assert out["metrics"]["return_3m"] == pytest.approx(float(np.prod(1 + s[s.index >= days[-1] - pd.DateOffset(months=3)]) - 1), rel=1e-9)
+    assert out["metrics"]["return_3m"] == pytest.approx(
+        float(np.prod(1 + s[s.index >= days[-1] - pd.DateOffset(months=3)]) - 1), rel=1e-9
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,18 +211,27 @@ def test_european_csv_semicolons_decimal_commas_bom(dry, tmp_path):
     eu = tmp_path / "kurse.csv"
     with open(eu, "w", encoding="utf-8-sig") as fh:  # Excel's "CSV UTF-8": a BOM, ';' and ','
         fh.write("Datum;Schlusskurs\n")
-        fh.writelines(f"{day};{price}\n" for day, price in zip(days.strftime("%d.%m.%Y"), european(prices)))
+        fh.writelines(
+            f"{day};{price}\n" for day, price in zip(days.strftime("%d.%m.%Y"), european(prices), strict=False)
+        )
     out = dry(eu, "--prices")
     assert out["data"]["data.column"] == "Schlusskurs" and out["data"]["data.start"].startswith("2022-01-04")
     assert out["metrics"]["volatility"] == pytest.approx(vol(r, 252), rel=1e-9)
     # the same prices quoted in a comma-separated file, chosen with --column
     quoted = tmp_path / "quoted.csv"
-    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "close": european(prices), "volume": 5}).to_csv(quoted, index=False)
+    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "close": european(prices), "volume": 5}).to_csv(
+        quoted, index=False
+    )
     out = dry(quoted, "--prices", "--column", "close")
     assert out["metrics"]["volatility"] == pytest.approx(vol(r, 252), rel=1e-9)
     returns = tmp_path / "returns_eu.csv"
     with open(returns, "w") as fh:
-        fh.write("date;returns\n" + "".join(f"{d};{str(v).replace('.', ',')}\n" for d, v in zip(days.strftime("%Y-%m-%d")[1:], r)))
+        fh.write(
+            "date;returns\n"
+            + "".join(
+                f"{d};{str(v).replace('.', ',')}\n" for d, v in zip(days.strftime("%Y-%m-%d")[1:], r, strict=False)
+            )
+        )
     assert dry(returns)["metrics"]["volatility"] == pytest.approx(vol(r, 252), rel=1e-9)
     assert dry(returns, "--sep", ";", "--decimal", ",")["metrics"]["volatility"] == pytest.approx(vol(r, 252), rel=1e-9)
 
@@ -223,7 +245,7 @@ def test_wrong_reading_names_the_right_flag(run_script, tmp_path):
     assert_clean_error(run_script(SCRIPT, "--returns", str(semi), "--sep", ",", "--dry-run"), 2, "--sep ';'")
     assert_clean_error(run_script(SCRIPT, "--returns", str(semi), "--decimal", ".", "--dry-run"), 2, "--decimal ,")
     mixed = tmp_path / "mixed.csv"
-    mixed.write_text("date,returns\n2024-01-02,0.0123\n2024-01-03,\"0,0456\"\n2024-01-04,0.01\n")
+    mixed.write_text('date,returns\n2024-01-02,0.0123\n2024-01-03,"0,0456"\n2024-01-04,0.01\n')
     assert_clean_error(run_script(SCRIPT, "--returns", str(mixed), "--dry-run"), 2, "mixes decimal marks", "--decimal")
 
 
@@ -276,8 +298,12 @@ def test_tail_and_recovery_signs(dry, tmp_path):
     pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "returns": gains}).to_csv(path, index=False)
     out = dry(path)["metrics"]
     mu, sigma = gains.mean(), gains.std(ddof=1)
-    assert out["value_at_risk"] == pytest.approx(float(norm.ppf(0.05, mu, sigma)), rel=1e-9) and out["value_at_risk"] > 0
-    assert out["cvar"] == pytest.approx(float(mu - sigma * norm.pdf(norm.ppf(0.05)) / 0.05), rel=1e-9) and out["cvar"] > 0
+    assert (
+        out["value_at_risk"] == pytest.approx(float(norm.ppf(0.05, mu, sigma)), rel=1e-9) and out["value_at_risk"] > 0
+    )
+    assert (
+        out["cvar"] == pytest.approx(float(mu - sigma * norm.pdf(norm.ppf(0.05)) / 0.05), rel=1e-9) and out["cvar"] > 0
+    )
     tail = gains[gains <= np.quantile(gains, 0.05)]
     assert out["cvar_historical"] == pytest.approx(float(tail.mean()), rel=1e-9)
     losing = rng.normal(-0.002, 0.01, len(days))
@@ -287,7 +313,10 @@ def test_tail_and_recovery_signs(dry, tmp_path):
     equity = np.cumprod(1 + losing)
     max_dd = float(np.min(equity / np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:] - 1))
     assert out["max_drawdown"] == pytest.approx(max_dd, rel=1e-9)
-    assert out["recovery_factor"] == pytest.approx(float(losing.sum()) / abs(max_dd), rel=1e-9) and out["recovery_factor"] < 0
+    assert (
+        out["recovery_factor"] == pytest.approx(float(losing.sum()) / abs(max_dd), rel=1e-9)
+        and out["recovery_factor"] < 0
+    )
 
 
 def test_information_ratio_annualised_and_gain_to_pain_with_risk_free(dry, tmp_path):
@@ -300,7 +329,9 @@ def test_information_ratio_annualised_and_gain_to_pain_with_risk_free(dry, tmp_p
     rf = 0.04
     out = dry(path, "--column", "strategy", "--benchmark-column", "spy", "--risk-free", str(rf))["metrics"]
     active = r - b
-    assert out["information_ratio"] == pytest.approx(float(active.mean() / active.std(ddof=1) * math.sqrt(252)), rel=1e-9)
+    assert out["information_ratio"] == pytest.approx(
+        float(active.mean() / active.std(ddof=1) * math.sqrt(252)), rel=1e-9
+    )
     excess = pd.Series(r - ((1 + rf) ** (1 / 252) - 1), index=days)
     assert out["gain_to_pain_ratio"] == pytest.approx(float(excess.sum() / abs(excess[excess < 0].sum())), rel=1e-9)
     monthly = excess.groupby([days.year, days.month]).sum()

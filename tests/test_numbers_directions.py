@@ -10,10 +10,12 @@ import json
 import re
 from pathlib import Path
 
-import _directions as dirs
 import numpy as np
 import pandas as pd
 import pytest
+
+from mlflow_skill.quant import catalog as dirs
+
 from conftest import unique
 
 REFERENCE = Path(__file__).resolve().parent.parent / "references" / "quantstats-metrics.md"
@@ -24,11 +26,28 @@ def test_every_logged_metric_has_a_known_direction(run_script, tmp_path):
     days = pd.bdate_range("2019-01-02", periods=800)
     r = rng.normal(0.0005, 0.01, len(days))
     path = tmp_path / "pair.csv"
-    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "s": r, "b": rng.normal(0.0003, 0.009, len(days)) + 0.3 * r}).to_csv(path, index=False)
-    res = run_script("log_backtest", "--returns", str(path), "--column", "s", "--benchmark-column", "b", "--dry-run", "--format", "json")
+    pd.DataFrame(
+        {"date": days.strftime("%Y-%m-%d"), "s": r, "b": rng.normal(0.0003, 0.009, len(days)) + 0.3 * r}
+    ).to_csv(path, index=False)
+    res = run_script(
+        "log_backtest",
+        "--returns",
+        str(path),
+        "--column",
+        "s",
+        "--benchmark-column",
+        "b",
+        "--dry-run",
+        "--format",
+        "json",
+    )
     assert res.code == 0, res.err
     out = json.loads(res.out)
-    keys = set(out["metrics"]) | set(out["undefined_metrics"]) | {"equity_curve", "drawdown", "rolling_sharpe", "rolling_volatility"}
+    keys = (
+        set(out["metrics"])
+        | set(out["undefined_metrics"])
+        | {"equity_curve", "drawdown", "rolling_sharpe", "rolling_volatility"}
+    )
     assert len(keys) > 150
     unknown = sorted(k for k in keys if dirs.known(k) is None)
     assert not unknown, unknown
@@ -45,7 +64,11 @@ def test_reference_table_states_the_same_direction():
             continue
         for key in re.findall(r"`([a-z0-9_]+)`", cells[0]):
             seen[key] = cells[4]
-    expected = {k: v for k, v in dirs.DIRECTIONS.items() if k not in ("equity_curve", "drawdown", "rolling_sharpe", "rolling_volatility", "benchmark_equity_curve")}
+    expected = {
+        k: v
+        for k, v in dirs.DIRECTIONS.items()
+        if k not in ("equity_curve", "drawdown", "rolling_sharpe", "rolling_volatility", "benchmark_equity_curve")
+    }
     assert seen == expected
     assert dirs.direction("max_drawdown") == (True, dirs.KNOWN)
     assert dirs.direction("volatility") == (False, dirs.KNOWN)

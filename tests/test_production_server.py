@@ -64,15 +64,29 @@ def names(res) -> list[str]:
 
 
 def test_like_is_case_sensitive_and_ilike_is_not(run_script, pg):
-    like = run_pg(run_script, pg, Q, "runs", "-e", pg["name"], "--filter", "params.model LIKE 'alpha%'", "--format", "json")
+    like = run_pg(
+        run_script, pg, Q, "runs", "-e", pg["name"], "--filter", "params.model LIKE 'alpha%'", "--format", "json"
+    )
     assert sorted(names(like)) == ["lower", "neg"]
-    ilike = run_pg(run_script, pg, Q, "runs", "-e", pg["name"], "--filter", "params.model ILIKE 'alpha%'", "--format", "json")
+    ilike = run_pg(
+        run_script, pg, Q, "runs", "-e", pg["name"], "--filter", "params.model ILIKE 'alpha%'", "--format", "json"
+    )
     assert sorted(names(ilike)) == ["lower", "neg", "shout", "upper"]
     eq = run_pg(run_script, pg, Q, "runs", "-e", pg["name"], "--filter", "tags.Team = 'ALPHA'", "--format", "json")
     assert sorted(names(eq)) == ["lower", "shout", "upper"]
     # OR of a LIKE and an ILIKE group: merged without duplicates
-    both = run_pg(run_script, pg, Q, "runs", "-e", pg["name"], "--filter",
-                  "params.model LIKE 'Al%' OR params.model ILIKE 'beta'", "--format", "json")  # fmt: skip
+    both = run_pg(
+        run_script,
+        pg,
+        Q,
+        "runs",
+        "-e",
+        pg["name"],
+        "--filter",
+        "params.model LIKE 'Al%' OR params.model ILIKE 'beta'",
+        "--format",
+        "json",
+    )
     assert sorted(names(both)) == ["other", "upper"]
 
 
@@ -80,7 +94,9 @@ def test_experiment_name_filters_and_name_like(run_script, pg):
     like = run_pg(run_script, pg, Q, "experiments", "--filter", f"name LIKE '{pg['prefix']}%'", "--format", "json")
     assert [e["name"] for e in json.loads(like.out)["experiments"]] == [pg["name"]]
     ilike = run_pg(run_script, pg, Q, "experiments", "--name-like", pg["prefix"].upper(), "--format", "json")
-    assert sorted(e["name"] for e in json.loads(ilike.out)["experiments"]) == sorted([pg["name"], pg["prefix"].lower() + "-lower"])
+    assert sorted(e["name"] for e in json.loads(ilike.out)["experiments"]) == sorted(
+        [pg["name"], pg["prefix"].lower() + "-lower"]
+    )
 
 
 def test_nan_metric_search_order_and_display(run_script, pg):
@@ -102,7 +118,9 @@ def test_nan_metric_search_order_and_display(run_script, pg):
 
 
 def test_metric_history_with_nan(run_script, pg):
-    res = run_pg(run_script, pg, "get_metric_history", "--run-id", pg["ids"]["upper"], "--metrics", "curve", "--format", "json")
+    res = run_pg(
+        run_script, pg, "get_metric_history", "--run-id", pg["ids"]["upper"], "--metrics", "curve", "--format", "json"
+    )
     (s,) = json.loads(res.out)["series"]
     assert s["points"] == 5 and s["nan_count"] == 1
     assert (s["min"]["value"], s["min"]["step"]) == (0.5, 3) and (s["max"]["value"], s["max"]["step"]) == (3.0, 4)
@@ -115,8 +133,20 @@ def test_ties_and_missing_values_order_like_sqlite(run_script, pg):
     the server (one group) and in the client's merge of OR groups."""
     server = run_pg(run_script, pg, Q, "runs", "-e", pg["name"], "--order-by", "metrics.tie ASC", "--format", "json")
     assert names(server) == ["neg", "shout", "lower", "upper", "other"]
-    merged = run_pg(run_script, pg, Q, "runs", "-e", pg["name"], "--order-by", "metrics.tie ASC", "--filter",
-                    "metrics.tie = 1 OR metrics.tie = 2", "--format", "json")  # fmt: skip
+    merged = run_pg(
+        run_script,
+        pg,
+        Q,
+        "runs",
+        "-e",
+        pg["name"],
+        "--order-by",
+        "metrics.tie ASC",
+        "--filter",
+        "metrics.tie = 1 OR metrics.tie = 2",
+        "--format",
+        "json",
+    )
     assert names(merged) == names(server)
 
 
@@ -138,7 +168,9 @@ def test_artifacts_through_proxied_serving(run_script, pg):
     data = json.loads(res.out)
     assert data["root_uri"].startswith("mlflow-artifacts:")
     assert [(a["path"], a["is_dir"]) for a in data["artifacts"]] == [("reports", True), ("config.json", False)]
-    inner = json.loads(run_pg(run_script, pg, Q, "artifacts", pg["ids"]["upper"], "--path", "reports", "--format", "json").out)
+    inner = json.loads(
+        run_pg(run_script, pg, Q, "artifacts", pg["ids"]["upper"], "--path", "reports", "--format", "json").out
+    )
     assert [(a["path"], a["size"]) for a in inner["artifacts"]] == [("reports/summary.txt", len("hello from postgres"))]
 
 
@@ -154,7 +186,9 @@ def test_create_experiment_idempotent_and_restore(run_script, pg):
     MlflowClient(pg["uri"]).delete_experiment(created["experiment_id"])
     refused = run_script("create_experiment", "--name", name, uri=pg["uri"])
     assert refused.code == 2 and "--restore" in refused.err
-    restored = json.loads(run_pg(run_script, pg, "create_experiment", "--name", name, "--restore", "--format", "json").out)
+    restored = json.loads(
+        run_pg(run_script, pg, "create_experiment", "--name", name, "--restore", "--format", "json").out
+    )
     assert restored["status"] == "restored" and restored["lifecycle_stage"] == "active"
 
 
@@ -179,8 +213,12 @@ def test_integration_suites_pass_against_postgres(pg_server):
     env = {**os.environ, "MLFLOW_SKILL_TEST_SERVER": pg_server.uri}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *INTEGRATION_MODULES],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=2400,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-2000:]
     print(f"against PostgreSQL: {summary}")
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]

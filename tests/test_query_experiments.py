@@ -17,24 +17,45 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import ADMIN_PASSWORD, READER_PASSWORD, READER_USER, unique
 from reliability import error_lines
-from conftest import READER_PASSWORD, READER_USER, ADMIN_PASSWORD, unique
 
 T0 = 1_700_000_000_000  # fixed start times make the default order (start_time DESC) predictable
 
 # name: (params, metrics, tags, status)
 A_RUNS = {
-    "alpha": ({"lr": "0.01", "learning rate": "0.1", "batch-size": "32", "opt": "adam", "model": "cnn"},
-              {"acc": 0.90, "loss": 0.30, "train_loss": 0.10, "val_loss": 0.35, "sharpe": 1.5}, {"team": "quant"}, "FINISHED"),
-    "beta": ({"lr": "0.001", "learning rate": "0.01", "batch-size": "64", "opt": "sgd", "model": "cnn"},
-             {"acc": 0.80, "loss": 0.50, "train_loss": 0.40, "val_loss": 0.42, "sharpe": 0.7}, {"team": "research"}, "FINISHED"),
-    "gamma": ({"lr": "0.1", "learning rate": "1", "batch-size": "32", "opt": "adam", "model": "mlp"},
-              {"acc": 0.95, "loss": 0.20, "train_loss": 0.05, "val_loss": 0.50, "sharpe": 2.1}, {"team": "quant", "note": "buy OR sell"}, "FINISHED"),
-    "delta": ({"lr": "0.0005", "learning rate": "0.5", "batch-size": "128", "opt": "adam", "model": "mlp"},
-              {"acc": 0.85, "loss": 0.40, "train_loss": 0.38, "val_loss": 0.39, "sharpe": 1.1}, {"team": "ops"}, "FINISHED"),
-    "broken": ({"lr": "0.02", "opt": "adam"}, {"acc": 0.10}, {"backtest.error": "ValueError: no prices for 2020-01-01"}, "FAILED"),
+    "alpha": (
+        {"lr": "0.01", "learning rate": "0.1", "batch-size": "32", "opt": "adam", "model": "cnn"},
+        {"acc": 0.90, "loss": 0.30, "train_loss": 0.10, "val_loss": 0.35, "sharpe": 1.5},
+        {"team": "quant"},
+        "FINISHED",
+    ),
+    "beta": (
+        {"lr": "0.001", "learning rate": "0.01", "batch-size": "64", "opt": "sgd", "model": "cnn"},
+        {"acc": 0.80, "loss": 0.50, "train_loss": 0.40, "val_loss": 0.42, "sharpe": 0.7},
+        {"team": "research"},
+        "FINISHED",
+    ),
+    "gamma": (
+        {"lr": "0.1", "learning rate": "1", "batch-size": "32", "opt": "adam", "model": "mlp"},
+        {"acc": 0.95, "loss": 0.20, "train_loss": 0.05, "val_loss": 0.50, "sharpe": 2.1},
+        {"team": "quant", "note": "buy OR sell"},
+        "FINISHED",
+    ),
+    "delta": (
+        {"lr": "0.0005", "learning rate": "0.5", "batch-size": "128", "opt": "adam", "model": "mlp"},
+        {"acc": 0.85, "loss": 0.40, "train_loss": 0.38, "val_loss": 0.39, "sharpe": 1.1},
+        {"team": "ops"},
+        "FINISHED",
+    ),
+    "broken": (
+        {"lr": "0.02", "opt": "adam"},
+        {"acc": 0.10},
+        {"backtest.error": "ValueError: no prices for 2020-01-01"},
+        "FAILED",
+    ),
     "stopped": ({"lr": "0.03"}, {}, {}, "KILLED"),
-}  # fmt: skip
+}
 
 
 def _make_run(client, exp_id, name, i, params, metrics, tags, status):
@@ -67,16 +88,24 @@ def seed(server, client):
     client.delete_run(ids["deleted"])
     # Dataset and artifacts on alpha.
     dataset = mlflow.data.from_pandas(pd.DataFrame({"close": [1.0, 2.0, 3.0]}), name="btc-prices")
-    client.log_inputs(ids["alpha"], [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "train")])])
+    client.log_inputs(
+        ids["alpha"], [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "train")])]
+    )
     client.log_text(ids["alpha"], "hello world", "summary.txt")
     client.log_text(ids["alpha"], "inner", "model/weights.txt")
     # Experiment B: nested runs and a text-valued lr.
     ids["parent"] = _make_run(client, exp_b, "sweep", 20, {"lr": "0.01"}, {"acc": 0.5}, {}, "FINISHED")
     for j in (1, 2):
         ids[f"child{j}"] = _make_run(
-            client, exp_b, f"child-{j}", 20 + j, {"lr": str(0.01 * j)}, {"acc": 0.5 + j / 10},
-            {"mlflow.parentRunId": ids["parent"]}, "FINISHED",
-        )  # fmt: skip
+            client,
+            exp_b,
+            f"child-{j}",
+            20 + j,
+            {"lr": str(0.01 * j)},
+            {"acc": 0.5 + j / 10},
+            {"mlflow.parentRunId": ids["parent"]},
+            "FINISHED",
+        )
     ids["textlr"] = _make_run(client, exp_b, "auto-lr", 30, {"lr": "auto"}, {"acc": 0.6}, {}, "FINISHED")
     names = {
         "a": client.get_experiment(exp_a).name,
@@ -131,8 +160,14 @@ def test_experiments_deleted_view(run_script, client):
     name = unique("qe-gone")
     client.delete_experiment(client.create_experiment(name))
     active = run_script("query_experiments", "experiments", "--name-like", name)
-    deleted = as_json(run_script("query_experiments", "experiments", "--name-like", name, "--view", "deleted", "--format", "json"))
-    assert active.code == 0 and f"| {name} |" not in active.out and active.out.rstrip().endswith("0 active experiments matching `name ILIKE '%" + name + "%'`")
+    deleted = as_json(
+        run_script("query_experiments", "experiments", "--name-like", name, "--view", "deleted", "--format", "json")
+    )
+    assert (
+        active.code == 0
+        and f"| {name} |" not in active.out
+        and active.out.rstrip().endswith("0 active experiments matching `name ILIKE '%" + name + "%'`")
+    )
     assert [(e["name"], e["lifecycle"]) for e in deleted["experiments"]] == [(name, "deleted")]
 
 
@@ -145,7 +180,10 @@ def test_experiments_via_uv_run_subprocess(uv_run, seed):
 def test_embedded_store_with_nothing_configured(uv_run, tmp_path):
     res = uv_run("query_experiments", "experiments", uri=None, cwd=tmp_path)
     assert res.code == 0, res.err
-    assert res.out.splitlines()[0] == f"store: sqlite:///{tmp_path.resolve() / 'mlflow.db'} (embedded default, nothing configured)"
+    assert (
+        res.out.splitlines()[0]
+        == f"store: sqlite:///{tmp_path.resolve() / 'mlflow.db'} (embedded default, nothing configured)"
+    )
     assert "| Default | 0 | active |" in res.out
 
 
@@ -162,9 +200,15 @@ def test_runs_default_order_and_deleted_hidden(run_script, seed):
 
 def test_runs_server_filter_order_and_named_columns(run_script, seed):
     res = run_script(
-        "query_experiments", "runs", "-e", seed.names["a"], "--filter", "metrics.acc > 0.8 AND params.opt = 'adam'",
-        "--order-by", "metrics.sharpe DESC",
-    )  # fmt: skip
+        "query_experiments",
+        "runs",
+        "-e",
+        seed.names["a"],
+        "--filter",
+        "metrics.acc > 0.8 AND params.opt = 'adam'",
+        "--order-by",
+        "metrics.sharpe DESC",
+    )
     assert res.code == 0, res.err
     assert names_in(res.out) == ["gamma", "alpha", "delta"]
     header = next(line for line in res.out.splitlines() if line.startswith("| run |"))
@@ -173,8 +217,16 @@ def test_runs_server_filter_order_and_named_columns(run_script, seed):
 
 
 def test_runs_quoted_keys_with_space_and_dash(run_script, seed):
-    res = run_script("query_experiments", "runs", "-e", seed.a, "--filter",
-                     "params.\"learning rate\" = '0.1' OR params.`batch-size` = '64'", "--format", "json")  # fmt: skip
+    res = run_script(
+        "query_experiments",
+        "runs",
+        "-e",
+        seed.a,
+        "--filter",
+        "params.\"learning rate\" = '0.1' OR params.`batch-size` = '64'",
+        "--format",
+        "json",
+    )
     data = as_json(res)
     assert sorted(r["run_name"] for r in data["runs"]) == ["alpha", "beta"]
     assert data["server_filters"] == ["params.\"learning rate\" = '0.1'", "params.`batch-size` = '64'"]
@@ -182,9 +234,15 @@ def test_runs_quoted_keys_with_space_and_dash(run_script, seed):
 
 def test_runs_or_merges_dedups_and_resorts(run_script, seed):
     res = run_script(
-        "query_experiments", "runs", "-e", seed.a,
-        "--filter", "params.model = 'cnn' OR tags.team = 'quant'", "--order-by", "metrics.acc ASC",
-    )  # fmt: skip
+        "query_experiments",
+        "runs",
+        "-e",
+        seed.a,
+        "--filter",
+        "params.model = 'cnn' OR tags.team = 'quant'",
+        "--order-by",
+        "metrics.acc ASC",
+    )
     assert res.code == 0, res.err
     # cnn: alpha, beta; quant: alpha, gamma -> alpha once; re-sorted by acc ascending
     assert names_in(res.out) == ["beta", "alpha", "gamma"]
@@ -192,20 +250,32 @@ def test_runs_or_merges_dedups_and_resorts(run_script, seed):
 
 
 def test_or_inside_quotes_is_not_split(run_script, seed):
-    res = run_script("query_experiments", "runs", "-e", seed.a, "--filter", "tags.note = 'buy OR sell' AND params.lr >= 0.1")
+    res = run_script(
+        "query_experiments", "runs", "-e", seed.a, "--filter", "tags.note = 'buy OR sell' AND params.lr >= 0.1"
+    )
     assert res.code == 0, res.err
     assert names_in(res.out) == ["gamma"]
     assert "OR:" not in res.out and "server filter: `tags.note = 'buy OR sell'`" in res.out
 
 
 def test_runs_numeric_param_comparison_client_side(run_script, seed):
-    res = run_script("query_experiments", "runs", "-e", seed.a, "--filter", "params.lr > 0.001 AND metrics.acc >= 0.5",
-                     "--order-by", "params.lr ASC")  # fmt: skip
+    res = run_script(
+        "query_experiments",
+        "runs",
+        "-e",
+        seed.a,
+        "--filter",
+        "params.lr > 0.001 AND metrics.acc >= 0.5",
+        "--order-by",
+        "params.lr ASC",
+    )
     assert res.code == 0, res.err
     assert names_in(res.out) == ["alpha", "gamma"]  # 0.01 and 0.1 (beta is 0.001, delta 0.0005; broken has acc 0.1)
     assert "evaluated client-side" in res.out and "`params.lr > 0.001`" in res.out
     assert "server filter" not in res.out or "`metrics.acc >= 0.5`" in res.out
-    data = as_json(run_script("query_experiments", "runs", "-e", seed.a, "--filter", "params.lr = 0.001", "--format", "json"))
+    data = as_json(
+        run_script("query_experiments", "runs", "-e", seed.a, "--filter", "params.lr = 0.001", "--format", "json")
+    )
     assert [r["run_name"] for r in data["runs"]] == ["beta"] and data["client_side"] == ["params.lr = 0.001"]
 
 
@@ -236,8 +306,18 @@ def test_runs_server_paging_next_command(run_script, seed):
 
 
 def test_runs_columns_and_csv(run_script, seed):
-    res = run_script("query_experiments", "runs", "-e", seed.a, "--filter", "attributes.run_name = 'alpha'",
-                     "--columns", "params.batch-size,tags.team,duration", "--format", "csv")  # fmt: skip
+    res = run_script(
+        "query_experiments",
+        "runs",
+        "-e",
+        seed.a,
+        "--filter",
+        "attributes.run_name = 'alpha'",
+        "--columns",
+        "params.batch-size,tags.team,duration",
+        "--format",
+        "csv",
+    )
     assert res.code == 0, res.err
     rows = list(csv.DictReader(io.StringIO(res.out)))
     assert len(rows) == 1
@@ -246,7 +326,11 @@ def test_runs_columns_and_csv(run_script, seed):
 
 
 def test_runs_all_experiments_by_default(run_script, seed):
-    data = as_json(run_script("query_experiments", "runs", "--filter", f"attributes.run_id = '{seed.ids['child1']}'", "--format", "json"))
+    data = as_json(
+        run_script(
+            "query_experiments", "runs", "--filter", f"attributes.run_id = '{seed.ids['child1']}'", "--format", "json"
+        )
+    )
     assert [r["run_name"] for r in data["runs"]] == ["child-1"]
     assert any(e["id"] == seed.a for e in data["experiments"]) and any(e["id"] == seed.b for e in data["experiments"])
 
@@ -313,7 +397,9 @@ def test_compare_shows_only_differences(run_script, seed):
     assert "identical (" in res.out and "params.opt" in res.out.split("identical (")[1]
     row = next(line for line in res.out.splitlines() if line.startswith("| params.lr |"))
     assert [x.strip() for x in row.split("|")[2:4]] == ["0.01", "0.1"]
-    full = as_json(run_script("query_experiments", "compare", seed.ids["alpha"], seed.ids["gamma"], "--all", "--format", "json"))
+    full = as_json(
+        run_script("query_experiments", "compare", seed.ids["alpha"], seed.ids["gamma"], "--all", "--format", "json")
+    )
     same = {r["field"]: r["same"] for r in full["rows"]}
     assert same["params.opt"] is True and same["params.lr"] is False and full["identical"] >= 3
 
@@ -325,22 +411,74 @@ def test_best_max_and_min_with_filter(run_script, seed):
     res = run_script("query_experiments", "best", "-e", seed.a, "--metric", "sharpe", "--top", "2")
     assert res.code == 0, res.err
     assert names_in(res.out) == ["gamma", "alpha"] and "**gamma**" in res.out
-    low = as_json(run_script("query_experiments", "best", "-e", seed.a, "--metric", "loss", "--top", "3",
-                             "--filter", "params.lr > 0.0006", "--format", "json"))  # fmt: skip
+    low = as_json(
+        run_script(
+            "query_experiments",
+            "best",
+            "-e",
+            seed.a,
+            "--metric",
+            "loss",
+            "--top",
+            "3",
+            "--filter",
+            "params.lr > 0.0006",
+            "--format",
+            "json",
+        )
+    )
     assert [r["run_name"] for r in low["runs"]] == ["gamma", "alpha", "beta"]  # min guessed from "loss"
 
 
 def test_overfit_direction_aware(run_script, seed):
-    loss = run_script("query_experiments", "overfit", "-e", seed.a, "--train", "train_loss", "--test", "val_loss",
-                      "--threshold", "0.1")  # fmt: skip
+    loss = run_script(
+        "query_experiments",
+        "overfit",
+        "-e",
+        seed.a,
+        "--train",
+        "train_loss",
+        "--test",
+        "val_loss",
+        "--threshold",
+        "0.1",
+    )
     assert loss.code == 0, loss.err
     assert names_in(loss.out) == ["gamma", "alpha"]  # gaps 0.45 and 0.25; beta 0.02, delta 0.01
     assert "test − train" in loss.out and "lower is better" in loss.out
-    rel = as_json(run_script("query_experiments", "overfit", "-e", seed.a, "--train", "train_loss", "--test", "val_loss",
-                             "--threshold", "3", "--relative", "--format", "json"))  # fmt: skip
+    rel = as_json(
+        run_script(
+            "query_experiments",
+            "overfit",
+            "-e",
+            seed.a,
+            "--train",
+            "train_loss",
+            "--test",
+            "val_loss",
+            "--threshold",
+            "3",
+            "--relative",
+            "--format",
+            "json",
+        )
+    )
     assert [r["run_name"] for r in rel["runs"]] == ["gamma"]  # 0.45/0.05 = 9; alpha 2.5
-    acc = as_json(run_script("query_experiments", "overfit", "-e", seed.a, "--train", "acc", "--test", "sharpe",
-                             "--max", "--format", "json"))  # fmt: skip
+    acc = as_json(
+        run_script(
+            "query_experiments",
+            "overfit",
+            "-e",
+            seed.a,
+            "--train",
+            "acc",
+            "--test",
+            "sharpe",
+            "--max",
+            "--format",
+            "json",
+        )
+    )
     assert acc["rule"].startswith("gap = train − test") and [r["run_name"] for r in acc["runs"]] == ["beta"]
 
 
@@ -354,12 +492,27 @@ def test_failed_shows_error_tags(run_script, seed):
 
 
 def test_aggregate_numbers(run_script, seed):
-    data = as_json(run_script("query_experiments", "aggregate", "-e", seed.a, "--group-by", "params.model",
-                              "--metric", "acc", "--include-unfinished", "--format", "json"))  # fmt: skip
+    data = as_json(
+        run_script(
+            "query_experiments",
+            "aggregate",
+            "-e",
+            seed.a,
+            "--group-by",
+            "params.model",
+            "--metric",
+            "acc",
+            "--include-unfinished",
+            "--format",
+            "json",
+        )
+    )
     groups = {g["group"]["params.model"]: g for g in data["groups"]}
     assert set(groups) == {"cnn", "mlp", None}
     assert groups["mlp"]["runs"] == 2 and groups["mlp"]["stats"]["acc"]["mean"] == pytest.approx(0.9)
-    assert groups["cnn"]["stats"]["acc"]["min"] == pytest.approx(0.8) and groups["cnn"]["stats"]["acc"]["max"] == pytest.approx(0.9)
+    assert groups["cnn"]["stats"]["acc"]["min"] == pytest.approx(0.8) and groups["cnn"]["stats"]["acc"][
+        "max"
+    ] == pytest.approx(0.9)
     assert groups[None]["runs"] == 2 and groups[None]["stats"]["acc"]["n"] == 1  # broken has acc, stopped has none
     assert [g["group"]["params.model"] for g in data["groups"]] == ["mlp", "cnn", None]  # by mean acc
     md = run_script("query_experiments", "aggregate", "-e", seed.a, "-g", "tags.team", "-m", "sharpe")
@@ -389,15 +542,22 @@ def test_export_csv_json_and_force(run_script, seed, tmp_path):
     assert sorted(r["run_name"] for r in records) == ["alpha", "broken", "gamma", "stopped"]
     gamma = next(r for r in records if r["run_name"] == "gamma")
     assert gamma["metrics"]["sharpe"] == 2.1 and gamma["params"]["batch-size"] == "32" and gamma["status"] == "FINISHED"
-    forced = run_script("query_experiments", "export", "-e", seed.a, "--output", js, "--force", "--filter", "params.opt = 'sgd'")
+    forced = run_script(
+        "query_experiments", "export", "-e", seed.a, "--output", js, "--force", "--filter", "params.opt = 'sgd'"
+    )
     assert forced.code == 0 and [r["run_name"] for r in json.loads(js.read_text())] == ["beta"]
 
 
 def test_artifacts_listing(run_script, seed):
     res = run_script("query_experiments", "artifacts", seed.ids["alpha"], "--format", "json")
     data = as_json(res)
-    assert [(a["path"], a["is_dir"], a["size"]) for a in data["artifacts"]] == [("model", True, None), ("summary.txt", False, 11)]
-    inner = as_json(run_script("query_experiments", "artifacts", seed.ids["alpha"], "--path", "model", "--format", "json"))
+    assert [(a["path"], a["is_dir"], a["size"]) for a in data["artifacts"]] == [
+        ("model", True, None),
+        ("summary.txt", False, 11),
+    ]
+    inner = as_json(
+        run_script("query_experiments", "artifacts", seed.ids["alpha"], "--path", "model", "--format", "json")
+    )
     assert [(a["path"], a["size"]) for a in inner["artifacts"]] == [("model/weights.txt", 5)]
     md = run_script("query_experiments", "artifacts", seed.ids["alpha"])
     assert "| summary.txt | 11 B |  |" in md.out and "| model/ |  | yes |" in md.out
@@ -430,12 +590,22 @@ def auth_seed(auth_server):
 
 
 def test_reader_can_query_and_wrong_password_exits_5(run_script, auth_server, auth_seed):
-    ok = run_script("query_experiments", "runs", "-e", auth_seed, uri=auth_server.uri,
-                    env={"MLFLOW_TRACKING_USERNAME": READER_USER, "MLFLOW_TRACKING_PASSWORD": READER_PASSWORD})  # fmt: skip
+    ok = run_script(
+        "query_experiments",
+        "runs",
+        "-e",
+        auth_seed,
+        uri=auth_server.uri,
+        env={"MLFLOW_TRACKING_USERNAME": READER_USER, "MLFLOW_TRACKING_PASSWORD": READER_PASSWORD},
+    )
     assert ok.code == 0, ok.err
     assert names_in(ok.out) == ["secured"] and "0.75" in ok.out
     assert READER_PASSWORD not in ok.both
-    bad = run_script("query_experiments", "experiments", uri=auth_server.uri,
-                     env={"MLFLOW_TRACKING_USERNAME": READER_USER, "MLFLOW_TRACKING_PASSWORD": "wrong-" + READER_PASSWORD})  # fmt: skip
+    bad = run_script(
+        "query_experiments",
+        "experiments",
+        uri=auth_server.uri,
+        env={"MLFLOW_TRACKING_USERNAME": READER_USER, "MLFLOW_TRACKING_PASSWORD": "wrong-" + READER_PASSWORD},
+    )
     assert bad.code == 5 and "401" in bad.err
     assert READER_PASSWORD not in bad.both and ADMIN_PASSWORD not in bad.both

@@ -31,7 +31,8 @@ def admin_data(auth_server):
             rid = cl.create_run(exp, run_name=run_name, start_time=1_700_000_000_000 + i * 1000).info.run_id
             cl.log_batch(
                 rid,
-                metrics=[Metric("loss", 1.0 / (s + 1) + i, 0, s) for s in range(10)] + [Metric("train_loss", 0.1 * i, 0, 0)],
+                metrics=[Metric("loss", 1.0 / (s + 1) + i, 0, s) for s in range(10)]
+                + [Metric("train_loss", 0.1 * i, 0, 0)],
                 params=[Param("lr", str(10 ** -(i + 1))), Param("opt", "adam" if i < 2 else "sgd")],
                 tags=[RunTag("backtest.error", "ValueError: boom")] if status == "FAILED" else [],
             )
@@ -58,15 +59,32 @@ def ok_json(res):
 
 
 def test_reader_lists_experiments(as_reader, admin_data):
-    data = ok_json(as_reader("query_experiments", "experiments", "--name-like", admin_data["name"], "--count-runs", "--format", "json"))
-    assert [(e["id"], e["runs"], e["tags"]) for e in data["experiments"]] == [(admin_data["exp"], "3", {"owner": "admin"})]
+    data = ok_json(
+        as_reader(
+            "query_experiments", "experiments", "--name-like", admin_data["name"], "--count-runs", "--format", "json"
+        )
+    )
+    assert [(e["id"], e["runs"], e["tags"]) for e in data["experiments"]] == [
+        (admin_data["exp"], "3", {"owner": "admin"})
+    ]
 
 
 def test_reader_searches_runs_with_or_and_client_side(as_reader, admin_data):
     ids = admin_data["ids"]
-    data = ok_json(as_reader("query_experiments", "runs", "-e", admin_data["name"], "--filter",
-                             "params.lr < 0.05 OR attributes.status = 'FAILED'", "--order-by", "metrics.loss ASC",
-                             "--format", "json"))  # fmt: skip
+    data = ok_json(
+        as_reader(
+            "query_experiments",
+            "runs",
+            "-e",
+            admin_data["name"],
+            "--filter",
+            "params.lr < 0.05 OR attributes.status = 'FAILED'",
+            "--order-by",
+            "metrics.loss ASC",
+            "--format",
+            "json",
+        )
+    )
     assert [r["run_id"] for r in data["runs"]] == [ids["better"], ids["crashed"]]
 
 
@@ -81,15 +99,45 @@ def test_reader_describes_and_compares(as_reader, admin_data):
 
 def test_reader_best_overfit_failed_aggregate(as_reader, admin_data):
     ids, exp = admin_data["ids"], admin_data["name"]
-    best = ok_json(as_reader("query_experiments", "best", "-e", exp, "--metric", "loss", "--top", "1", "--format", "json"))
+    best = ok_json(
+        as_reader("query_experiments", "best", "-e", exp, "--metric", "loss", "--top", "1", "--format", "json")
+    )
     assert [r["run_id"] for r in best["runs"]] == [ids["good"]]
-    over = ok_json(as_reader("query_experiments", "overfit", "-e", exp, "--train", "train_loss", "--test", "loss",
-                             "--include-unfinished", "--format", "json"))  # fmt: skip
+    over = ok_json(
+        as_reader(
+            "query_experiments",
+            "overfit",
+            "-e",
+            exp,
+            "--train",
+            "train_loss",
+            "--test",
+            "loss",
+            "--include-unfinished",
+            "--format",
+            "json",
+        )
+    )
     assert over["considered"] == 3 and over["flagged_total"] == 3
     failed = ok_json(as_reader("query_experiments", "failed", "-e", exp, "--format", "json"))
-    assert [(r["run_id"], r["error_tags"]) for r in failed["runs"]] == [(ids["crashed"], {"backtest.error": "ValueError: boom"})]
-    agg = ok_json(as_reader("query_experiments", "aggregate", "-e", exp, "-g", "params.opt", "-m", "loss",
-                            "--include-unfinished", "--format", "json"))  # fmt: skip
+    assert [(r["run_id"], r["error_tags"]) for r in failed["runs"]] == [
+        (ids["crashed"], {"backtest.error": "ValueError: boom"})
+    ]
+    agg = ok_json(
+        as_reader(
+            "query_experiments",
+            "aggregate",
+            "-e",
+            exp,
+            "-g",
+            "params.opt",
+            "-m",
+            "loss",
+            "--include-unfinished",
+            "--format",
+            "json",
+        )
+    )
     assert {g["group"]["params.opt"]: g["runs"] for g in agg["groups"]} == {"adam": 2, "sgd": 1}
 
 
@@ -99,7 +147,9 @@ def test_reader_exports_and_lists_artifacts(as_reader, admin_data, tmp_path):
     assert res.code == 0, res.err
     rows = list(csv.DictReader(target.open()))
     assert sorted(r["run_id"] for r in rows) == sorted(admin_data["ids"].values())
-    arts = ok_json(as_reader("query_experiments", "artifacts", admin_data["ids"]["good"], "--path", "notes", "--format", "json"))
+    arts = ok_json(
+        as_reader("query_experiments", "artifacts", admin_data["ids"]["good"], "--path", "notes", "--format", "json")
+    )
     assert [(a["path"], a["size"]) for a in arts["artifacts"]] == [("notes/readme.txt", 5)]
 
 
@@ -110,7 +160,9 @@ def test_reader_reads_metric_history(as_reader, admin_data, tmp_path):
     assert series["points"] == 10 and series["exact"]
     assert series["max"]["value"] == pytest.approx(1.0) and series["max"]["step"] == 0
     assert series["min"]["value"] == pytest.approx(0.1) and series["min"]["step"] == 9
-    res = as_reader("get_metric_history", "--run-id", rid, "--metrics", "loss", "--full", "--output", str(tmp_path / "h.csv"))
+    res = as_reader(
+        "get_metric_history", "--run-id", rid, "--metrics", "loss", "--full", "--output", str(tmp_path / "h.csv")
+    )
     assert res.code == 0, res.err
     assert (tmp_path / "h.csv").read_text().count("\n") == 11
 
@@ -152,7 +204,17 @@ def test_reader_cannot_log_a_backtest_into_the_admins_experiment(as_reader, admi
 
 
 def test_reader_through_uv_run(uv_run, admin_data, auth_server):
-    res = uv_run("query_experiments", "best", "-e", admin_data["name"], "--metric", "loss", "--format", "json",
-                 uri=auth_server.uri, env=READER)  # fmt: skip
+    res = uv_run(
+        "query_experiments",
+        "best",
+        "-e",
+        admin_data["name"],
+        "--metric",
+        "loss",
+        "--format",
+        "json",
+        uri=auth_server.uri,
+        env=READER,
+    )
     assert res.code == 0, res.err
     assert json.loads(res.out)["runs"][0]["run_id"] == admin_data["ids"]["good"]

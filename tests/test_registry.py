@@ -11,6 +11,7 @@ import shlex
 import warnings
 
 import pytest
+
 from conftest import ADMIN_PASSWORD, ADMIN_USER, READER_PASSWORD, READER_USER, unique
 from reliability import assert_clean_error, credentials_env
 
@@ -26,8 +27,11 @@ def seed_registry(cl, prefix: str) -> dict:
     runs = []
     for i in range(3):
         rid = cl.create_run(exp, run_name=f"train-{i}", start_time=1_700_000_000_000 + i).info.run_id
-        cl.log_batch(rid, metrics=[Metric("val_acc", 0.80 + 0.05 * i, 0, 0), Metric("val_loss", 0.5 - 0.1 * i, 0, 0)],
-                     params=[Param("lr", str(0.1 / (i + 1))), Param("depth", str(3 + i))])  # fmt: skip
+        cl.log_batch(
+            rid,
+            metrics=[Metric("val_acc", 0.80 + 0.05 * i, 0, 0), Metric("val_loss", 0.5 - 0.1 * i, 0, 0)],
+            params=[Param("lr", str(0.1 / (i + 1))), Param("depth", str(3 + i))],
+        )
         cl.set_terminated(rid)
         runs.append(rid)
     main, other = f"{prefix}-main", f"{prefix}-other"
@@ -56,7 +60,9 @@ def ok_json(res) -> dict:
 
 
 def test_models_lists_latest_aliases_stages_tags(run_script, reg, client):
-    data = ok_json(run_script("query_experiments", "models", "--filter", f"name LIKE '{reg['prefix']}%'", "--format", "json"))
+    data = ok_json(
+        run_script("query_experiments", "models", "--filter", f"name LIKE '{reg['prefix']}%'", "--format", "json")
+    )
     expected = {m.name: m for m in client.search_registered_models(f"name LIKE '{reg['prefix']}%'")}
     assert [m["name"] for m in data["models"]] == sorted(expected)
     main = next(m for m in data["models"] if m["name"] == reg["main"])
@@ -75,7 +81,9 @@ def test_models_lists_latest_aliases_stages_tags(run_script, reg, client):
 
 def test_models_filter_on_tags_and_paging(run_script, reg):
     data = ok_json(run_script("query_experiments", "models", "--filter", "tags.team = 'risk'", "--format", "json"))
-    assert reg["other"] in [m["name"] for m in data["models"]] and reg["main"] not in [m["name"] for m in data["models"]]
+    assert reg["other"] in [m["name"] for m in data["models"]] and reg["main"] not in [
+        m["name"] for m in data["models"]
+    ]
     first = run_script("query_experiments", "models", "--filter", f"name LIKE '{reg['prefix']}%'", "--max-results", "1")
     assert first.code == 0, first.err
     assert f"| {reg['main']} " in first.out and reg["other"] not in first.out
@@ -89,7 +97,11 @@ def test_models_filter_on_tags_and_paging(run_script, reg):
 def test_model_versions_newest_first_without_the_deleted_one(run_script, reg, client):
     data = ok_json(run_script("query_experiments", "model", reg["main"], "--format", "json"))
     versions = client.search_model_versions(f"name = '{reg['main']}'")
-    assert [v["version"] for v in data["versions"]] == sorted((v.version for v in versions), key=int, reverse=True) == ["3", "1"]
+    assert (
+        [v["version"] for v in data["versions"]]
+        == sorted((v.version for v in versions), key=int, reverse=True)
+        == ["3", "1"]
+    )
     for v in data["versions"]:
         run = client.get_run(v["run_id"])
         assert v["run_name"] == run.info.run_name
@@ -140,8 +152,14 @@ def test_bad_registry_filter_is_usage_error(run_script, reg):
 
 def test_compare_champion_with_challenger(run_script, reg, client):
     main = reg["main"]
-    data = ok_json(run_script("query_experiments", "compare", f"models:/{main}@champion", f"models:/{main}@challenger", "--format", "json"))
-    assert [r["run_id"] for r in data["runs"]] == [client.get_model_version_by_alias(main, a).run_id for a in ("champion", "challenger")]
+    data = ok_json(
+        run_script(
+            "query_experiments", "compare", f"models:/{main}@champion", f"models:/{main}@challenger", "--format", "json"
+        )
+    )
+    assert [r["run_id"] for r in data["runs"]] == [
+        client.get_model_version_by_alias(main, a).run_id for a in ("champion", "challenger")
+    ]
     assert {row["field"] for row in data["rows"]} >= {"params.lr", "metrics.val_acc"}
 
 
@@ -152,7 +170,9 @@ def test_run_takes_a_version_uri(run_script, reg, suffix, run_index):
 
 
 def test_a_stage_nobody_is_in_is_not_found(run_script, reg):
-    assert_clean_error(run_script("query_experiments", "run", f"models:/{reg['main']}/Staging"), 3, "no version in stage", "Production")
+    assert_clean_error(
+        run_script("query_experiments", "run", f"models:/{reg['main']}/Staging"), 3, "no version in stage", "Production"
+    )
 
 
 def test_reader_lists_models_and_reads_versions(run_script, auth_server):
@@ -161,12 +181,35 @@ def test_reader_lists_models_and_reads_versions(run_script, auth_server):
     with credentials_env(ADMIN_USER, ADMIN_PASSWORD):
         seeded = seed_registry(MlflowClient(auth_server.uri, registry_uri=auth_server.uri), unique("reg-ro"))
     as_reader = {"uri": auth_server.uri, "env": READER}
-    data = ok_json(run_script("query_experiments", "models", "--filter", f"name LIKE '{seeded['prefix']}%'", "--format", "json", **as_reader))
+    data = ok_json(
+        run_script(
+            "query_experiments",
+            "models",
+            "--filter",
+            f"name LIKE '{seeded['prefix']}%'",
+            "--format",
+            "json",
+            **as_reader,
+        )
+    )
     assert sorted(m["name"] for m in data["models"]) == sorted([seeded["main"], seeded["other"]])
-    one = ok_json(run_script("query_experiments", "model", seeded["main"], "--alias", "challenger", "--format", "json", **as_reader))
+    one = ok_json(
+        run_script(
+            "query_experiments", "model", seeded["main"], "--alias", "challenger", "--format", "json", **as_reader
+        )
+    )
     assert one["run_id"] == seeded["runs"][2] and one["params"] == {"lr": str(0.1 / 3), "depth": "5"}
-    cmp = ok_json(run_script("query_experiments", "compare", f"models:/{seeded['main']}@champion",
-                             f"models:/{seeded['main']}@challenger", "--format", "json", **as_reader))  # fmt: skip
+    cmp = ok_json(
+        run_script(
+            "query_experiments",
+            "compare",
+            f"models:/{seeded['main']}@champion",
+            f"models:/{seeded['main']}@challenger",
+            "--format",
+            "json",
+            **as_reader,
+        )
+    )
     assert [r["run_id"] for r in cmp["runs"]] == [seeded["runs"][0], seeded["runs"][2]]
 
 
@@ -177,7 +220,9 @@ def test_embedded_store_answers_the_registry(run_script, tmp_path):
     seeded = seed_registry(MlflowClient(uri, registry_uri=uri), unique("reg-local"))
     data = ok_json(run_script("query_experiments", "models", "--format", "json", uri=uri, cwd=tmp_path))
     assert sorted(m["name"] for m in data["models"]) == sorted([seeded["main"], seeded["other"]])
-    versions = ok_json(run_script("query_experiments", "model", seeded["main"], "--format", "json", uri=uri, cwd=tmp_path))
+    versions = ok_json(
+        run_script("query_experiments", "model", seeded["main"], "--format", "json", uri=uri, cwd=tmp_path)
+    )
     assert [v["version"] for v in versions["versions"]] == ["3", "1"]
     res = run_script("query_experiments", "model", seeded["main"], "--alias", "nope", uri=uri, cwd=tmp_path)
     assert_clean_error(res, 3, "champion")

@@ -29,7 +29,9 @@ def assert_no_secret(texts, *secrets: str) -> None:
     for text in texts:
         for secret in secrets:
             for form in {secret, quote(secret, safe="")}:
-                assert form not in text, f"secret leaked: ...{text[max(0, text.find(form) - 200):text.find(form) + 50]}..."
+                assert form not in text, (
+                    f"secret leaked: ...{text[max(0, text.find(form) - 200) : text.find(form) + 50]}..."
+                )
 
 
 def files_text(folder: Path) -> list[str]:
@@ -52,7 +54,8 @@ def data(auth_server, tmp_path_factory):
             rid = cl.create_run(exp, run_name=f"sec-{i}").info.run_id
             cl.log_batch(
                 rid,
-                metrics=[Metric("loss", 1.0 / (s + 1 + i), 0, s) for s in range(20)] + [Metric("val_loss", 0.5 + i, 0, 0)],
+                metrics=[Metric("loss", 1.0 / (s + 1 + i), 0, s) for s in range(20)]
+                + [Metric("val_loss", 0.5 + i, 0, 0)],
                 params=[Param("lr", str(0.01 * (i + 1))), Param("opt", "adam")],
                 tags=[RunTag("team", "quant")],
             )
@@ -82,9 +85,20 @@ def config_paths(data, password: str, host: str | None = None) -> dict[str, dict
             f"MLFLOW_TRACKING_URI=http://{host}\nMLFLOW_TRACKING_USERNAME={ADMIN_USER}\nMLFLOW_TRACKING_PASSWORD={password}\n"
         )
     return {
-        "env": {"uri": f"http://{host}", "env": {"MLFLOW_TRACKING_USERNAME": ADMIN_USER, "MLFLOW_TRACKING_PASSWORD": password}},
+        "env": {
+            "uri": f"http://{host}",
+            "env": {"MLFLOW_TRACKING_USERNAME": ADMIN_USER, "MLFLOW_TRACKING_PASSWORD": password},
+        },
         "env_local": {"uri": None, "env": {"MLFLOW_SKILL_ENV_DIR": str(envdir)}},
-        "atomic": {"uri": None, "env": {"MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": port, "MLFLOW_USERNAME": ADMIN_USER, "MLFLOW_PASSWORD": password}},
+        "atomic": {
+            "uri": None,
+            "env": {
+                "MLFLOW_HOST": "127.0.0.1",
+                "MLFLOW_PORT": port,
+                "MLFLOW_USERNAME": ADMIN_USER,
+                "MLFLOW_PASSWORD": password,
+            },
+        },
         "uri_credentials": {"uri": f"http://{ADMIN_USER}:{password}@{host}", "env": {}},
     }
 
@@ -105,7 +119,10 @@ def commands(data, out: Path, full: bool) -> list[tuple[str, list[str]]]:
             ("query_experiments", ["experiments", "--name-like", exp, "--count-runs"]),
             ("query_experiments", ["experiments", "--format", "json"]),
             ("query_experiments", ["runs", "-e", exp, "--format", "json"]),
-            ("query_experiments", ["runs", "-e", exp, "--filter", "params.lr > 0 OR metrics.loss < 1", "--format", "csv"]),
+            (
+                "query_experiments",
+                ["runs", "-e", exp, "--filter", "params.lr > 0 OR metrics.loss < 1", "--format", "csv"],
+            ),
             ("query_experiments", ["runs", "-e", exp, "--max-results", "1"]),  # prints the next-page command
             ("query_experiments", ["run", r1, "--all-tags"]),
             ("query_experiments", ["run", r1, "--format", "json"]),
@@ -117,7 +134,10 @@ def commands(data, out: Path, full: bool) -> list[tuple[str, list[str]]]:
             ("query_experiments", ["export", "-e", exp, "--output", str(out / "runs.json"), "--all-tags"]),
             ("query_experiments", ["artifacts", r1]),
             ("get_metric_history", ["--run-id", r1, r2]),
-            ("get_metric_history", ["--run-id", r1, "--metrics", "loss", "--full", "--output", str(out / "loss.json"), "--format", "json"]),
+            (
+                "get_metric_history",
+                ["--run-id", r1, "--metrics", "loss", "--full", "--output", str(out / "loss.json"), "--format", "json"],
+            ),
             ("create_experiment", ["--name", exp, "--format", "json"]),
         ]
     if present("search_traces"):
@@ -156,7 +176,9 @@ def test_log_backtest_logs_no_secret(run_script, data, auth_server, tmp_path, pa
     returns = write_returns_csv(tmp_path / "returns.csv")
     exp = unique("secrets-bt")
     extra = [] if path == "env" else ["--no-tearsheet"]
-    res = run_script("log_backtest", "--returns", str(returns), "--experiment", exp, "--param", "fast=10", *extra, **kwargs)
+    res = run_script(
+        "log_backtest", "--returns", str(returns), "--experiment", exp, "--param", "fast=10", *extra, **kwargs
+    )
     assert res.code == 0, res.err
     assert_no_secret([res.out, res.err], ADMIN_PASSWORD)
     with credentials_env(ADMIN_USER, ADMIN_PASSWORD):
@@ -184,7 +206,12 @@ def error_commands(data, out: Path) -> list[tuple[str, list[str]]]:
     if present("get_trace"):
         cmds.append(("get_trace", ["--trace-id", data["trace"] or "tr-0", "--output", str(out / "g.json")]))
     if present("log_backtest"):
-        cmds.append(("log_backtest", ["--returns", str(write_returns_csv(out.parent / "r.csv")), "--experiment", exp, "--no-tearsheet"]))
+        cmds.append(
+            (
+                "log_backtest",
+                ["--returns", str(write_returns_csv(out.parent / "r.csv")), "--experiment", exp, "--no-tearsheet"],
+            )
+        )
     return cmds
 
 
@@ -223,8 +250,17 @@ def test_missing_permission_never_shows_the_password(run_script, data, tmp_path)
     """403: the reader's password (a sentinel too) is absent from the explanation."""
     reader = {"MLFLOW_TRACKING_USERNAME": READER_USER, "MLFLOW_TRACKING_PASSWORD": READER_PASSWORD}
     for debug in ([], ["--debug"]):
-        res = run_script("create_experiment", "--name", data["name"], "--tag", "x=y", "--update", *debug,
-                         uri=f"http://{data['host']}", env=reader)  # fmt: skip
+        res = run_script(
+            "create_experiment",
+            "--name",
+            data["name"],
+            "--tag",
+            "x=y",
+            "--update",
+            *debug,
+            uri=f"http://{data['host']}",
+            env=reader,
+        )
         assert res.code == 5 and "permission denied" in res.err
         assert_no_secret([res.out, res.err], READER_PASSWORD)
 
@@ -256,8 +292,15 @@ def test_token_never_shown(run_script, data, server, tmp_path):
 def test_secret_through_uv_run(uv_run, data, tmp_path):
     """A real subprocess, password inside the URI: exported file and output are clean."""
     target = tmp_path / "runs.csv"
-    res = uv_run("query_experiments", "export", "-e", data["name"], "--output", str(target),
-                 uri=f"http://{ADMIN_USER}:{ADMIN_PASSWORD}@{data['host']}")  # fmt: skip
+    res = uv_run(
+        "query_experiments",
+        "export",
+        "-e",
+        data["name"],
+        "--output",
+        str(target),
+        uri=f"http://{ADMIN_USER}:{ADMIN_PASSWORD}@{data['host']}",
+    )
     assert res.code == 0, res.err
     assert target.read_text().count("\n") == 3  # header + two runs
     assert_no_secret([res.out, res.err, target.read_text()], ADMIN_PASSWORD)

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+
 from conftest import ADMIN_PASSWORD, ADMIN_USER, unique
 from faultproxy import FaultProxy
 from reliability import credentials_env
@@ -53,7 +54,9 @@ def fragments(password: str, username: str = ADMIN_USER) -> set[str]:
 def assert_clean(texts, password: str, username: str = ADMIN_USER) -> None:
     for text in texts:
         for frag in fragments(password, username):
-            assert frag not in text, f"{frag!r} leaked: ...{text[max(0, text.find(frag) - 150):text.find(frag) + 60]}..."
+            assert frag not in text, (
+                f"{frag!r} leaked: ...{text[max(0, text.find(frag) - 150) : text.find(frag) + 60]}..."
+            )
 
 
 def host_of(uri: str) -> str:
@@ -73,10 +76,12 @@ def test_special_characters_in_uri_password_work_and_never_show(run_script, auth
     uri = f"http://{user}:{password}@{host_of(auth_server.uri)}"  # unencoded, as people paste it
     exp = unique("special")
     texts = []
-    for args in (["create_experiment", "--name", exp, "--debug"],
-                 ["query_experiments", "runs", "-e", exp, "--debug"],
-                 ["query_experiments", "export", "-e", exp, "--output", str(tmp_path / "x.json")],
-                 ["query_experiments", "experiments", "--max-results", "1", "--format", "json"]):  # fmt: skip
+    for args in (
+        ["create_experiment", "--name", exp, "--debug"],
+        ["query_experiments", "runs", "-e", exp, "--debug"],
+        ["query_experiments", "export", "-e", exp, "--output", str(tmp_path / "x.json")],
+        ["query_experiments", "experiments", "--max-results", "1", "--format", "json"],
+    ):
         res = run_script(*args, uri=uri)
         assert res.code == 0, (args, res.err)  # the server authenticated the whole password
         assert f"store: {auth_server.uri} (MLFLOW_TRACKING_URI from environment)" in res.both
@@ -84,7 +89,9 @@ def test_special_characters_in_uri_password_work_and_never_show(run_script, auth
     envdir = tmp_path / "envdir"
     envdir.mkdir()
     (envdir / ".env.local").write_text(f"MLFLOW_TRACKING_URI='{uri}'\n")  # the same URI from .env.local
-    res = run_script("query_experiments", "runs", "-e", exp, "--debug", uri=None, env={"MLFLOW_SKILL_ENV_DIR": str(envdir)})
+    res = run_script(
+        "query_experiments", "runs", "-e", exp, "--debug", uri=None, env={"MLFLOW_SKILL_ENV_DIR": str(envdir)}
+    )
     assert res.code == 0, res.err
     texts += [res.out, res.err]
     texts += [p.read_text() for p in tmp_path.iterdir() if p.is_file() and p.suffix == ".json"]
@@ -141,7 +148,15 @@ def test_query_string_token_is_sent_as_a_parameter_and_never_shown(run_script, p
     res3 = run_script("query_experiments", "runs", "-e", exp, "--debug", uri=uri, env=NO_RETRY)
     assert res3.code == 6, res3.err
     proxy.reset("pass")
-    res4 = run_script("query_experiments", "runs", "-e", exp, "--debug", uri=uri.replace(proxy.uri, "http://127.0.0.1:9"), env=NO_RETRY)
+    res4 = run_script(
+        "query_experiments",
+        "runs",
+        "-e",
+        exp,
+        "--debug",
+        uri=uri.replace(proxy.uri, "http://127.0.0.1:9"),
+        env=NO_RETRY,
+    )
     assert res4.code == 4 and "Traceback" in res4.err, res4.err
     for r in (res, res2, res3, res4):
         assert QTOKEN not in r.both, r.both
@@ -182,18 +197,28 @@ def test_echoed_authorization_header_is_masked(run_script, echo_proxy, tmp_path,
     echo_proxy.reset("echo", status=status, echo_format=echo_format)
     host = host_of(echo_proxy.uri)
     routes = [
-        ({"uri": echo_proxy.uri, "env": {"MLFLOW_TRACKING_USERNAME": ADMIN_USER, "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}}, ADMIN_PASSWORD),
+        (
+            {
+                "uri": echo_proxy.uri,
+                "env": {"MLFLOW_TRACKING_USERNAME": ADMIN_USER, "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD},
+            },
+            ADMIN_PASSWORD,
+        ),
         ({"uri": f"http://{ADMIN_USER}:{ADMIN_PASSWORD}@{host}", "env": {}}, ADMIN_PASSWORD),
         ({"uri": echo_proxy.uri, "env": {"MLFLOW_TRACKING_TOKEN": TOKEN}}, TOKEN),
     ]
     for kwargs, secret in routes:
         for debug in ([], ["--debug"]):
-            res = run_script("query_experiments", "experiments", *debug, env={**kwargs["env"], **NO_RETRY}, uri=kwargs["uri"])
+            res = run_script(
+                "query_experiments", "experiments", *debug, env={**kwargs["env"], **NO_RETRY}, uri=kwargs["uri"]
+            )
             assert res.code == (2 if status == 400 else 6), res.err
             assert echo_proxy.requests, "the proxy never answered"
             assert "Authorization: Basic ***" in res.err or "Authorization: Bearer ***" in res.err, res.err
             assert_clean([res.out, res.err], secret)
-            assert "Basic " not in res.err.replace("Basic ***", "") and "Bearer " not in res.err.replace("Bearer ***", "")
+            assert "Basic " not in res.err.replace("Basic ***", "") and "Bearer " not in res.err.replace(
+                "Bearer ***", ""
+            )
 
 
 def test_basic_auth_header_really_carried_the_password(echo_proxy):
@@ -201,7 +226,9 @@ def test_basic_auth_header_really_carried_the_password(echo_proxy):
     test above masks a real leak, not an empty header."""
     import requests
 
-    resp = requests.get(echo_proxy.uri + "/api/2.0/mlflow/experiments/search", auth=(ADMIN_USER, ADMIN_PASSWORD), timeout=10)
+    resp = requests.get(
+        echo_proxy.uri + "/api/2.0/mlflow/experiments/search", auth=(ADMIN_USER, ADMIN_PASSWORD), timeout=10
+    )
     expected = base64.b64encode(f"{ADMIN_USER}:{ADMIN_PASSWORD}".encode()).decode()
     assert expected in resp.text
 
@@ -222,9 +249,12 @@ def plain_data(auth_server):
         exp = cl.create_experiment(name, tags={"owner": "mlflow"})
         for i, run_name in enumerate(["0", "mlflow", "mlflow-0"]):
             rid = cl.create_run(exp, run_name=run_name).info.run_id
-            cl.log_batch(rid, metrics=[Metric("loss", 0.0, 0, 0), Metric("acc", 0.5 * i, 0, 0)],
-                         params=[Param("zero", "0"), Param("lib", "mlflow"), Param("i", str(i))],
-                         tags=[RunTag("framework", "mlflow"), RunTag("fold", "0")])  # fmt: skip
+            cl.log_batch(
+                rid,
+                metrics=[Metric("loss", 0.0, 0, 0), Metric("acc", 0.5 * i, 0, 0)],
+                params=[Param("zero", "0"), Param("lib", "mlflow"), Param("i", str(i))],
+                tags=[RunTag("framework", "mlflow"), RunTag("fold", "0")],
+            )
     add_user(auth_server, "zero", "0")
     add_user(auth_server, "common", "mlflow")
     return name
@@ -241,18 +271,28 @@ def route_kwargs(auth_server, tmp_path: Path, user: str, password: str) -> dict[
         f"MLFLOW_TRACKING_URI={auth_server.uri}\nMLFLOW_TRACKING_USERNAME={user}\nMLFLOW_TRACKING_PASSWORD={password}\n"
     )
     return {
-        "env": {"uri": auth_server.uri, "env": {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}},
+        "env": {
+            "uri": auth_server.uri,
+            "env": {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password},
+        },
         "env_local": {"uri": None, "env": {"MLFLOW_SKILL_ENV_DIR": str(envdir)}},
         "atomic": {
             "uri": None,
-            "env": {"MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": host.rsplit(":", 1)[1], "MLFLOW_USERNAME": user, "MLFLOW_PASSWORD": password},
+            "env": {
+                "MLFLOW_HOST": "127.0.0.1",
+                "MLFLOW_PORT": host.rsplit(":", 1)[1],
+                "MLFLOW_USERNAME": user,
+                "MLFLOW_PASSWORD": password,
+            },
         },
         "uri": {"uri": f"http://{user}:{password}@{host}", "env": {}},
     }
 
 
 @pytest.mark.parametrize("user,password", SHORT)
-def test_short_and_common_passwords_leave_exports_byte_identical(run_script, auth_server, plain_data, tmp_path, user, password):
+def test_short_and_common_passwords_leave_exports_byte_identical(
+    run_script, auth_server, plain_data, tmp_path, user, password
+):
     """The export through the basic-auth server with password `0` / `mlflow` (four routes) is
     byte for byte the export of the same store read without any credentials (its sqlite file,
     in-process). Before, `0` turned run ids, times and metrics into `***` and `mlflow` turned
@@ -261,7 +301,9 @@ def test_short_and_common_passwords_leave_exports_byte_identical(run_script, aut
     reference = {}
     for fmt in ("csv", "json"):
         target = tmp_path / f"reference.{fmt}"
-        res = run_script("query_experiments", "export", "-e", plain_data, "--all-tags", "--output", str(target), uri=bare)
+        res = run_script(
+            "query_experiments", "export", "-e", plain_data, "--all-tags", "--output", str(target), uri=bare
+        )
         assert res.code == 0, res.err
         reference[fmt] = target.read_bytes()
         assert reference[fmt].count(b"mlflow") > 5 and b"mlflow.runName" in reference[fmt]
@@ -269,7 +311,9 @@ def test_short_and_common_passwords_leave_exports_byte_identical(run_script, aut
     for route, kwargs in route_kwargs(auth_server, tmp_path, user, password).items():
         for fmt in ("csv", "json"):
             target = tmp_path / f"{route}.{fmt}"
-            res = run_script("query_experiments", "export", "-e", plain_data, "--all-tags", "--output", str(target), **kwargs)
+            res = run_script(
+                "query_experiments", "export", "-e", plain_data, "--all-tags", "--output", str(target), **kwargs
+            )
             assert res.code == 0, (route, res.err)
             assert target.read_bytes() == reference[fmt], (route, fmt)
         res = run_script("query_experiments", "runs", "-e", plain_data, "--format", "json", **kwargs)
@@ -281,27 +325,36 @@ def test_short_and_common_passwords_leave_exports_byte_identical(run_script, aut
 def test_short_password_is_still_masked_in_diagnostics():
     """Masking stays for diagnostics (stderr, error messages): a server message that quotes the
     password `0` loses it where it stands as a token, not inside ids or numbers."""
-    import _common
+    from mlflow_skill.core import secrets
 
-    _common.clear_secrets()
-    _common.register_secret("0")
+    secrets.clear_secrets()
+    secrets.register_secret("0")
     try:
-        assert _common.scrub("password 0 rejected for run 0a3f0 at 10:30") == "password *** rejected for run 0a3f0 at 10:30"
+        assert (
+            secrets.scrub("password 0 rejected for run 0a3f0 at 10:30")
+            == "password *** rejected for run 0a3f0 at 10:30"
+        )
     finally:
-        _common.clear_secrets()
+        secrets.clear_secrets()
 
 
 def test_scrub_masks_authorization_headers_in_any_form_and_is_idempotent():
-    import _common
+    from mlflow_skill.core import secrets
 
-    _common.clear_secrets()
-    _common.register_basic_auth(ADMIN_USER, "S3cr#t!")
+    secrets.clear_secrets()
+    secrets.register_basic_auth(ADMIN_USER, "S3cr#t!")
     b64 = base64.b64encode(f"{ADMIN_USER}:S3cr#t!".encode()).decode()
     try:
-        for text in (f"Authorization: Basic {b64}", f"{{'authorization': 'Basic {b64}'}}", f'"Authorization": "Bearer {TOKEN}"',
-                     f"authorization=token {TOKEN}", f"echo {b64.rstrip('=')} back", f"Authorization: {TOKEN}"):  # fmt: skip
-            once = _common.scrub(text)
+        for text in (
+            f"Authorization: Basic {b64}",
+            f"{{'authorization': 'Basic {b64}'}}",
+            f'"Authorization": "Bearer {TOKEN}"',
+            f"authorization=token {TOKEN}",
+            f"echo {b64.rstrip('=')} back",
+            f"Authorization: {TOKEN}",
+        ):
+            once = secrets.scrub(text)
             assert b64.rstrip("=") not in once and TOKEN not in once, once
-            assert "***" in once and _common.scrub(once) == once
+            assert "***" in once and secrets.scrub(once) == once
     finally:
-        _common.clear_secrets()
+        secrets.clear_secrets()

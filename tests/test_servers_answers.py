@@ -13,6 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from conftest import unique
 from reliability import assert_clean_error
 
@@ -120,8 +121,11 @@ def test_wrong_path_prefix_on_a_real_server(run_script, server, client):
     exp = unique("prefix")
     client.create_experiment(exp)
     wrong = server.uri + "/mlflow"
-    for script, args in [("query_experiments", ["experiments"]), ("query_experiments", ["runs", "-e", exp]),
-                         ("create_experiment", ["--name", exp])]:  # fmt: skip
+    for script, args in [
+        ("query_experiments", ["experiments"]),
+        ("query_experiments", ["runs", "-e", exp]),
+        ("create_experiment", ["--name", exp]),
+    ]:
         res = run_script(script, *args, uri=wrong)
         assert res.code in (3, 6), res.err
         assert_clean_error(res, res.code, "wrong path prefix", f"{wrong} (MLFLOW_TRACKING_URI from environment)")
@@ -159,6 +163,8 @@ def test_ansi_escape_and_newline_in_names_are_escaped(run_script, client):
     assert "\\x1b[2J\\x1b[31mred second line \\| pipe" in exp_rows[0]
     table = [line for line in outputs[1].out.splitlines() if line.startswith("|")]
     run_rows = [line for line in table if "title" in line]
-    assert len(table) == 3 and len(run_rows) == 1 and "\\x1b]0;title\\x07 next |" in run_rows[0]  # header, rule, one row
+    assert (
+        len(table) == 3 and len(run_rows) == 1 and "\\x1b]0;title\\x07 next |" in run_rows[0]
+    )  # header, rule, one row
     assert "\\x1b[1mbold" in outputs[2].out
     assert "\\x1b[2J" in outputs[4].err

@@ -14,6 +14,7 @@ import io
 import json
 
 import pytest
+
 from conftest import postgres_bin, start_postgres, unique
 from reliability import assert_clean_error
 
@@ -44,14 +45,18 @@ def test_postgresql_uri_works_end_to_end_in_process(run_script, pg_uri, tmp_path
     run_ids = []
     for i in range(3):
         rid = cl.create_run(exp.experiment_id, run_name=f"pg-{i}").info.run_id
-        cl.log_batch(rid, metrics=[Metric("loss", 1.0 / (s + 1 + i), 0, s) for s in range(5)], params=[Param("i", str(i))])
+        cl.log_batch(
+            rid, metrics=[Metric("loss", 1.0 / (s + 1 + i), 0, s) for s in range(5)], params=[Param("i", str(i))]
+        )
         run_ids.append(rid)
     out = tmp_path / "runs.csv"
     texts = []
-    for args in (["query_experiments", "runs", "-e", name],
-                 ["query_experiments", "export", "-e", name, "--output", str(out)],
-                 ["get_metric_history", "--run-id", run_ids[1], "--metrics", "loss", "--full", "--format", "json"],
-                 ["query_experiments", "runs", "-e", name, "--max-results", "1", "--tracking-uri", pg_uri]):  # fmt: skip
+    for args in (
+        ["query_experiments", "runs", "-e", name],
+        ["query_experiments", "export", "-e", name, "--output", str(out)],
+        ["get_metric_history", "--run-id", run_ids[1], "--metrics", "loss", "--full", "--format", "json"],
+        ["query_experiments", "runs", "-e", name, "--max-results", "1", "--tracking-uri", pg_uri],
+    ):
         res = run_script(*args, uri=pg_uri, cwd=tmp_path)
         assert res.code == 0, (args, res.err)
         texts += [res.out, res.err]
@@ -82,9 +87,16 @@ def test_postgresql_uri_works_end_to_end_in_process(run_script, pg_uri, tmp_path
 
 
 def test_mysql_uri_without_driver_is_refused_at_once(run_script, tmp_path):
-    res = run_script("query_experiments", "experiments", uri=f"mysql://alice:{PG_PASSWORD}@127.0.0.1:9/mlflow", cwd=tmp_path)
-    assert_clean_error(res, 2, "mysql:// stores need the mysqlclient driver", "uv run --with mysqlclient scripts/",
-                       "(URI mysql://alice:***@127.0.0.1:9/mlflow from environment)")  # fmt: skip
+    res = run_script(
+        "query_experiments", "experiments", uri=f"mysql://alice:{PG_PASSWORD}@127.0.0.1:9/mlflow", cwd=tmp_path
+    )
+    assert_clean_error(
+        res,
+        2,
+        "mysql:// stores need the mysqlclient driver",
+        "uv run --with mysqlclient scripts/",
+        "(URI mysql://alice:***@127.0.0.1:9/mlflow from environment)",
+    )
     assert PG_PASSWORD not in res.both
 
 

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import unique
 from test_sharpe_ranking import reference_psr, reference_sr0
+
+from conftest import unique
 
 LOOKBACKS = [5, 10, 20, 30, 50, 80, 100, 130, 160, 200, 250]
 
@@ -40,15 +41,29 @@ def sweep_file(tmp_path_factory):
 def logged(module_run_script, sweep_file):
     path, _ = sweep_file
     exp = unique("sweep")
-    args = ["--returns", path, "--columns", "sma_*", "--variant-pattern", r"sma_(?P<lookback>\d+)",
-            "--benchmark-column", "spy", "--experiment", exp, "--format", "json"]  # fmt: skip
+    args = [
+        "--returns",
+        path,
+        "--columns",
+        "sma_*",
+        "--variant-pattern",
+        r"sma_(?P<lookback>\d+)",
+        "--benchmark-column",
+        "spy",
+        "--experiment",
+        exp,
+        "--format",
+        "json",
+    ]
     res = module_run_script("log_backtest", *args)
     assert res.code == 0, res.err
     return exp, args, json.loads(res.out)
 
 
 def children_of(client, summary):
-    runs = client.search_runs([summary["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{summary['run_id']}'", max_results=1000)
+    runs = client.search_runs(
+        [summary["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{summary['run_id']}'", max_results=1000
+    )
     return {r.data.params["variant"]: r for r in runs}
 
 
@@ -60,13 +75,16 @@ def test_parent_and_one_child_per_variant_on_one_window(client, logged, sweep_fi
     assert set(children) == {f"sma_{lb}" for lb in LOOKBACKS}
     assert all(r.info.status == "FINISHED" for r in children.values())
     assert {r.data.params["lookback"] for r in children.values()} == {str(lb) for lb in LOOKBACKS}
-    windows = {(r.data.params["data.start"], r.data.params["data.end"], r.data.params["data.periods"]) for r in children.values()}
+    windows = {
+        (r.data.params["data.start"], r.data.params["data.end"], r.data.params["data.periods"])
+        for r in children.values()
+    }
     assert len(windows) == 1, f"one common window for every child, got {windows}"
     # The window starts where the slowest variant first trades (computed here, independently)
     _, frame = sweep_file
     first_moves = [frame[f"sma_{lb}"].ne(0).idxmax() for lb in LOOKBACKS] + [frame["spy"].ne(0).idxmax()]
     start = max(first_moves)
-    (start_text, end_text, bars), = windows
+    ((start_text, end_text, bars),) = windows
     assert pd.Timestamp(start_text) == start and int(bars) == len(frame.loc[start:])
     assert summary["window"]["last_to_start"] == "sma_250"
     names = [a.path for a in client.list_artifacts(summary["run_id"], "backtest")]
@@ -115,7 +133,7 @@ def test_monthly_table_equals_resampled_returns(module_run_script, client, logge
     res = module_run_script("query_experiments", "returns", child.info.run_id, "--format", "json")
     assert res.code == 0, res.err
     grid = json.loads(res.out)["monthly"]
-    s = frame["sma_50"].loc[pd.Timestamp(summary["window"]["start"]):]
+    s = frame["sma_50"].loc[pd.Timestamp(summary["window"]["start"]) :]
     by_month = s.groupby([s.index.year, s.index.month]).apply(lambda r: float(np.prod(1 + r) - 1))
     for (year, month), value in by_month.items():
         assert grid[str(year)][f"{month:02d}"] == pytest.approx(value, rel=1e-9, abs=1e-12)

@@ -12,6 +12,7 @@ import shlex
 import time
 
 import pytest
+
 from conftest import unique
 
 
@@ -24,7 +25,10 @@ def mlflow_target(uri: str, experiment: str):
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     saved_uri = tracking_utils._tracking_uri
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI", "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING")}
+    saved_env = {
+        k: os.environ.get(k)
+        for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI", "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING")
+    }
     saved_exp = fluent._active_experiment_id
     os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "false"
     try:
@@ -192,8 +196,17 @@ def test_search_table_columns_and_error_preview(run_script, traces):
     r = search(run_script, traces)
     header = next(line for line in r.out.splitlines() if line.startswith("| trace id"))
     assert [h.strip() for h in header.strip("|").split("|")] == [
-        "trace id", "time (UTC)", "status", "duration", "name", "session", "user", "request", "tokens", "error",
-    ]  # fmt: skip
+        "trace id",
+        "time (UTC)",
+        "status",
+        "duration",
+        "name",
+        "session",
+        "user",
+        "request",
+        "tokens",
+        "error",
+    ]
     rows = {ids_in(line, traces)[0]: line for line in r.out.splitlines() if ids_in(line, traces)}
     assert "ERROR" in rows["C"] and "tool: ValueError: tool exploded: bad input" in rows["C"]
     assert "| s1 | bob |" in rows["B"] and "45 (30+15)" not in rows["B"] and "30 (20+10)" in rows["B"]
@@ -279,7 +292,7 @@ def test_get_trace_tree_errors_assessments(run_script, traces):
     tree = [line for line in out.split("### Spans")[1].split("###")[0].splitlines() if line.strip().startswith("- ")]
     shape = [(len(line) - len(line.lstrip())) // 2 for line in tree]
     names = [line.strip()[2:].split(" · ")[0].strip("*") for line in tree]
-    assert list(zip(names, shape)) == [("agent", 0), ("retriever", 1), ("embed", 2), ("tool", 1)]
+    assert list(zip(names, shape, strict=False)) == [("agent", 0), ("retriever", 1), ("embed", 2), ("tool", 1)]
     assert "ERROR (raised in tool)" in tree[0] and "AGENT" in tree[0]
     assert "TOOL" in tree[3] and "ERROR ValueError: tool exploded: bad input" in tree[3]
     assert "RETRIEVER" in tree[1] and 'in {"query": "bad request"}' in tree[1]
@@ -296,9 +309,12 @@ def test_get_trace_tokens_slowest_and_json(run_script, traces):
     j = run_script("get_trace", "--trace-id", traces["B"], "--format", "json")
     data = json.loads(j.out)
     assert [(s["name"], s["depth"], s["type"]) for s in data["spans"]] == [
-        ("agent", 0, "AGENT"), ("retriever", 1, "RETRIEVER"), ("embed", 2, "EMBEDDING"),
-        ("tool", 1, "TOOL"), ("llm", 1, "CHAT_MODEL"),
-    ]  # fmt: skip
+        ("agent", 0, "AGENT"),
+        ("retriever", 1, "RETRIEVER"),
+        ("embed", 2, "EMBEDDING"),
+        ("tool", 1, "TOOL"),
+        ("llm", 1, "CHAT_MODEL"),
+    ]
     assert data["spans"][4]["tokens"]["total_tokens"] == 30 and data["session"] == "s1"
     assert data["spans"][1]["share"] > 0.3 and data["slowest"][0]["name"] == "retriever"
 

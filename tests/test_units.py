@@ -10,11 +10,14 @@ import json
 
 import pytest
 
-import _cli as cli
-import _common as c
-import _config
-import _runsearch as rs
-import _traces as tr
+from mlflow_skill.cli.frame import next_page_command
+from mlflow_skill.cli.view import Table, View, render_csv, render_json, render_markdown
+from mlflow_skill.core.errors import UsageError
+from mlflow_skill.core.formatting import md_escape
+from mlflow_skill.core.secrets import clear_secrets, redact_uri, register_basic_auth, register_secret, scrub, split_uri
+from mlflow_skill.core.values import parse_duration_ms, parse_since
+from mlflow_skill.runs import search as rs
+from mlflow_skill.traces import api as tr
 
 
 def groups_of(text: str) -> list[tuple[str, list[str]]]:
@@ -64,7 +67,10 @@ def test_in_lists_expand_and_long_ones_run_on_the_client():
 def test_membership_matches_like_sql():
     (group,), _ = rs.parse_filter("params.o IN (" + ", ".join(f"'v{i}'" for i in range(12)) + ")")
     (member,) = group.client
-    run = lambda params: {"info": {"run_id": "r"}, "data": {"params": [{"key": k, "value": v} for k, v in params.items()]}}  # noqa: E731
+
+    def run(params):
+        return {"info": {"run_id": "r"}, "data": {"params": [{"key": k, "value": v} for k, v in params.items()]}}
+
     assert member.matches(run({"o": "v3"})) and not member.matches(run({"o": "w"})) and not member.matches(run({}))
 
 
@@ -73,17 +79,23 @@ def test_numeric_param_comparison_is_client_side_and_quoted_equality_is_text():
     assert groups_of("params.lr = '0.01'") == [("params.lr = '0.01'", [])]
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("metrics.a > 1 OR", "empty OR branch"),
-    ("(metrics.a > 1", "unbalanced"),
-    ("params.o IN (1, 2)", "quoted values"),
-    (" OR ".join(f"metrics.a > {i}" for i in range(rs.MAX_OR_GROUPS + 1)), "at most"),
-    ("(metrics.a>1 OR metrics.a<0) AND (metrics.b>1 OR metrics.b<0) AND " + " AND ".join(
-        f"params.p{i} IN ('1','2','3')" for i in range(4)), "expands to"),
-    ("params.x = 'unclosed", "unclosed"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("metrics.a > 1 OR", "empty OR branch"),
+        ("(metrics.a > 1", "unbalanced"),
+        ("params.o IN (1, 2)", "quoted values"),
+        (" OR ".join(f"metrics.a > {i}" for i in range(rs.MAX_OR_GROUPS + 1)), "at most"),
+        (
+            "(metrics.a>1 OR metrics.a<0) AND (metrics.b>1 OR metrics.b<0) AND "
+            + " AND ".join(f"params.p{i} IN ('1','2','3')" for i in range(4)),
+            "expands to",
+        ),
+        ("params.x = 'unclosed", "unclosed"),
+    ],
+)
 def test_bad_filters_name_the_fix(text, needle):
-    with pytest.raises(c.UsageError) as err:
+    with pytest.raises(UsageError) as err:
         rs.parse_filter(text)
     assert needle in str(err.value)
 
@@ -108,7 +120,7 @@ def test_sort_runs_missing_values_last_then_start_time_desc_then_id():
 
 
 def test_order_by_is_validated():
-    with pytest.raises(c.UsageError):
+    with pytest.raises(UsageError):
         rs.parse_order("metrics.m SIDEWAYS")
     assert rs.parse_order("`metrics.a b` DESC").desc
 
@@ -118,15 +130,15 @@ def test_order_by_is_validated():
 # ---------------------------------------------------------------------------------------------
 def test_parse_since_durations_and_dates():
     now = 1_800_000_000_000
-    assert c.parse_since("90s", now) == now - 90_000
-    assert c.parse_since("2d", now) == now - 2 * 86_400_000
-    assert c.parse_since("2026-11-01") == 1_793_491_200_000
-    assert c.parse_since("2026-11-01T01:00+01:00") == 1_793_491_200_000
-    with pytest.raises(c.UsageError):
-        c.parse_since("yesterday")
-    assert c.parse_duration_ms("1h", "--stale") == 3_600_000
-    with pytest.raises(c.UsageError):
-        c.parse_duration_ms("-1h", "--stale")
+    assert parse_since("90s", now) == now - 90_000
+    assert parse_since("2d", now) == now - 2 * 86_400_000
+    assert parse_since("2026-11-01") == 1_793_491_200_000
+    assert parse_since("2026-11-01T01:00+01:00") == 1_793_491_200_000
+    with pytest.raises(UsageError):
+        parse_since("yesterday")
+    assert parse_duration_ms("1h", "--stale") == 3_600_000
+    with pytest.raises(UsageError):
+        parse_duration_ms("-1h", "--stale")
 
 
 def test_protobuf_timestamps_and_durations():
@@ -136,44 +148,47 @@ def test_protobuf_timestamps_and_durations():
     assert tr.pb_timestamp_ms("not a time") is None
 
 
-@pytest.mark.parametrize("uri,user,password,base", [
-    ("http://admin:S3cr#t!@host:5000", "admin", "S3cr#t!", "http://host:5000"),
-    ("http://admin:p/a?ss@host:5000/prefix", "admin", "p/a?ss", "http://host:5000/prefix"),
-    ("https://al%40ice:p%3Aw@host", "al@ice", "p:w", "https://host"),
-    ("http://host:5000/path?email=a@b.com", None, None, "http://host:5000/path"),
-    ("http://host/p@x", None, None, "http://host/p@x"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "uri,user,password,base",
+    [
+        ("http://admin:S3cr#t!@host:5000", "admin", "S3cr#t!", "http://host:5000"),
+        ("http://admin:p/a?ss@host:5000/prefix", "admin", "p/a?ss", "http://host:5000/prefix"),
+        ("https://al%40ice:p%3Aw@host", "al@ice", "p:w", "https://host"),
+        ("http://host:5000/path?email=a@b.com", None, None, "http://host:5000/path"),
+        ("http://host/p@x", None, None, "http://host/p@x"),
+    ],
+)
 def test_split_uri_takes_the_whole_password(uri, user, password, base):
-    parts = _config.split_uri(uri)
+    parts = split_uri(uri)
     assert (parts.username, parts.password, parts.base) == (user, password, base)
-    shown = _config.redact_uri(uri)
+    shown = redact_uri(uri)
     assert (password or "\0") not in shown and "@host" not in shown
 
 
 def test_secret_query_parameters_are_masked_and_dropped_from_commands():
     uri = "https://h/?access_token=abc123&region=eu"
-    assert _config.redact_uri(uri) == "https://h?access_token=***&region=eu"
-    cmd = cli.next_page_command(["runs", "--tracking-uri", "http://al:pw@h:1/x?token=t0k&a=1"], "tok", "q.py")
+    assert redact_uri(uri) == "https://h?access_token=***&region=eu"
+    cmd = next_page_command(["runs", "--tracking-uri", "http://al:pw@h:1/x?token=t0k&a=1"], "tok", "q.py")
     assert "pw" not in cmd and "t0k" not in cmd and "al@" not in cmd and "http://h:1/x?a=1" in cmd
     assert cmd.endswith("--page-token tok")
 
 
 def test_scrub_masks_tokens_not_data():
-    c.clear_secrets()
-    c.register_secret("0")
-    c.register_secret("mlflow")
-    c.register_basic_auth("admin", "mlflow")
+    clear_secrets()
+    register_secret("0")
+    register_secret("mlflow")
+    register_basic_auth("admin", "mlflow")
     try:
-        assert c.scrub("password 0 rejected") == "password *** rejected"
-        assert c.scrub("run 0a1b2c") == "run 0a1b2c"
-        assert c.scrub("Authorization: Basic YWRtaW46bWxmbG93") == "Authorization: Basic ***"
-        assert c.scrub("see http://bob:hunter2@h/x") == "see http://***@h/x"
+        assert scrub("password 0 rejected") == "password *** rejected"
+        assert scrub("run 0a1b2c") == "run 0a1b2c"
+        assert scrub("Authorization: Basic YWRtaW46bWxmbG93") == "Authorization: Basic ***"
+        assert scrub("see http://bob:hunter2@h/x") == "see http://***@h/x"
     finally:
-        c.clear_secrets()
+        clear_secrets()
 
 
 def test_table_cells_escape_control_characters():
-    cell = c.md_escape("evil\x1b[2Jname|x\nnext")
+    cell = md_escape("evil\x1b[2Jname|x\nnext")
     assert "\x1b" not in cell and "\\x1b" in cell and "\n" not in cell and "\\|" in cell
 
 
@@ -181,20 +196,28 @@ def test_table_cells_escape_control_characters():
 # The one renderer
 # ---------------------------------------------------------------------------------------------
 def test_view_renders_three_formats_from_one_shape():
-    view = cli.View(
+    view = View(
         data={"rows": [1, 2]},
         lines=["Title", ""],
-        table=cli.Table(["a", "b"], [["1.5 %", "x"]], [[0.015, "x"]]),
+        table=Table(["a", "b"], [["1.5 %", "x"]], [[0.015, "x"]]),
         after=["", "note"],
         next_command="uv run scripts/q.py runs --page-token T",
         next_token="T",
         more_label="more runs exist",
     )
-    md = cli.render_markdown(view)
-    assert md.splitlines()[0] == "Title" and "| 1.5 % | x |" in md and md.rstrip().endswith("`uv run scripts/q.py runs --page-token T`")
-    assert json.loads(cli.render_json(view)) == {"rows": [1, 2], "next_page_token": "T", "next_page_command": view.next_command}
-    assert cli.render_csv(view) == "a,b\n0.015,x\n"
-    empty = cli.View(data={}, lines=["T"], table=cli.Table(["a"], []), empty="nothing here")
-    assert cli.render_markdown(empty) == "T\nnothing here"
-    with pytest.raises(c.UsageError):
-        cli.render_csv(cli.View(data={}))
+    md = render_markdown(view)
+    assert (
+        md.splitlines()[0] == "Title"
+        and "| 1.5 % | x |" in md
+        and md.rstrip().endswith("`uv run scripts/q.py runs --page-token T`")
+    )
+    assert json.loads(render_json(view)) == {
+        "rows": [1, 2],
+        "next_page_token": "T",
+        "next_page_command": view.next_command,
+    }
+    assert render_csv(view) == "a,b\n0.015,x\n"
+    empty = View(data={}, lines=["T"], table=Table(["a"], []), empty="nothing here")
+    assert render_markdown(empty) == "T\nnothing here"
+    with pytest.raises(UsageError):
+        render_csv(View(data={}))

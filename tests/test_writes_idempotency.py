@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import _backtest_periods as periods
+from mlflow_skill.backtest import periods
+
 from conftest import unique
 from reliability import assert_clean_error, error_lines
 
@@ -33,7 +34,9 @@ def returns_file(tmp_path_factory):
     days = pd.bdate_range("2023-01-02", periods=120)
     rng = np.random.default_rng(11)
     path = folder / "r.csv"
-    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "returns": rng.normal(0.0006, 0.01, len(days))}).to_csv(path, index=False)
+    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "returns": rng.normal(0.0006, 0.01, len(days))}).to_csv(
+        path, index=False
+    )
     return path
 
 
@@ -115,8 +118,18 @@ def test_slow_create_past_timeout_is_found_and_used(run_script, via_proxy, clien
     exp = unique("slowcreate")
     client.create_experiment(exp)
     via_proxy.reset("path_slow", fault_path="/runs/create", delay=2.5)
-    res = run_script(SCRIPT, "--returns", returns_file, "--experiment", exp, "--no-history", *FAST, "--timeout", "1",
-                     uri=via_proxy.uri)  # fmt: skip
+    res = run_script(
+        SCRIPT,
+        "--returns",
+        returns_file,
+        "--experiment",
+        exp,
+        "--no-history",
+        *FAST,
+        "--timeout",
+        "1",
+        uri=via_proxy.uri,
+    )
     assert res.code == 0, res.err
     runs = runs_in(client, exp)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
@@ -147,7 +160,9 @@ def test_create_that_never_answers_names_the_orphan_and_rerun_completes_it(run_s
 # ---------------------------------------------------------------------------------------------
 # A failing history log-batch: FAILED with the reason; the message tells what was written
 # ---------------------------------------------------------------------------------------------
-def test_history_log_batch_500s_fail_the_run_with_reason_then_rerun_completes(run_script, via_proxy, client, returns_file):
+def test_history_log_batch_500s_fail_the_run_with_reason_then_rerun_completes(
+    run_script, via_proxy, client, returns_file
+):
     exp = unique("histfail")
     client.create_experiment(exp)
     # the first log-batch (scalars, params, tags) passes; every history batch answers 500
@@ -156,7 +171,9 @@ def test_history_log_batch_500s_fail_the_run_with_reason_then_rerun_completes(ru
     res = run_script(SCRIPT, *args, uri=via_proxy.uri)
     rolling = 120 - periods.rolling_window(252, 120) + 1  # rolling Sharpe and volatility: NaN until the window is full
     points = 2 * 120 + 2 * rolling  # equity and drawdown every bar, then the two rolling curves
-    assert_clean_error(res, 6, "marked FAILED (reason in tag backtest.error)", f"0 of {points} history points", "no artifacts")
+    assert_clean_error(
+        res, 6, "marked FAILED (reason in tag backtest.error)", f"0 of {points} history points", "no artifacts"
+    )
     run = runs_in(client, exp)[0]
     assert run.info.status == "FAILED"
     assert "500" in run.data.tags["backtest.error"]
@@ -213,8 +230,11 @@ def test_running_run_with_same_fingerprint(run_script, client, returns_file, wri
     fp = fingerprint_of(run_script, args)
     who = f"host={socket.gethostname()} pid={dead_pid()}" if writer == "here-dead" else "host=other-box pid=1"
     start = int((time.time() - age_s) * 1000)
-    stuck = client.create_run(exp_id, start_time=start, tags={"backtest.fingerprint": fp, "backtest.writer": who,
-                                                              "backtest.incomplete": "missing: metrics"})  # fmt: skip
+    stuck = client.create_run(
+        exp_id,
+        start_time=start,
+        tags={"backtest.fingerprint": fp, "backtest.writer": who, "backtest.incomplete": "missing: metrics"},
+    )
     res = run_script(SCRIPT, *args)
     runs = runs_in(client, exp)
     assert len(runs) == 1 and runs[0].info.run_id == stuck.info.run_id
@@ -239,7 +259,9 @@ def test_near_miss_experiment_name_is_refused_with_candidates(run_script, client
         assert_clean_error(res, 3, repr(real), "--create-experiment")
         assert client.get_experiment_by_name(typo) is None
     typo = f"cryptobt{suffix}"
-    res = run_script(SCRIPT, "--returns", returns_file, "--experiment", typo, "--create-experiment", "--no-history", *FAST)
+    res = run_script(
+        SCRIPT, "--returns", returns_file, "--experiment", typo, "--create-experiment", "--no-history", *FAST
+    )
     assert res.code == 0, res.err
     assert client.get_experiment_by_name(typo) is not None
     assert f"experiment **{typo}** created by this call" in res.out
@@ -247,7 +269,9 @@ def test_near_miss_experiment_name_is_refused_with_candidates(run_script, client
 
 def test_new_experiment_creation_is_said_and_deleted_names_restore_command(run_script, client, returns_file):
     fresh = unique("brand-new-study")
-    res = run_script(SCRIPT, "--returns", returns_file, "--experiment", fresh, "--no-history", *FAST, "--format", "json")
+    res = run_script(
+        SCRIPT, "--returns", returns_file, "--experiment", fresh, "--no-history", *FAST, "--format", "json"
+    )
     assert res.code == 0, res.err
     assert json.loads(res.out)["experiment_status"] == "created"
     gone = unique("gone")
@@ -266,7 +290,9 @@ def minute_bars(tmp_path_factory):
     path = tmp_path_factory.mktemp("big") / "minutes.csv"
     stamps = pd.date_range("2023-01-01", periods=1_000_000, freq="min")
     rng = np.random.default_rng(5)
-    pd.DataFrame({"time": stamps.strftime("%Y-%m-%dT%H:%M"), "r": rng.normal(0, 0.0004, len(stamps))}).to_csv(path, index=False)
+    pd.DataFrame({"time": stamps.strftime("%Y-%m-%dT%H:%M"), "r": rng.normal(0, 0.0004, len(stamps))}).to_csv(
+        path, index=False
+    )
     return path
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from conftest import SCRIPTS, UV, clean_env, unique
 
 SCRIPT = "log_backtest"
@@ -35,7 +36,9 @@ def returns_file(tmp_path_factory) -> Path:
     days = pd.bdate_range("2012-01-02", periods=BARS)
     rng = np.random.default_rng(17)
     path = folder / "r.csv"
-    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "returns": rng.normal(0.0004, 0.01, BARS)}).to_csv(path, index=False)
+    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "returns": rng.normal(0.0004, 0.01, BARS)}).to_csv(
+        path, index=False
+    )
     return path
 
 
@@ -74,7 +77,9 @@ def assert_complete(client, run_id: str) -> None:
         steps = sorted(m.step for m in client.get_metric_history(run_id, key))
         assert steps == list(range(BARS)), f"{key}: {len(steps)} points"
     assert {a.path for a in client.list_artifacts(run_id, "backtest")} == {
-        "backtest/returns.csv", "backtest/metrics.json", "backtest/periods.json"
+        "backtest/returns.csv",
+        "backtest/metrics.json",
+        "backtest/periods.json",
     }
 
 
@@ -103,7 +108,9 @@ def check_after_kill(client, run_script, exp: str, exp_id: str, sig: int, rc: in
     return run.info.status.lower()
 
 
-def test_ten_random_kills_leave_complete_or_listed_runs_and_rerun_completes(server, empty_env_dir, client, run_script, returns_file):
+def test_ten_random_kills_leave_complete_or_listed_runs_and_rerun_completes(
+    server, empty_env_dir, client, run_script, returns_file
+):
     rng = random.Random(20261124)
     args = ["--returns", str(returns_file), "--no-tearsheet"]
     outcomes = []
@@ -113,8 +120,11 @@ def test_ten_random_kills_leave_complete_or_listed_runs_and_rerun_completes(serv
         sig = signal.SIGKILL if trial % 2 == 0 else signal.SIGTERM
         proc = subprocess.Popen(
             [sys.executable, str(SCRIPTS / f"{SCRIPT}.py"), *args, "--experiment", exp],
-            env=script_env(server, empty_env_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            env=script_env(server, empty_env_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             if trial < 2:  # anywhere from start-up on
                 time.sleep(rng.uniform(0.2, 2.0))
@@ -149,9 +159,20 @@ def test_sigint_marks_failed_and_exits_130(server, empty_env_dir, client, return
     exp = unique("sigint")
     exp_id = client.create_experiment(exp)
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPTS / f"{SCRIPT}.py"), "--returns", str(returns_file), "--no-tearsheet", "--experiment", exp],
-        env=script_env(server, empty_env_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(SCRIPTS / f"{SCRIPT}.py"),
+            "--returns",
+            str(returns_file),
+            "--no-tearsheet",
+            "--experiment",
+            exp,
+        ],
+        env=script_env(server, empty_env_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run = wait_for_run(client, exp_id, proc)
     assert run is not None
     proc.send_signal(signal.SIGINT)
@@ -189,9 +210,22 @@ def test_sigkill_to_uv_run_stops_the_python_child(server, empty_env_dir, client,
     env = script_env(server, empty_env_dir)
     env.update(UV_PYTHON_DOWNLOADS="never")
     uv = subprocess.Popen(
-        [UV, "run", "--quiet", str(SCRIPTS / f"{SCRIPT}.py"), "--returns", str(returns_file), "--no-tearsheet", "--experiment", exp],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            UV,
+            "run",
+            "--quiet",
+            str(SCRIPTS / f"{SCRIPT}.py"),
+            "--returns",
+            str(returns_file),
+            "--no-tearsheet",
+            "--experiment",
+            exp,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         run = wait_for_run(client, exp_id, uv, timeout=300)  # the first uv run may install the environment
         assert run is not None

@@ -11,6 +11,7 @@ import json
 import time
 
 import pytest
+
 from conftest import unique
 
 SCRIPT = "query_experiments"
@@ -78,22 +79,76 @@ def test_best_skips_unfinished_and_says_how_many(run_script, seeded):
     assert out["skipped_unfinished"] == 3
     md = run_script(SCRIPT, "best", "--metric", "sharpe", "--max", "--experiment", name)
     assert "skipped 3 unfinished runs" in md.out and "--include-unfinished" in md.out
-    every = as_json(run_script(SCRIPT, "best", "--metric", "sharpe", "--max", "--experiment", name, "--include-unfinished",
-                               "--top", "5", "--format", "json"))  # fmt: skip
+    every = as_json(
+        run_script(
+            SCRIPT,
+            "best",
+            "--metric",
+            "sharpe",
+            "--max",
+            "--experiment",
+            name,
+            "--include-unfinished",
+            "--top",
+            "5",
+            "--format",
+            "json",
+        )
+    )
     assert [r["run_id"] for r in every["runs"]][:2] == [runs["stuck"], runs["busy"]]
 
 
 def test_overfit_and_aggregate_skip_unfinished(run_script, seeded):
     name, _runs = seeded
-    over = as_json(run_script(SCRIPT, "overfit", "--train", "train_sharpe", "--test", "sharpe", "--max", "--threshold", "0.5",
-                              "--experiment", name, "--format", "json"))  # fmt: skip
+    over = as_json(
+        run_script(
+            SCRIPT,
+            "overfit",
+            "--train",
+            "train_sharpe",
+            "--test",
+            "sharpe",
+            "--max",
+            "--threshold",
+            "0.5",
+            "--experiment",
+            name,
+            "--format",
+            "json",
+        )
+    )
     assert over["considered"] == 1 and over["skipped_unfinished"] == 3
-    agg = as_json(run_script(SCRIPT, "aggregate", "--group-by", "tags.group", "--metric", "sharpe", "--experiment", name,
-                             "--format", "json"))  # fmt: skip
+    agg = as_json(
+        run_script(
+            SCRIPT,
+            "aggregate",
+            "--group-by",
+            "tags.group",
+            "--metric",
+            "sharpe",
+            "--experiment",
+            name,
+            "--format",
+            "json",
+        )
+    )
     assert agg["runs"] == 1 and agg["skipped_unfinished"] == 3
     assert agg["groups"][0]["stats"]["sharpe"]["mean"] == pytest.approx(1.0)
     md = run_script(SCRIPT, "aggregate", "--group-by", "tags.group", "--metric", "sharpe", "--experiment", name)
     assert "skipped 3 unfinished runs" in md.out
-    every = as_json(run_script(SCRIPT, "aggregate", "--group-by", "tags.group", "--metric", "sharpe", "--experiment", name,
-                               "--include-unfinished", "--format", "json"))  # fmt: skip
+    every = as_json(
+        run_script(
+            SCRIPT,
+            "aggregate",
+            "--group-by",
+            "tags.group",
+            "--metric",
+            "sharpe",
+            "--experiment",
+            name,
+            "--include-unfinished",
+            "--format",
+            "json",
+        )
+    )
     assert every["runs"] == 4 and every["skipped_unfinished"] == 0

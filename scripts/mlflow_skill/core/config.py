@@ -24,30 +24,46 @@ from __future__ import annotations
 
 import math
 import os
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
-from urllib.parse import parse_qsl, quote, unquote, urlencode
+from urllib.parse import urlencode
 
-import _common as c
+from mlflow_skill.core.errors import UsageError
+from mlflow_skill.core.secrets import (
+    MASK,
+    is_secret_query_key,
+    redact_store_uri,
+    split_uri,
+)
 
-SKILL_ROOT = Path(__file__).resolve().parent.parent
+SKILL_ROOT = Path(__file__).resolve().parents[3]  # scripts/mlflow_skill/core/config.py -> the skill folder
+
+
 DOTENV_NAMES = (".env.local", ".env")
+
+
 EMBEDDED_SOURCE = "embedded default, nothing configured"
+
+
 FLAG_SOURCE = "--tracking-uri"
+
+
 DEFAULT_TIMEOUT = 30.0
+
+
 DEFAULT_RETRIES = 2
-# Query-string parameters that carry credentials: their values are masked wherever a URI is shown.
-SECRET_QUERY_KEYS = ("token", "access_token", "accesstoken", "api_key", "apikey", "key", "secret", "password",
-                     "passwd", "pwd", "sig", "signature", "auth", "code", "client_secret", "sas", "x-amz-signature")  # fmt: skip
-SECRET_VARS = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_PASSWORD", "MLFLOW_TRACKING_TOKEN", "DATABRICKS_TOKEN",
-               "DATABRICKS_CLIENT_SECRET")  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------------
-# Sources: the process environment and the .env files, each a named layer of variables
-# ---------------------------------------------------------------------------------------------
+SECRET_VARS = (
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "DATABRICKS_TOKEN",
+    "DATABRICKS_CLIENT_SECRET",
+)
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str  # "environment", ".env.local (/abs/folder)", ...
@@ -94,99 +110,6 @@ def dotenv_layers(folders: list[tuple[Path, str]]) -> list[Layer]:
     return layers
 
 
-# ---------------------------------------------------------------------------------------------
-# URIs: credentials split out robustly, secret query parameters masked
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class UriParts:
-    scheme: str
-    username: str | None
-    password: str | None
-    host: str  # host[:port]
-    path: str
-    query: tuple[tuple[str, str], ...]
-
-    @property
-    def base(self) -> str:
-        """scheme://host/path: no credentials, no query (requests append /api/... to it)."""
-        return f"{self.scheme}://{self.host}{self.path}".rstrip("/")
-
-    def display(self) -> str:
-        """For people: no userinfo at all, secret query values masked."""
-        shown = [(k, c.MASK if is_secret_query_key(k) else v) for k, v in self.query]
-        return self.base + (f"?{urlencode(shown, safe='*')}" if shown else "")
-
-
-def is_secret_query_key(key: str) -> bool:
-    key = key.lower()
-    return key in SECRET_QUERY_KEYS or key.endswith(("token", "secret", "password", "_key", "apikey"))
-
-
-def split_uri(uri: str) -> UriParts | None:
-    """Parse scheme://[user[:password]@]host[:port][/path][?query] without trusting URL parsing of
-    the userinfo: the password is everything between the first ':' after the scheme and the last
-    '@' before the host, so unencoded '#', '/', '?' or '@' in it cannot cut it short."""
-    if "://" not in uri:
-        return None
-    scheme, rest = uri.split("://", 1)
-    scheme = scheme.lower()
-    username = password = None
-    at = _userinfo_end(rest)
-    if at >= 0:
-        userinfo, rest = rest[:at], rest[at + 1 :]
-        user, sep, pw = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(pw) if sep else None
-    hostpart, query = rest, ""
-    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=-1)
-    if cut >= 0:
-        hostpart, rest = rest[:cut], rest[cut:]
-        path, _, tail = rest.partition("?")
-        query = tail.partition("#")[0]
-        path = path.partition("#")[0]
-    else:
-        path = ""
-    pairs = tuple(parse_qsl(query, keep_blank_values=True)) if query else ()
-    return UriParts(scheme, username, password, hostpart, path.rstrip("/"), pairs)
-
-
-def _userinfo_end(rest: str) -> int:
-    """Index of the '@' that ends the userinfo, or -1. The host never holds '@', so it is the
-    last '@' before the path; a path is only recognised after that '@' when there is one."""
-    at = rest.rfind("@")
-    if at < 0:
-        return -1
-    head = rest[:at]
-    # host:5000/path?email=a@b: a port then a path, so that '@' is in the query, not userinfo.
-    if re.match(r"^[^/?#@:]*:\d+([/?#]|$)", head):
-        return -1
-    user = head.partition(":")[0]
-    if any(ch in user for ch in "/?#"):  # host/path@x: no userinfo before a path
-        return -1
-    return at
-
-
-def redact_uri(uri: str) -> str:
-    """A URI as people may see it: no userinfo, secret query values masked."""
-    parts = split_uri(uri)
-    return parts.display() if parts else uri
-
-
-def redact_store_uri(uri: str) -> str:
-    """A database URI as people may see it: `user:***@` instead of the password, secret query
-    values masked; other URIs (sqlite paths) exactly as written."""
-    parts = split_uri(uri)
-    if parts is None or not (parts.password or any(is_secret_query_key(k) for k, _ in parts.query)):
-        return uri
-    user = f"{quote(parts.username or '', safe='')}:{c.MASK}@" if parts.password else (
-        f"{quote(parts.username, safe='')}@" if parts.username else "")  # fmt: skip
-    shown = [(k, c.MASK if is_secret_query_key(k) else v) for k, v in parts.query]
-    return f"{parts.scheme}://{user}{parts.host}{parts.path}" + (f"?{urlencode(shown, safe='*')}" if shown else "")
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings
-# ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Settings:
     tracking_uri: str  # without credentials or query: scheme://host[:port][/prefix], or a store URI
@@ -226,7 +149,7 @@ class Settings:
         if not self.is_http:
             return redact_store_uri(self.tracking_uri)
         if self.query_params:
-            shown = [(k, c.MASK if is_secret_query_key(k) else v) for k, v in self.query_params]
+            shown = [(k, MASK if is_secret_query_key(k) else v) for k, v in self.query_params]
             return f"{self.tracking_uri}?{urlencode(shown, safe='*')}"
         return self.tracking_uri
 
@@ -255,7 +178,7 @@ def _number(text: str, name: str, where: str, kind: type) -> float:
     try:
         return kind(text)
     except ValueError:
-        raise c.UsageError(f"{name}={text!r} ({where}) is not a number: fix or unset it") from None
+        raise UsageError(f"{name}={text!r} ({where}) is not a number: fix or unset it") from None
 
 
 def compose_atomic_uri(layer: Layer) -> str:
@@ -320,8 +243,10 @@ def _credentials_fix(cred_layer: Layer | None, cred_source: str | None, unused: 
     place = cred_layer.beside() if cred_layer is not None else "in the environment"
     wanted = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
     if unused:
-        return (f"credentials are sent only with the URI of the same source: set {wanted} {place} beside the URI, "
-                "or put the URI where the credentials are")  # fmt: skip
+        return (
+            f"credentials are sent only with the URI of the same source: set {wanted} {place} beside the URI, "
+            "or put the URI where the credentials are"
+        )
     return f"set {wanted} {place}, beside the URI"
 
 
@@ -381,13 +306,26 @@ def _store_settings(flag_uri: str | None, layers: list[Layer], cwd: Path) -> dic
         uri_secrets = [parts.password or ""] + [v for k, v in parts.query if is_secret_query_key(k)]
     unused = None
     if not embedded and not (username or password or token):
-        unused = next((d for layer in layers if layer is not cred_layer for d in [_layer_credentials(layer)[3]] if d), None)
-    cred_fix = f"fix the user:password@ in the URI: {uri_fix}" if in_uri else _credentials_fix(cred_layer, cred_source, unused)
+        unused = next(
+            (d for layer in layers if layer is not cred_layer for d in [_layer_credentials(layer)[3]] if d), None
+        )
+    cred_fix = (
+        f"fix the user:password@ in the URI: {uri_fix}" if in_uri else _credentials_fix(cred_layer, cred_source, unused)
+    )
     return {
-        "tracking_uri": uri, "source": source, "embedded": embedded, "query_params": query, "uri_secrets": uri_secrets,
-        "username": username or None, "password": password or None, "token": token or None,
-        "credential_source": cred_source, "unused_credentials": unused, "uri_fix": uri_fix, "credentials_fix": cred_fix,
-    }  # fmt: skip
+        "tracking_uri": uri,
+        "source": source,
+        "embedded": embedded,
+        "query_params": query,
+        "uri_secrets": uri_secrets,
+        "username": username or None,
+        "password": password or None,
+        "token": token or None,
+        "credential_source": cred_source,
+        "unused_credentials": unused,
+        "uri_fix": uri_fix,
+        "credentials_fix": cred_fix,
+    }
 
 
 def _transport_settings(layers: list[Layer], timeout: float | None, origins: dict[str, str]) -> dict:
@@ -407,18 +345,28 @@ def _transport_settings(layers: list[Layer], timeout: float | None, origins: dic
     else:
         timeout = DEFAULT_TIMEOUT
     if not (math.isfinite(timeout) and timeout > 0):
-        raise c.UsageError(f"--timeout must be a positive number of seconds, got {timeout:g} ({origins['timeout']})")
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g} ({origins['timeout']})")
     retries_text, origins["retries"] = first("MLFLOW_SKILL_HTTP_RETRIES")
     retries = DEFAULT_RETRIES
     if retries_text:
         retries = int(_number(retries_text, "MLFLOW_SKILL_HTTP_RETRIES", origins["retries"], int))
         if retries < 0:
-            raise c.UsageError(f"MLFLOW_SKILL_HTTP_RETRIES must be 0 or more, got {retries_text!r} ({origins['retries']})")
-    values = {var: first(var) for var in (
-        "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH", "MLFLOW_TRACKING_CLIENT_CERT_PATH",
-        "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4", "MLFLOW_ALLOW_FILE_STORE",
-        "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
-    )}  # fmt: skip
+            raise UsageError(
+                f"MLFLOW_SKILL_HTTP_RETRIES must be 0 or more, got {retries_text!r} ({origins['retries']})"
+            )
+    values = {
+        var: first(var)
+        for var in (
+            "MLFLOW_TRACKING_INSECURE_TLS",
+            "MLFLOW_TRACKING_SERVER_CERT_PATH",
+            "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+            "MLFLOW_TRACKING_AUTH",
+            "MLFLOW_TRACKING_AWS_SIGV4",
+            "MLFLOW_ALLOW_FILE_STORE",
+            "MLFLOW_EXPERIMENT_ID",
+            "MLFLOW_EXPERIMENT_NAME",
+        )
+    }
     for var, (value, where) in values.items():
         if value is not None:
             origins[var] = where
@@ -434,4 +382,3 @@ def _transport_settings(layers: list[Layer], timeout: float | None, origins: dic
         "experiment_id": values["MLFLOW_EXPERIMENT_ID"][0],
         "experiment_name": values["MLFLOW_EXPERIMENT_NAME"][0],
     }
-

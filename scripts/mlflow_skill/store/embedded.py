@@ -12,8 +12,8 @@ import contextlib
 import time
 from pathlib import Path
 
-import _common as c
-from _common import ServerError, SkillError
+from mlflow_skill.core.errors import ServerError, SkillError
+from mlflow_skill.core.secrets import scrub
 
 
 @contextlib.contextmanager
@@ -96,7 +96,11 @@ def check_sqlite_state(uri: str, display: str) -> None:
             leftovers = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
             if not leftovers:
                 return
-            version = con.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+            version = (
+                con.execute("SELECT version_num FROM alembic_version").fetchone()
+                if "alembic_version" in tables
+                else None
+            )
             runs = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
         finally:
             con.close()
@@ -135,7 +139,7 @@ def store_open_error(exc: Exception, uri: str, display: str) -> SkillError:
     """MLflow's errors on opening a store, as one line naming the fix."""
     from mlflow.version import VERSION
 
-    text = " ".join(c.scrub(str(exc)).split())
+    text = " ".join(scrub(str(exc)).split())
     found = text.split("found version ", 1)[1].split(",", 1)[0].split(" ", 1)[0] if "found version " in text else ""
     newer = "Can't locate revision" in text or "No such revision" in text or (found and not _known_revision(found))
     if newer:
@@ -203,7 +207,11 @@ def borrow_bytecode() -> None:
             other = sibling / site.relative_to(env)
             if sibling != env and mark is not None and (other / mark.name).is_dir():
                 for entry in os.scandir(other):
-                    if entry.is_dir() and not entry.name.endswith("-info") and (entry.name == "__pycache__" or (site / entry.name).is_dir()):
+                    if (
+                        entry.is_dir()
+                        and not entry.name.endswith("-info")
+                        and (entry.name == "__pycache__" or (site / entry.name).is_dir())
+                    ):
                         _link_tree(other, site, entry.name)
     except Exception:  # never let this cost a call more than the compiling it saves
         return

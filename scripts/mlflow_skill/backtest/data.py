@@ -13,7 +13,8 @@ import re
 import warnings
 from pathlib import Path
 
-import _common as c
+from mlflow_skill.core.errors import UsageError
+from mlflow_skill.core.formatting import truncate
 
 DATE_NAMES = ("date", "datetime", "time", "timestamp", "ts", "dt", "day", "period", "index", "unnamed: 0")
 
@@ -54,9 +55,9 @@ def read_table(path_text: str, flag: str, sep: str | None = None, decimal: str |
 
     path = Path(path_text).expanduser()
     if not path.is_file():
-        raise c.UsageError(f"{flag} {path_text}: no such file")
+        raise UsageError(f"{flag} {path_text}: no such file")
     if path.stat().st_size == 0:
-        raise c.UsageError(f"{flag} {path_text} is empty: it needs a header and at least 2 rows")
+        raise UsageError(f"{flag} {path_text} is empty: it needs a header and at least 2 rows")
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
@@ -67,26 +68,33 @@ def read_table(path_text: str, flag: str, sep: str | None = None, decimal: str |
         else:
             sep = sep or ("\t" if suffix in (".tsv", ".tab") else sniff_separator(path))
             # utf-8-sig: a byte-order mark (Excel's UTF-8 CSV) is not part of the first column's name
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, skipinitialspace=True, encoding="utf-8-sig")
+            frame = pd.read_csv(
+                path, dtype=str, keep_default_na=False, sep=sep, skipinitialspace=True, encoding="utf-8-sig"
+            )
             is_csv = True
     except pd.errors.EmptyDataError:
-        raise c.UsageError(f"{flag} {path_text} is empty: it needs a header and at least 2 rows") from None
+        raise UsageError(f"{flag} {path_text} is empty: it needs a header and at least 2 rows") from None
     except UnicodeDecodeError:
-        raise c.UsageError(f"cannot read {flag} {path_text}: not UTF-8 text; save it as UTF-8 CSV") from None
+        raise UsageError(f"cannot read {flag} {path_text}: not UTF-8 text; save it as UTF-8 CSV") from None
     except pd.errors.ParserError as exc:  # rows with more fields than the header
-        hint = "; decimal commas in a comma-separated file? pass --sep ';' (or quote the numbers)" if sep == "," else ": pass --sep"
-        raise c.UsageError(f"cannot read {flag} {path_text}: {c.truncate(str(exc).strip(), 120)}{hint}") from None
+        hint = (
+            "; decimal commas in a comma-separated file? pass --sep ';' (or quote the numbers)"
+            if sep == ","
+            else ": pass --sep"
+        )
+        raise UsageError(f"cannot read {flag} {path_text}: {truncate(str(exc).strip(), 120)}{hint}") from None
     except Exception as exc:  # malformed CSV, not a Parquet file, ...
-        raise c.UsageError(f"cannot read {flag} {path_text}: {c.truncate(str(exc), 200)}") from None
+        raise UsageError(f"cannot read {flag} {path_text}: {truncate(str(exc), 200)}") from None
     if is_csv and not isinstance(frame.index, pd.RangeIndex):  # pandas made the extra first field an index
         other = "';'" if sep == "," else "','"
-        raise c.UsageError(
+        raise UsageError(
             f"cannot read {flag} {path_text}: its rows have more fields than its header ({sep!r}-separated); "
-            f"decimal commas in a comma-separated file? pass --sep {other} if that is the separator, or quote the numbers"
+            f"decimal commas in a comma-separated file? pass --sep {other} if that is the separator, or quote the "
+            f"numbers"
         )
     frame.columns = [str(col).strip().lstrip("\ufeff") for col in frame.columns]
     if len(frame) == 0:
-        raise c.UsageError(f"{flag} {path_text} has a header but no data rows")
+        raise UsageError(f"{flag} {path_text} has a header but no data rows")
     return Table(path, frame, is_csv, sep or ",", decimal)
 
 
@@ -107,7 +115,9 @@ def pick_date_column(table: Table, wanted: str | None, flag: str, undated_ok: bo
     columns = list(table.frame.columns)
     if wanted:
         if wanted not in columns:
-            raise c.UsageError(f"--date-column {wanted!r} is not in {flag} {table.path.name} (columns: {', '.join(columns)})")
+            raise UsageError(
+                f"--date-column {wanted!r} is not in {flag} {table.path.name} (columns: {', '.join(columns)})"
+            )
         return wanted
     frame = table.frame
     for col in columns:
@@ -128,11 +138,12 @@ def pick_date_column(table: Table, wanted: str | None, flag: str, undated_ok: bo
                 return col
     hint = _format_hint(table)
     if hint:
-        raise c.UsageError(f"cannot read {flag} {table.path.name}: {hint}")
+        raise UsageError(f"cannot read {flag} {table.path.name}: {hint}")
     if undated_ok:
         return None
-    raise c.UsageError(
-        f"no date/time column found in {flag} {table.path.name} (columns: {', '.join(columns)}): pass --date-column NAME, "
+    raise UsageError(
+        f"no date/time column found in {flag} {table.path.name} (columns: {', '.join(columns)}): pass --date-column "
+        f"NAME, "
         "or --periods-per-year N for returns without dates"
     )
 
@@ -191,9 +202,10 @@ def column_decimal(table: Table, col: str, flag: str) -> str:
             styles[style] = pos
     if len(styles) == 2:
         a, b = sorted(styles.values())
-        raise c.UsageError(
+        raise UsageError(
             f"{flag} {table.path.name} column {col!r} mixes decimal marks ({table.row_name(a)}: "
-            f"{table.frame[col].iloc[a]!r}, {table.row_name(b)}: {table.frame[col].iloc[b]!r}): pass --decimal . or --decimal ,"
+            f"{table.frame[col].iloc[a]!r}, {table.row_name(b)}: {table.frame[col].iloc[b]!r}): pass --decimal . or "
+            f"--decimal ,"
         )
     if styles:
         return next(iter(styles))
@@ -204,7 +216,7 @@ def pick_value_column(table: Table, wanted: str | None, exclude: set[str], flag:
     columns = list(table.frame.columns)
     if wanted:
         if wanted not in columns:
-            raise c.UsageError(f"{option} {wanted!r} is not in {flag} {table.path.name} (columns: {', '.join(columns)})")
+            raise UsageError(f"{option} {wanted!r} is not in {flag} {table.path.name} (columns: {', '.join(columns)})")
         return wanted
     candidates = []
     for col in columns:
@@ -221,8 +233,8 @@ def pick_value_column(table: Table, wanted: str | None, exclude: set[str], flag:
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise c.UsageError(f"no numeric {what} column in {flag} {table.path.name} (columns: {', '.join(columns)})")
-    raise c.UsageError(
+        raise UsageError(f"no numeric {what} column in {flag} {table.path.name} (columns: {', '.join(columns)})")
+    raise UsageError(
         f"{flag} {table.path.name} has several numeric columns ({', '.join(candidates)}): pass {option} NAME"
     )
 
@@ -248,7 +260,7 @@ def parse_dates(table: Table, col: str, flag: str):
     bad = parsed.isna().to_numpy().nonzero()[0]
     if len(bad):
         pos = int(bad[0])
-        raise c.UsageError(
+        raise UsageError(
             f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r}: cannot read {str(raw.iloc[pos])!r} "
             "as a date/time (use ISO dates like 2024-01-31 or 2024-01-31T14:00)"
         )
@@ -296,7 +308,7 @@ def parse_numbers(table: Table, col: str, flag: str, percent: bool):
             mixed = ~is_pct & (values != 0) & np.isfinite(values)
             if mixed.any():
                 pos = int(mixed.nonzero()[0][0])
-                raise c.UsageError(
+                raise UsageError(
                     f"{flag} {table.path.name} column {col!r} mixes percent strings and plain numbers "
                     f"({table.row_name(pos)}: {text.iloc[pos]!r}): write all values one way"
                 )
@@ -311,11 +323,16 @@ def parse_numbers(table: Table, col: str, flag: str, percent: bool):
     if len(bad):
         pos = int(bad[0])
         cell = str(raw.iloc[pos]).strip()
-        what = "is empty" if cell in ("", "nan", "None", "NaN", "<NA>") and not np.isinf(values[pos]) else f"holds {cell!r}, not a finite number"
+        what = (
+            "is empty"
+            if cell in ("", "nan", "None", "NaN", "<NA>") and not np.isinf(values[pos])
+            else f"holds {cell!r}, not a finite number"
+        )
         hint = "fix or drop that row"
         if what != "is empty" and re.search(r"\d[.,]\d", cell):
-            hint = f"numbers are read with {'a decimal comma' if decimal == ',' else 'a decimal point'}; pass --decimal {'.' if decimal == ',' else ','} if the file uses the other"
-        raise c.UsageError(f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r} {what}: {hint}")
+            read, other = ("a decimal comma", ".") if decimal == "," else ("a decimal point", ",")
+            hint = f"numbers are read with {read}; pass --decimal {other} if the file uses the other"
+        raise UsageError(f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r} {what}: {hint}")
     return values
 
 
@@ -332,7 +349,7 @@ def to_series(table: Table, dates, values, col: str, flag: str, prices: bool, no
     if len(dup):
         a, b = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
         when = pd.Timestamp(sorted_dates[dup[0]]).isoformat().replace("T00:00:00", "")
-        raise c.UsageError(
+        raise UsageError(
             f"{flag} {table.path.name}: {table.row_name(a)} and {table.row_name(b)} have the same time {when}: "
             "one row per bar; drop or merge the duplicate"
         )
@@ -342,7 +359,7 @@ def to_series(table: Table, dates, values, col: str, flag: str, prices: bool, no
         nonpos = (vals <= 0).nonzero()[0]
         if len(nonpos):
             pos = int(order[nonpos[0]])
-            raise c.UsageError(
+            raise UsageError(
                 f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r}: price {values[pos]:g} is not positive"
             )
         series = pd.Series(vals[1:] / vals[:-1] - 1.0, index=index[1:])
@@ -350,14 +367,15 @@ def to_series(table: Table, dates, values, col: str, flag: str, prices: bool, no
         below = (vals < -1).nonzero()[0]
         if len(below):
             pos = int(order[below[0]])
-            raise c.UsageError(
-                f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r}: return {values[pos]:g} is below -100 %; "
+            raise UsageError(
+                f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r}: return {values[pos]:g} is below "
+                f"-100 %; "
                 "if the column holds percent numbers pass --percent, if it holds prices pass --prices"
             )
         series = pd.Series(vals, index=index)
     series.index.name = "date"
     if len(series) < 2:
-        raise c.UsageError(f"{flag} {table.path.name} gives {len(series)} return(s): at least 2 are needed")
+        raise UsageError(f"{flag} {table.path.name} gives {len(series)} return(s): at least 2 are needed")
     return series
 
 
@@ -399,13 +417,13 @@ def format_args(args) -> tuple[str | None, str | None]:
     if sep is not None:
         sep = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(sep.lower(), sep)
         if len(sep) != 1:
-            raise c.UsageError("--sep takes one character: , ; | or tab")
+            raise UsageError("--sep takes one character: , ; | or tab")
     if decimal is not None:
         decimal = {"comma": ",", "point": ".", "dot": "."}.get(decimal.lower(), decimal)
         if decimal not in (".", ","):
-            raise c.UsageError("--decimal takes . or ,")
+            raise UsageError("--decimal takes . or ,")
         if sep == decimal:
-            raise c.UsageError("--sep and --decimal cannot be the same character")
+            raise UsageError("--sep and --decimal cannot be the same character")
     return sep, decimal
 
 
@@ -427,7 +445,9 @@ def load_inputs(args, notes: list[str]) -> dict:
     exclude = {date_col} if date_col else set()
     if args.benchmark_column and not args.benchmark:
         exclude.add(args.benchmark_column)
-    value_col = pick_value_column(table, args.column, exclude, "--returns", "prices" if args.prices else "returns", "--column")
+    value_col = pick_value_column(
+        table, args.column, exclude, "--returns", "prices" if args.prices else "returns", "--column"
+    )
     if date_col:
         dates, local = parse_dates(table, date_col, "--returns")
     else:
@@ -439,7 +459,14 @@ def load_inputs(args, notes: list[str]) -> dict:
     dates.name = date_col or "bar"
     local_of = pd.Series(local.values, index=dates.values)
     returns = to_series(
-        table, dates, parse_numbers(table, value_col, "--returns", args.percent), value_col, "--returns", args.prices, notes, "returns"
+        table,
+        dates,
+        parse_numbers(table, value_col, "--returns", args.percent),
+        value_col,
+        "--returns",
+        args.prices,
+        notes,
+        "returns",
     )
     returns.name = "returns"
     data = {
@@ -457,7 +484,9 @@ def load_inputs(args, notes: list[str]) -> dict:
     if args.benchmark:
         btable = read_table(args.benchmark, "--benchmark", sep, decimal)
         bdate = pick_date_column(btable, None, "--benchmark")
-        bcol = pick_value_column(btable, args.benchmark_column, {bdate}, "--benchmark", "benchmark", "--benchmark-column")
+        bcol = pick_value_column(
+            btable, args.benchmark_column, {bdate}, "--benchmark", "benchmark", "--benchmark-column"
+        )
         bdates, _ = parse_dates(btable, bdate, "--benchmark")
         bdates.name = bdate
         bvalues = parse_numbers(btable, bcol, "--benchmark", args.percent)
@@ -465,7 +494,7 @@ def load_inputs(args, notes: list[str]) -> dict:
         data["benchmark_file"], data["benchmark_column"] = btable.path, bcol
     elif args.benchmark_column:
         if args.benchmark_column == value_col:
-            raise c.UsageError("--benchmark-column names the returns column itself: pick the benchmark's column")
+            raise UsageError("--benchmark-column names the returns column itself: pick the benchmark's column")
         pick_value_column(table, args.benchmark_column, set(), "--returns", "benchmark", "--benchmark-column")
         bvalues = parse_numbers(table, args.benchmark_column, "--returns", args.percent)
         bench = to_series(table, dates, bvalues, args.benchmark_column, "--returns", bench_prices, notes, "benchmark")
@@ -488,7 +517,7 @@ def align_benchmark(returns, bench, notes: list[str]):
     at_bars = level.reindex(returns.index)
     first = at_bars.first_valid_index()
     if first is None or len(returns.loc[first:]) < 2:
-        raise c.UsageError("the benchmark has no values at the strategy's dates: check it covers the same period")
+        raise UsageError("the benchmark has no values at the strategy's dates: check it covers the same period")
     bench_ret = at_bars.pct_change(fill_method=None)
     if first == bench.index[0]:
         bench_ret.loc[first] = bench.iloc[0]
@@ -496,7 +525,9 @@ def align_benchmark(returns, bench, notes: list[str]):
         bench_ret.loc[first] = at_bars.loc[first] / level.shift(1).loc[first] - 1.0
     keep = returns.index >= first
     if not keep.all():
-        notes.append(f"benchmark starts at {first.isoformat()}: the {int((~keep).sum())} earlier strategy bars are left out")
+        notes.append(
+            f"benchmark starts at {first.isoformat()}: the {int((~keep).sum())} earlier strategy bars are left out"
+        )
     returns, bench_ret = returns[keep], bench_ret[keep].astype(float)
     stale = int((returns.index > bench.index[-1]).sum())
     if stale:
@@ -507,7 +538,7 @@ def align_benchmark(returns, bench, notes: list[str]):
         notes.append(f"QuantStats date matching: metrics start at {loc.isoformat()}, where both series first move")
         returns, bench_ret = returns.loc[loc:], bench_ret.loc[loc:]
     if len(returns) < 2 or not np.isfinite(bench_ret.to_numpy()).all():
-        raise c.UsageError("the benchmark and the returns share fewer than 2 usable bars")
+        raise UsageError("the benchmark and the returns share fewer than 2 usable bars")
     bench_ret.name = "benchmark"
     return returns, bench_ret
 
@@ -535,11 +566,16 @@ def infer_periods_per_year(index, notes: list[str] | None = None) -> tuple[float
     chosen = float(f"{measured:.4g}")
     if notes is not None:
         notes.append(
-            f"periods per year: the data has {measured:.4g} bars a year ({len(index)} bars over {span_days / 365.25:.3g} years), "
-            f"{gap:+.0%} from the {ppy:g} of its spacing ({how}): irregular or gappy bars, so the measured {chosen:g} is used; "
+            f"periods per year: the data has {measured:.4g} bars a year ({len(index)} bars over "
+            f"{span_days / 365.25:.3g} years), "
+            f"{gap:+.0%} from the {ppy:g} of its spacing ({how}): irregular or gappy bars, so the measured {chosen:g} "
+            f"is used; "
             f"pass --periods-per-year {ppy:g} to use the convention"
         )
-    return chosen, f"measured: {len(index) - 1} intervals over {span_days:.4g} days; the convention ({how}) differs by {gap:+.0%}"
+    return (
+        chosen,
+        f"measured: {len(index) - 1} intervals over {span_days:.4g} days; the convention ({how}) differs by {gap:+.0%}",
+    )
 
 
 def _convention(index) -> tuple[float, str]:
@@ -560,7 +596,12 @@ def _convention(index) -> tuple[float, str]:
         if weekends:
             return 365.0, f"daily bars incl. weekends ({weekend_share:.0%} on Sat/Sun): 365 calendar days"
         return 252.0, "daily bars without weekends: 252 trading days"
-    for low, high, ppy, name in ((5, 9, 52.0, "weekly"), (25, 35, 12.0, "monthly"), (80, 100, 4.0, "quarterly"), (350, 380, 1.0, "yearly")):
+    for low, high, ppy, name in (
+        (5, 9, 52.0, "weekly"),
+        (25, 35, 12.0, "monthly"),
+        (80, 100, 4.0, "quarterly"),
+        (350, 380, 1.0, "yearly"),
+    ):
         if low <= median_days <= high:
             return ppy, f"{name} bars: {ppy:g}"
     ppy = round(365.25 / median_days, 2)
@@ -573,5 +614,3 @@ def _fmt_step(seconds: float) -> str:
     if seconds >= 60:
         return f"{seconds / 60:g}min"
     return f"{seconds:g}s"
-
-

@@ -21,12 +21,22 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
-import _cli as cli
-import _common as c
-import _directions
-import _runcolumns as rc
-import _runsearch as rs
-import _store as st
+from mlflow_skill.cli.frame import Context
+from mlflow_skill.cli.view import Table, View
+from mlflow_skill.core.errors import NotFoundError, UsageError
+from mlflow_skill.core.formatting import (
+    fmt_duration,
+    fmt_num,
+    fmt_time,
+    json_safe,
+    truncate,
+)
+from mlflow_skill.core.values import parse_duration_ms, to_float
+from mlflow_skill.quant import catalog
+from mlflow_skill.runs import columns as rc
+from mlflow_skill.runs import search as rs
+from mlflow_skill.store import lookups
+from mlflow_skill.store.transport import Store
 
 PROG = "uv run scripts/query_experiments.py"
 HISTORY_PROG = "uv run scripts/get_metric_history.py"
@@ -61,10 +71,16 @@ class Finding:
 
     def record(self) -> dict:
         return {
-            "kind": self.kind, "run_ids": self.run_ids, "run_name": self.run_name, "metric": self.metric,
-            "value": c.json_safe(self.value), "reason": self.reason, "command": self.command,
-            "score": c.json_safe(self.score), **c.json_safe(self.detail),
-        }  # fmt: skip
+            "kind": self.kind,
+            "run_ids": self.run_ids,
+            "run_name": self.run_name,
+            "metric": self.metric,
+            "value": json_safe(self.value),
+            "reason": self.reason,
+            "command": self.command,
+            "score": json_safe(self.score),
+            **json_safe(self.detail),
+        }
 
 
 @dataclass
@@ -84,7 +100,7 @@ def finite(value: float | None) -> bool:
 
 
 def name_of(run: dict) -> str:
-    return st.run_name(run) or "(no name)"
+    return lookups.run_name(run) or "(no name)"
 
 
 def rid(run: dict) -> str:
@@ -116,7 +132,7 @@ def by_experiment(runs: list[dict]) -> dict[str, list[dict]]:
 
 
 def loss_like(metric: str) -> bool:
-    higher, _ = _directions.direction(metric)
+    higher, _ = catalog.direction(metric)
     words = [w for w in "".join(ch if ch.isalnum() else " " for ch in metric.lower()).split()]
     return not higher and (any(w in LOSS_WORDS for w in words) or metric.lower().endswith(("loss", "error")))
 
@@ -131,9 +147,13 @@ def check_stale(runs: list[dict], stale_ms: int, now_ms: int) -> list[Finding]:
             continue
         idle = now_ms - last_write_ms(run)
         if idle > stale_ms:
-            reason = (f"RUNNING, no write for {c.fmt_duration(idle)} (last at {c.fmt_time(last_write_ms(run))} UTC; "
-                      f"threshold {c.fmt_duration(stale_ms)}): the process likely died without ending the run")  # fmt: skip
-            out.append(Finding("stale", idle, reason, run_cmd(rid(run)), [rid(run)], name_of(run), detail={"idle_ms": idle}))
+            reason = (
+                f"RUNNING, no write for {fmt_duration(idle)} (last at {fmt_time(last_write_ms(run))} UTC; "
+                f"threshold {fmt_duration(stale_ms)}): the process likely died without ending the run"
+            )
+            out.append(
+                Finding("stale", idle, reason, run_cmd(rid(run)), [rid(run)], name_of(run), detail={"idle_ms": idle})
+            )
     return out
 
 
@@ -145,25 +165,40 @@ def check_failed(runs: list[dict]) -> list[Finding]:
             continue
         errors = rc.error_tags(run)
         why = "; ".join(f"{k}: {v}" for k, v in errors.items())
-        reason = f"{status}" + (f": {c.truncate(why, 100)}" if why else " (no error tag)")
+        reason = f"{status}" + (f": {truncate(why, 100)}" if why else " (no error tag)")
         when = int(run["info"].get("end_time") or run["info"].get("start_time") or 0)
-        out.append(Finding("failed", when, reason, run_cmd(rid(run)), [rid(run)], name_of(run), detail={"status": status}))
+        out.append(
+            Finding("failed", when, reason, run_cmd(rid(run)), [rid(run)], name_of(run), detail={"status": status})
+        )
     return out
 
 
 def check_non_finite(runs: list[dict]) -> list[Finding]:
     out = []
     for run in runs:
-        bad = [m for m in run.get("data", {}).get("metrics", []) or [] if not finite(c.to_float(m.get("value")))]
+        bad = [m for m in run.get("data", {}).get("metrics", []) or [] if not finite(to_float(m.get("value")))]
         if not bad:
             continue
         bad.sort(key=lambda m: m["key"])
-        shown = ", ".join(f"{m['key']} = {c.fmt_num(c.to_float(m.get('value')))} (step {m.get('step', 0)})" for m in bad[:4])
+        shown = ", ".join(
+            f"{m['key']} = {fmt_num(to_float(m.get('value')))} (step {m.get('step', 0)})" for m in bad[:4]
+        )
         more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
         reason = f"last value not finite: {shown}{more}"
         first = bad[0]["key"]
-        out.append(Finding("non_finite", len(bad), reason, history_cmd([rid(run)], first), [rid(run)], name_of(run), first,
-                           c.to_float(bad[0].get("value")), {"metrics": [m["key"] for m in bad]}))  # fmt: skip
+        out.append(
+            Finding(
+                "non_finite",
+                len(bad),
+                reason,
+                history_cmd([rid(run)], first),
+                [rid(run)],
+                name_of(run),
+                first,
+                to_float(bad[0].get("value")),
+                {"metrics": [m["key"] for m in bad]},
+            )
+        )
     return out
 
 
@@ -173,7 +208,7 @@ def key_metrics(runs: list[dict], wanted: list[str] | None, cap: int = 8) -> lis
         return wanted
     counts: dict[str, int] = {}
     for run in runs:
-        for key, value in st.run_metrics(run).items():
+        for key, value in lookups.run_metrics(run).items():
             if finite(value) and not key.startswith("system/"):
                 counts[key] = counts.get(key, 0) + 1
     need = max(MIN_SIBLINGS, (len(runs) + 1) // 2)
@@ -195,7 +230,7 @@ def robust_z(values: list[float]) -> tuple[float, float, str] | None:
 def check_outliers(runs: list[dict], metrics: list[str], z_limit: float) -> list[Finding]:
     out = []
     for metric in metrics:
-        have = [(run, st.run_metrics(run).get(metric)) for run in runs]
+        have = [(run, lookups.run_metrics(run).get(metric)) for run in runs]
         have = [(run, v) for run, v in have if finite(v)]
         if len(have) < MIN_SIBLINGS:
             continue
@@ -204,25 +239,38 @@ def check_outliers(runs: list[dict], metrics: list[str], z_limit: float) -> list
             continue
         med, scale, how = stats
         typical = min(have, key=lambda rv: abs(rv[1] - med))[0]
-        higher, _ = _directions.direction(metric)
+        higher, _ = catalog.direction(metric)
         for run, value in have:
             z = (value - med) / scale
             if abs(z) <= z_limit:
                 continue
             side = "above" if z > 0 else "below"
             worse = (z < 0) == higher
-            reason = (f"{metric} = {c.fmt_num(value)}, far {side} the median {c.fmt_num(med)} of {len(have)} runs "
-                      f"(robust z {z:+.1f}, limit ±{z_limit:g}; {'worse' if worse else 'better'} side)")  # fmt: skip
+            reason = (
+                f"{metric} = {fmt_num(value)}, far {side} the median {fmt_num(med)} of {len(have)} runs "
+                f"(robust z {z:+.1f}, limit ±{z_limit:g}; {'worse' if worse else 'better'} side)"
+            )
             command = f"{PROG} compare {rid(run)} {rid(typical)}" if typical is not run else run_cmd(rid(run))
-            out.append(Finding("outlier", abs(z), reason, command, [rid(run)], name_of(run), metric, value,
-                               {"z": z, "median": med, "siblings": len(have), "method": how, "worse": worse}))  # fmt: skip
+            out.append(
+                Finding(
+                    "outlier",
+                    abs(z),
+                    reason,
+                    command,
+                    [rid(run)],
+                    name_of(run),
+                    metric,
+                    value,
+                    {"z": z, "median": med, "siblings": len(have), "method": how, "worse": worse},
+                )
+            )
     return out
 
 
 def check_duplicates(runs: list[dict]) -> list[Finding]:
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
-        params = st.run_params(run)
+        params = lookups.run_params(run)
         if params:
             groups.setdefault(tuple(sorted(params.items())), []).append(run)
     out = []
@@ -233,19 +281,32 @@ def check_duplicates(runs: list[dict]) -> list[Finding]:
         if spread is None:
             continue
         metric, lo, hi, rel, n_metrics = spread
-        config = c.truncate(", ".join(f"{k}={v}" for k, v in key), 70)
-        reason = (f"{len(members)} runs with identical params ({config}) differ: {metric} {c.fmt_num(lo)}–{c.fmt_num(hi)} "
-                  f"(spread {c.fmt_num(hi - lo)}, {rel:.0%} of |median|)"
-                  + (f"; {n_metrics - 1} more metrics differ" if n_metrics > 1 else ""))  # fmt: skip
+        config = truncate(", ".join(f"{k}={v}" for k, v in key), 70)
+        reason = (
+            f"{len(members)} runs with identical params ({config}) differ: {metric} {fmt_num(lo)}–{fmt_num(hi)} "
+            f"(spread {fmt_num(hi - lo)}, {rel:.0%} of |median|)"
+            + (f"; {n_metrics - 1} more metrics differ" if n_metrics > 1 else "")
+        )
         ids = [rid(r) for r in members]
-        out.append(Finding("duplicate", rel, reason, f"{PROG} compare {' '.join(ids[:4])}", ids, name_of(members[0]), metric,
-                           hi - lo, {"params": dict(key), "min": lo, "max": hi, "relative_spread": rel}))  # fmt: skip
+        out.append(
+            Finding(
+                "duplicate",
+                rel,
+                reason,
+                f"{PROG} compare {' '.join(ids[:4])}",
+                ids,
+                name_of(members[0]),
+                metric,
+                hi - lo,
+                {"params": dict(key), "min": lo, "max": hi, "relative_spread": rel},
+            )
+        )
     return out
 
 
 def widest_spread(members: list[dict]) -> tuple[str, float, float, float, int] | None:
     """(metric, min, max, spread/|median|, metrics that differ) over metrics every member has."""
-    values = [st.run_metrics(r) for r in members]
+    values = [lookups.run_metrics(r) for r in members]
     shared = set.intersection(*({k for k, v in m.items() if finite(v) and not k.startswith("system/")} for m in values))
     best = None
     differing = 0
@@ -264,7 +325,7 @@ def widest_spread(members: list[dict]) -> tuple[str, float, float, float, int] |
 # =============================================================================================
 # Divergence: sampled histories, bounded requests
 # =============================================================================================
-def sample_histories(store: st.Store, run_ids: list[str], metric: str) -> tuple[dict[str, list[tuple[int, float]]], int]:
+def sample_histories(store: Store, run_ids: list[str], metric: str) -> tuple[dict[str, list[tuple[int, float]]], int]:
     """{run_id: [(step, value), ...] by step} for at most SAMPLE_POINTS per run, and the request count."""
     out: dict[str, list[tuple[int, float]]] = {r: [] for r in run_ids}
     requests = 0
@@ -273,7 +334,7 @@ def sample_histories(store: st.Store, run_ids: list[str], metric: str) -> tuple[
         payload = store.get(BULK_INTERVAL, params, what=f"history of {metric}")
         requests += 1
         for m in payload.get("metrics", []) or []:
-            out.setdefault(m.get("run_id", ""), []).append((int(m.get("step", 0) or 0), c.to_float(m.get("value"))))
+            out.setdefault(m.get("run_id", ""), []).append((int(m.get("step", 0) or 0), to_float(m.get("value"))))
     return {r: sorted(p, key=lambda sv: sv[0]) for r, p in out.items()}, requests
 
 
@@ -288,24 +349,39 @@ def divergence(points: list[tuple[int, float]], limit: float) -> dict | None:
     rise = last - low
     if scale <= 0 or rise <= limit * scale:
         return None
-    return {"first": first, "min": low, "min_step": min_step, "last": last, "last_step": values[-1][0], "rise": rise,
-            "ratio": rise / scale, "points": len(points), "sampled": len(points) >= SAMPLE_POINTS}  # fmt: skip
+    return {
+        "first": first,
+        "min": low,
+        "min_step": min_step,
+        "last": last,
+        "last_step": values[-1][0],
+        "rise": rise,
+        "ratio": rise / scale,
+        "points": len(points),
+        "sampled": len(points) >= SAMPLE_POINTS,
+    }
 
 
-def check_diverging(store: st.Store, runs: list[dict], rules: Rules, notes: list[str]) -> list[Finding]:
+def check_diverging(store: Store, runs: list[dict], rules: Rules, notes: list[str]) -> list[Finding]:
     candidates: dict[str, list[dict]] = {}
     for run in runs:
         for m in run.get("data", {}).get("metrics", []) or []:
-            if int(m.get("step", 0) or 0) > 0 and loss_like(m["key"]) and (rules.metrics is None or m["key"] in rules.metrics):
+            if (
+                int(m.get("step", 0) or 0) > 0
+                and loss_like(m["key"])
+                and (rules.metrics is None or m["key"] in rules.metrics)
+            ):
                 candidates.setdefault(m["key"], []).append(run)
     out, requests = [], 0
     for metric, with_history in sorted(candidates.items()):
         chosen = sorted(with_history, key=lambda r: -int(r["info"].get("start_time") or 0))[: rules.history_runs]
         if len(chosen) < len(with_history):
-            notes.append(f"diverging: {metric} read for the newest {len(chosen)} of {len(with_history)} runs (--history-runs)")
+            notes.append(
+                f"diverging: {metric} read for the newest {len(chosen)} of {len(with_history)} runs (--history-runs)"
+            )
         try:
             series, n = sample_histories(store, [rid(r) for r in chosen], metric)
-        except c.NotFoundError:
+        except NotFoundError:
             notes.append("diverging: not checked, the store does not serve get-history-bulk-interval")
             return out
         requests += n
@@ -314,38 +390,46 @@ def check_diverging(store: st.Store, runs: list[dict], rules: Rules, notes: list
             if found:
                 out.append(diverging_finding(run, metric, found, rules.diverge))
     if candidates:
-        notes.append(f"diverging: {', '.join(sorted(candidates))} sampled (≤{SAMPLE_POINTS} points per run, {requests} request{'s' if requests != 1 else ''})")
+        notes.append(
+            f"diverging: {', '.join(sorted(candidates))} sampled (≤{SAMPLE_POINTS} points per run, {requests} "
+            f"request{'s' if requests != 1 else ''})"
+        )
     return out
 
 
 def diverging_finding(run: dict, metric: str, d: dict, limit: float) -> Finding:
     sampled = " (sampled)" if d["sampled"] else ""
-    reason = (f"{metric} ends at {c.fmt_num(d['last'])} (step {d['last_step']}), {c.fmt_num(d['rise'])} above its minimum "
-              f"{c.fmt_num(d['min'])} at step {d['min_step']} (first {c.fmt_num(d['first'])}): {d['ratio']:.1f}× max(first − min, |min|), "
-              f"limit {limit:g}×{sampled}")  # fmt: skip
-    return Finding("diverging", d["ratio"], reason, history_cmd([rid(run)], metric), [rid(run)], name_of(run), metric, d["last"], d)
+    reason = (
+        f"{metric} ends at {fmt_num(d['last'])} (step {d['last_step']}), {fmt_num(d['rise'])} above its minimum "
+        f"{fmt_num(d['min'])} at step {d['min_step']} (first {fmt_num(d['first'])}): {d['ratio']:.1f}× max(first − "
+        f"min, |min|), "
+        f"limit {limit:g}×{sampled}"
+    )
+    return Finding(
+        "diverging", d["ratio"], reason, history_cmd([rid(run)], metric), [rid(run)], name_of(run), metric, d["last"], d
+    )
 
 
 # =============================================================================================
 # The command
 # =============================================================================================
 def rules_from(args) -> Rules:
-    stale_ms = c.parse_duration_ms(args.stale, "--stale")
+    stale_ms = parse_duration_ms(args.stale, "--stale")
     if args.z <= 0 or args.diverge <= 0:
-        raise c.UsageError("--z and --diverge must be positive")
+        raise UsageError("--z and --diverge must be positive")
     if args.top < 1 or args.limit < 1 or args.history_runs < 1:
-        raise c.UsageError("--top, --limit and --history-runs must be at least 1")
+        raise UsageError("--top, --limit and --history-runs must be at least 1")
     metrics = [m.strip() for m in ",".join(args.metric or []).split(",") if m.strip()] or None
     return Rules(stale_ms, args.z, args.diverge, metrics, args.history_runs)
 
 
-def fetch_runs(ctx: cli.Context, limit: int) -> tuple[rs.Query, list[dict], bool]:
+def fetch_runs(ctx: Context, limit: int) -> tuple[rs.Query, list[dict], bool]:
     query = rs.build_query(ctx.store, ctx.args.experiment, ctx.args.filter, None, None, "active")
     runs = list(rs.iter_runs(ctx.store, query, limit + 1))
     return query, runs[:limit], len(runs) > limit
 
 
-def cmd_health(ctx: cli.Context) -> int:
+def cmd_health(ctx: Context) -> int:
     args = ctx.args
     rules = rules_from(args)  # no --experiment: every active experiment, each run against its own siblings
     query, runs, truncated = fetch_runs(ctx, args.limit)
@@ -373,43 +457,68 @@ def ranked(findings: list[Finding]) -> dict[str, list[Finding]]:
 def rule_lines(rules: Rules, checked: dict[str, list[str]], names: dict[str, str]) -> list[str]:
     metrics = sorted({m for ms in checked.values() for m in ms})
     return [
-        f"rules: stale = RUNNING with no write for > {c.fmt_duration(rules.stale_ms)} (--stale); outlier = robust z "
+        f"rules: stale = RUNNING with no write for > {fmt_duration(rules.stale_ms)} (--stale); outlier = robust z "
         f"(median/MAD) beyond ±{rules.z:g} among ≥{MIN_SIBLINGS} runs (--z) on "
-        + (", ".join(metrics[:8]) + (" …" if len(metrics) > 8 else "") if metrics else "no metric (too few runs share one; --metric)")
+        + (
+            ", ".join(metrics[:8]) + (" …" if len(metrics) > 8 else "")
+            if metrics
+            else "no metric (too few runs share one; --metric)"
+        )
         + f"; diverging = last − min > {rules.diverge:g}× max(first − min, |min|) (--diverge)",
     ]
 
 
-def health_view(ctx, query, runs, truncated, findings, checked, rules, notes) -> cli.View:
+def health_view(ctx, query, runs, truncated, findings, checked, rules, notes) -> View:
     by_kind = ranked(findings)
     names = rc.exp_name_map(query)
-    status = {s: sum(1 for r in runs if r["info"].get("status") == s) for s in ("RUNNING", "FINISHED", "FAILED", "KILLED", "SCHEDULED")}
+    status = {
+        s: sum(1 for r in runs if r["info"].get("status") == s)
+        for s in ("RUNNING", "FINISHED", "FAILED", "KILLED", "SCHEDULED")
+    }
     counts = {kind: len(items) for kind, items in by_kind.items()}
     shown = [f for kind in KINDS for f in by_kind[kind][: ctx.args.top]]
     total = sum(counts.values())
     scope = rc.scope_line(query)
     head = f"Health of runs {scope}: {len(runs)} runs checked" + (f" (first {len(runs)}; --limit)" if truncated else "")
-    lines = [head + (f"; {total} findings" if total else "; nothing to flag"),
-             "statuses: " + ", ".join(f"{k} {v}" for k, v in status.items() if v)]  # fmt: skip
+    lines = [
+        head + (f"; {total} findings" if total else "; nothing to flag"),
+        "statuses: " + ", ".join(f"{k} {v}" for k, v in status.items() if v),
+    ]
     if total:
         lines.append("found: " + " · ".join(f"{KINDS[k]} {n}" for k, n in counts.items() if n))
     lines += rule_lines(rules, checked, names) + notes + [""]
-    rows = [[KINDS[f.kind], c.truncate(f.run_name, 30), f.reason, f"`{f.command}`"] for f in shown]
+    rows = [[KINDS[f.kind], truncate(f.run_name, 30), f.reason, f"`{f.command}`"] for f in shown]
     raw = [[f.kind, f.run_name, f.reason, f.command] for f in shown]  # ids: in the command, and in --format json
     after = []
     hidden = total - len(shown)
     if hidden:
-        after.append(f"\n{hidden} more findings not shown (worst {ctx.args.top} per kind): raise --top, or --format json for all")
+        after.append(
+            f"\n{hidden} more findings not shown (worst {ctx.args.top} per kind): raise --top, or --format json for all"
+        )
     if counts["failed"]:
         scope = "".join(f" --experiment {shlex.quote(e)}" for e in ctx.args.experiment or [])
         after.append(f"failed runs with their error tags: `{PROG} failed{scope}`")
     data = {
         "experiments": [{"id": e["experiment_id"], "name": e["name"]} for e in query.experiments],
-        "runs_checked": len(runs), "truncated": truncated, "statuses": status, "counts": counts,
-        "rules": {"stale_ms": rules.stale_ms, "z": rules.z, "diverge": rules.diverge, "min_siblings": MIN_SIBLINGS,
-                  "sample_points": SAMPLE_POINTS},
-        "key_metrics": {names.get(k, k): v for k, v in checked.items()}, "notes": notes,
+        "runs_checked": len(runs),
+        "truncated": truncated,
+        "statuses": status,
+        "counts": counts,
+        "rules": {
+            "stale_ms": rules.stale_ms,
+            "z": rules.z,
+            "diverge": rules.diverge,
+            "min_siblings": MIN_SIBLINGS,
+            "sample_points": SAMPLE_POINTS,
+        },
+        "key_metrics": {names.get(k, k): v for k, v in checked.items()},
+        "notes": notes,
         "findings": [f.record() for kind in KINDS for f in by_kind[kind]],
-    }  # fmt: skip
-    return cli.View(data=data, lines=lines, table=cli.Table(["kind", "run", "reason", "dig in"], rows, raw), after=after,
-                    empty="no stale, failed, non-finite, diverging, outlying or duplicated runs")  # fmt: skip
+    }
+    return View(
+        data=data,
+        lines=lines,
+        table=Table(["kind", "run", "reason", "dig in"], rows, raw),
+        after=after,
+        empty="no stale, failed, non-finite, diverging, outlying or duplicated runs",
+    )

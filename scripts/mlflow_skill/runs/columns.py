@@ -8,15 +8,25 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import _cli as cli
-import _common as c
-import _store as st
-from _runsearch import ATTRIBUTES, Page, Query, sort_value, split_key
+from mlflow_skill.cli.view import Table, View
+from mlflow_skill.core.errors import UsageError
+from mlflow_skill.core.formatting import (
+    fmt_duration,
+    fmt_num,
+    fmt_time,
+    fmt_value,
+    iso_time,
+    json_safe,
+    truncate,
+)
+from mlflow_skill.runs.search import ATTRIBUTES, Page, Query, sort_value, split_key
+from mlflow_skill.store import lookups
 
 ERROR_WORDS = ("error", "exception", "traceback", "failure", "fail_reason")
 
+
 def error_tags(run: dict) -> dict[str, str]:
-    return {k: v for k, v in st.run_tags(run).items() if any(w in k.lower() for w in ERROR_WORDS)}
+    return {k: v for k, v in lookups.run_tags(run).items() if any(w in k.lower() for w in ERROR_WORDS)}
 
 
 # =============================================================================================
@@ -47,7 +57,7 @@ def parse_columns(text: str | None) -> list[Column]:
             continue
         ident = split_key(part)
         if ident is None or ident[0] == "datasets":
-            raise c.UsageError(
+            raise UsageError(
                 f"--columns: unknown column {part!r}; use metrics.KEY, params.KEY, tags.KEY, experiment, duration "
                 f"or one of {', '.join(sorted(ATTRIBUTES))}"
             )
@@ -59,11 +69,11 @@ def cell(run: dict, col: Column, exp_names: dict[str, str]) -> Any:
     """The raw value of a column for a run (None when absent)."""
     info = run.get("info", {})
     if col.kind == "metrics":
-        return st.run_metrics(run).get(col.key)
+        return lookups.run_metrics(run).get(col.key)
     if col.kind == "params":
-        return st.run_params(run).get(col.key)
+        return lookups.run_params(run).get(col.key)
     if col.kind == "tags":
-        return st.run_tags(run).get(col.key)
+        return lookups.run_tags(run).get(col.key)
     if col.kind == "error":
         return "; ".join(f"{k}: {v}" for k, v in error_tags(run).items()) or None
     if col.kind == "experiment":
@@ -72,7 +82,7 @@ def cell(run: dict, col: Column, exp_names: dict[str, str]) -> Any:
         start, end = info.get("start_time"), info.get("end_time")
         return int(end) - int(start) if start and end else None
     if col.key == "run_name":
-        return st.run_name(run)
+        return lookups.run_name(run)
     return sort_value(run, "attr", col.key)
 
 
@@ -80,30 +90,35 @@ def show_cell(value: Any, col: Column) -> str:
     if value is None:
         return ""
     if col.kind == "metrics":
-        return c.fmt_num(value)
+        return fmt_num(value)
     if col.kind == "duration":
-        return c.fmt_duration(value)
+        return fmt_duration(value)
     if col.kind == "error":
-        return c.truncate(value, 80)
+        return truncate(value, 80)
     if col.kind == "attr" and col.key in ("start_time", "end_time"):
-        return c.fmt_time(value)
+        return fmt_time(value)
     if col.kind == "attr" and col.key == "run_name":
-        return c.truncate(value, 40)
+        return truncate(value, 40)
     if col.kind == "attr":
         return str(value)
-    return c.fmt_value(value, 30)
+    return fmt_value(value, 30)
 
 
 def raw_cell(value: Any, col: Column) -> Any:
     if col.kind == "attr" and col.key in ("start_time", "end_time"):
-        return c.iso_time(value)
+        return iso_time(value)
     if isinstance(value, float):
-        return c.json_safe(value)
+        return json_safe(value)
     return value
 
 
 def table_columns(query: Query, runs: list[dict], extra: list[Column], with_experiment: bool) -> list[Column]:
-    cols = [Column("attr", "run_name"), Column("attr", "run_id"), Column("attr", "status"), Column("attr", "start_time")]
+    cols = [
+        Column("attr", "run_name"),
+        Column("attr", "run_id"),
+        Column("attr", "status"),
+        Column("attr", "start_time"),
+    ]
     if with_experiment:
         cols.append(Column("experiment", "experiment"))
     named = [Column(kind, key) for kind, key in query.refs if kind in ("metrics", "params", "tags")]
@@ -121,18 +136,18 @@ def table_columns(query: Query, runs: list[dict], extra: list[Column], with_expe
 def run_record(run: dict, exp_names: dict[str, str], all_tags: bool = False) -> dict:
     """A run as compact JSON: ids, name, status, times, metrics, params, (non-system) tags."""
     info = run.get("info", {})
-    tags = st.run_tags(run)
+    tags = lookups.run_tags(run)
     return {
         "run_id": info.get("run_id"),
-        "run_name": st.run_name(run),
+        "run_name": lookups.run_name(run),
         "experiment_id": info.get("experiment_id"),
         "experiment": exp_names.get(info.get("experiment_id")),
         "status": info.get("status"),
         "lifecycle_stage": info.get("lifecycle_stage"),
-        "start_time": c.iso_time(info.get("start_time")),
-        "end_time": c.iso_time(info.get("end_time")),
-        "metrics": c.json_safe(st.run_metrics(run)),
-        "params": st.run_params(run),
+        "start_time": iso_time(info.get("start_time")),
+        "end_time": iso_time(info.get("end_time")),
+        "metrics": json_safe(lookups.run_metrics(run)),
+        "params": lookups.run_params(run),
         "tags": tags if all_tags else user_tags(tags),
     }
 
@@ -157,8 +172,8 @@ def scope_line(query: Query) -> str:
     return f"in {scope}{view}"
 
 
-def runs_table(cols: list[Column], runs: list[dict], exp_names: dict[str, str]) -> cli.Table:
-    return cli.Table(
+def runs_table(cols: list[Column], runs: list[dict], exp_names: dict[str, str]) -> Table:
+    return Table(
         [col.label for col in cols],
         [[show_cell(cell(r, col, exp_names), col) for col in cols] for r in runs],
         [[raw_cell(cell(r, col, exp_names), col) for col in cols] for r in runs],
@@ -173,7 +188,7 @@ def runs_view(
     after: list[str] | None = None,
     next_command: str | None = None,
     record=run_record,
-) -> cli.View:
+) -> View:
     """A page of runs (shared by runs, best and failed): the table, what ran where, the next page."""
     names = exp_name_map(query)
     cols = table_columns(query, page.runs, extra_cols, len(query.experiments) > 1)
@@ -186,7 +201,9 @@ def runs_view(
         "total": page.total,
         "runs": [record(r, names) for r in page.runs],
     }
-    lines = [f"{title} {scope_line(query)}" + (f", order {', '.join(o.raw for o in query.order)}" if query.order else "")]
+    lines = [
+        f"{title} {scope_line(query)}" + (f", order {', '.join(o.raw for o in query.order)}" if query.order else "")
+    ]
     filters = [g.server_filter for g in query.groups if g.server_filter]
     if len(query.groups) == 1 and filters:
         lines.append(f"server filter: `{filters[0]}`")
@@ -194,7 +211,7 @@ def runs_view(
     if page.runs:
         last = page.first + len(page.runs) - 1
         lines.append(f"runs {page.first}–{last}{f' of {page.total}' if page.total is not None else ''}:")
-    return cli.View(
+    return View(
         data=data,
         lines=lines,
         table=runs_table(cols, page.runs, names),

@@ -9,19 +9,28 @@ auth that only MLflow knows (Databricks, MLFLOW_TRACKING_AUTH plugins, AWS SigV4
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-import _common as c
-from _common import AuthError, ConnectionFailure, NotFoundError, ServerError, SkillError, UsageError
-from _config import Settings
+from mlflow_skill.core.config import Settings
+from mlflow_skill.core.errors import (
+    EXIT_NOT_FOUND,
+    EXIT_SERVER,
+    AuthError,
+    ConnectionFailure,
+    NotFoundError,
+    ServerError,
+    SkillError,
+    UsageError,
+)
+from mlflow_skill.core.formatting import truncate
+from mlflow_skill.core.secrets import scrub
 
-# ---------------------------------------------------------------------------------------------
-# Tracking-store client: MLflow's REST JSON API, over HTTP or in-process
-# ---------------------------------------------------------------------------------------------
+API = "/api/2.0/mlflow"
+
+
 class Store:
     """Speaks MLflow's REST API (JSON in, JSON out) and maps its errors to SkillErrors."""
 
@@ -77,13 +86,14 @@ class Store:
                 "its MLflow may be older than this feature needs"
             )
         hint = (
-            f"a login page or a wrong path prefix? check the URI, the path after the host, and any SSO proxy: {self.settings.uri_fix}"
+            f"a login page or a wrong path prefix? check the URI, the path after the host, and any SSO proxy: "
+            f"{self.settings.uri_fix}"
             if kind.startswith("an HTML page")
             else f"is this an MLflow tracking server? {self.settings.uri_fix}"
         )
         return NotMlflowError(
             f"{where} answered {path} with {kind}, not MLflow's JSON ({status}): {hint}",
-            c.EXIT_NOT_FOUND if status == 404 else c.EXIT_SERVER,
+            EXIT_NOT_FOUND if status == 404 else EXIT_SERVER,
         )
 
     def _speaks_mlflow(self, failed_path: str) -> bool:
@@ -106,7 +116,7 @@ class Store:
             return self._not_mlflow(status, payload, path or what or "the request")
         else:
             message = str(payload or "").strip().splitlines()[0] if payload else ""
-        message = " ".join(c.scrub(message).split())[:400]  # one line: server messages may hold SQL over lines
+        message = " ".join(scrub(message).split())[:400]  # one line: server messages may hold SQL over lines
         where = self.settings.display_uri
         if status == 401:
             return AuthError(
@@ -120,8 +130,13 @@ class Store:
             )
         if status == 404 or code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
             return NotFoundError(message or f"not found on {where}")
-        if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE", "RESOURCE_ALREADY_EXISTS") or status == 400:
-            return UsageError(f"the server rejected the request: {message}" if message else f"bad request (400) to {where}")
+        if (
+            code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE", "RESOURCE_ALREADY_EXISTS")
+            or status == 400
+        ):
+            return UsageError(
+                f"the server rejected the request: {message}" if message else f"bad request (400) to {where}"
+            )
         return ServerError(f"{where} answered {status}{' ' + code if code else ''}: {message or 'no detail'}")
 
 
@@ -129,12 +144,14 @@ class NotMlflowError(SkillError):
     """The URI answers, but not as MLflow (an SSO login page, a proxy's page, a wrong path prefix).
     Deliberately not a NotFoundError: "no run with id ..." would hide the real cause."""
 
-    exit_code = c.EXIT_SERVER
+    exit_code = EXIT_SERVER
 
 
 def looks_like_html(payload: Any) -> bool:
     text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
-    return isinstance(text, str) and text.lstrip()[:200].lower().startswith(("<!doctype html", "<html", "<head", "<body"))
+    return isinstance(text, str) and text.lstrip()[:200].lower().startswith(
+        ("<!doctype html", "<html", "<head", "<body")
+    )
 
 
 def describe_body(payload: Any) -> str:
@@ -151,7 +168,7 @@ def describe_body(payload: Any) -> str:
         return "an empty body"
     if isinstance(payload, (list, int, float, bool)):
         return f"JSON of another shape ({type(payload).__name__})"
-    return f"text starting {c.truncate(str(payload), 40)!r}"
+    return f"text starting {truncate(str(payload), 40)!r}"
 
 
 def credentials_fix(settings: Settings) -> str:
@@ -240,7 +257,8 @@ class HttpStore(Store):
             return resp.status_code, _decode(resp)
         raise ConnectionFailure(
             f"tracking server {self.settings.display_uri} is not reachable (tried {attempts}x, timeout "
-            f"{self.settings.timeout:g}s; URI {self.settings.source}): start it, or {self.settings.uri_fix}, or raise --timeout"
+            f"{self.settings.timeout:g}s; URI {self.settings.source}): start it, or {self.settings.uri_fix}, or raise "
+            f"--timeout"
         ) from last_exc
 
     def put_file(self, path: str, local_file: Path) -> None:
@@ -258,7 +276,8 @@ class HttpStore(Store):
             except (self._requests.exceptions.ConnectionError, self._requests.exceptions.Timeout) as exc:
                 if attempt == self.settings.retries:
                     raise ConnectionFailure(
-                        f"tracking server {self.settings.display_uri} is not reachable while uploading {local_file.name}"
+                        f"tracking server {self.settings.display_uri} is not reachable while uploading "
+                        f"{local_file.name}"
                     ) from exc
                 continue
             if 200 <= resp.status_code < 300:
@@ -283,7 +302,16 @@ class RequestUnanswered(ConnectionFailure):
 def _never_connected(exc: Exception) -> bool:
     """True when the connection was refused or never opened: the server cannot have the request."""
     text = repr(exc)
-    return any(s in text for s in ("NewConnectionError", "Connection refused", "Failed to establish", "NameResolutionError", "ConnectTimeout"))
+    return any(
+        s in text
+        for s in (
+            "NewConnectionError",
+            "Connection refused",
+            "Failed to establish",
+            "NameResolutionError",
+            "ConnectTimeout",
+        )
+    )
 
 
 def _decode(resp) -> Any:
@@ -343,7 +371,7 @@ class InProcessStore(Store):
         check_driver(settings)
         uri = _absolute_sqlite_uri(uri)
         artifact_root = str(Path("mlruns").resolve())  # where MLflow's client puts them too
-        import _embedded as emb
+        from mlflow_skill.store import embedded as emb
 
         with quiet_mlflow_logging(), emb.gc_paused():
             from mlflow.server import app, handlers
@@ -370,7 +398,7 @@ class InProcessStore(Store):
                 else:
                     resp = self._client.open(path, method=method, json=body)
             except Exception as exc:  # a broken database file, a locked db, ...
-                raise ServerError(f"store {self.settings.display_uri} failed: {c.scrub(str(exc))[:300]}") from exc
+                raise ServerError(f"store {self.settings.display_uri} failed: {scrub(str(exc))[:300]}") from exc
         payload = resp.get_json(silent=True)
         return resp.status_code, payload if payload is not None else resp.get_data(as_text=True)
 
@@ -384,9 +412,9 @@ def bytecode_cache():
     reuse them. Only third-party packages are imported inside, never the user's files."""
     import sys
 
-    import _embedded
+    from mlflow_skill.store import embedded as emb
 
-    _embedded.borrow_bytecode()  # what another script's environment compiled already
+    emb.borrow_bytecode()  # what another script's environment compiled already
     previous = sys.dont_write_bytecode
     sys.dont_write_bytecode = False
     try:
@@ -486,238 +514,6 @@ class MlflowRestStore(Store):
             )
         except Exception as exc:
             raise ConnectionFailure(
-                f"cannot reach {self.settings.display_uri} ({self.settings.source}): {c.scrub(str(exc))[:300]}"
+                f"cannot reach {self.settings.display_uri} ({self.settings.source}): {scrub(str(exc))[:300]}"
             ) from exc
         return resp.status_code, _decode(resp)
-
-
-# ---------------------------------------------------------------------------------------------
-# Paging and look-ups
-# ---------------------------------------------------------------------------------------------
-API = "/api/2.0/mlflow"
-
-
-def paged(
-    store: Store,
-    path: str,
-    body: dict,
-    key: str,
-    limit: int | None = None,
-    page_size: int = 1000,
-    method: str = "POST",
-) -> Iterator[dict]:
-    """Every item of a paged search, following next_page_token up to `limit` items. Each item is
-    released as soon as it is consumed and a page is dropped before the next is requested, so at
-    most one page of raw JSON is alive (export streams 20,000 runs through this)."""
-    body = dict(body)
-    seen = 0
-    while True:
-        body["max_results"] = min(page_size, limit - seen) if limit is not None else page_size
-        page = store.post(path, body) if method == "POST" else store.get(path, body)
-        token = check_page(store, path, page, key).get("next_page_token")
-        items = page.pop(key, None) or []
-        del page
-        items.reverse()
-        while items:
-            yield items.pop()
-            seen += 1
-        if not token or (limit is not None and seen >= limit):
-            return
-        body["page_token"] = token
-
-
-def check_page(store: Store, path: str, page: dict, key: str) -> dict:
-    """A search answer without its list is empty only if it holds nothing else: MLflow omits empty
-    lists but never answers with other keys (a health check's {"ok": true} is not "0 results")."""
-    if key not in page and set(page) - {"next_page_token"}:
-        raise ServerError(
-            f"{store.settings.display_uri} ({store.settings.source}) answered {path} with JSON of another shape "
-            f"(keys {', '.join(sorted(page))[:80]}): is this an MLflow tracking server? {store.settings.uri_fix}"
-        )
-    return page
-
-
-def all_experiments(store: Store, view: str = "ALL") -> list[dict]:
-    return list(paged(store, f"{API}/experiments/search", {"view_type": view}, "experiments"))
-
-
-def get_experiment(store: Store, name_or_id: str) -> dict:
-    """An experiment by name or id; unknown ones get close names suggested."""
-    ref = str(name_or_id).strip()
-    if not ref:
-        raise UsageError("empty experiment name: pass --experiment NAME or an id")
-    if ref.isdigit():
-        try:
-            return store.get(f"{API}/experiments/get", {"experiment_id": ref}, expect="experiment")["experiment"]
-        except NotFoundError:
-            pass  # a name made of digits is still a name
-    try:
-        return store.get(f"{API}/experiments/get-by-name", {"experiment_name": ref}, expect="experiment")["experiment"]
-    except NotFoundError:
-        pass
-    names = [e["name"] for e in all_experiments(store)]
-    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
-    close += [n for n in names if ref.lower() in n.lower() and n not in close][: 3 - len(close)]
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise NotFoundError(
-        f"no experiment named or numbered {ref!r}{hint} (list them: uv run scripts/query_experiments.py experiments)"
-    )
-
-
-def get_run(store: Store, run_id: str) -> dict:
-    run_id = run_id.strip()
-    try:
-        return store.get(f"{API}/runs/get", {"run_id": run_id}, expect="run")["run"]
-    except NotFoundError:
-        raise NotFoundError(
-            f"no run with id {run_id!r} (find ids: uv run scripts/query_experiments.py runs --experiment NAME)"
-        ) from None
-
-
-def kv(items: Iterable[dict] | None) -> dict[str, str]:
-    """[{key, value}, ...] (MLflow's JSON for params and tags) -> {key: value}."""
-    return {i["key"]: i.get("value", "") for i in items or []}
-
-
-def run_metrics(run: dict) -> dict[str, float]:
-    return {m["key"]: c.to_float(m.get("value")) for m in run.get("data", {}).get("metrics", []) or []}
-
-
-def run_params(run: dict) -> dict[str, str]:
-    return kv(run.get("data", {}).get("params"))
-
-
-def run_tags(run: dict) -> dict[str, str]:
-    return kv(run.get("data", {}).get("tags"))
-
-
-def run_name(run: dict) -> str:
-    info = run.get("info", {})
-    return info.get("run_name") or run_tags(run).get("mlflow.runName", "")
-
-
-def run_url(settings: Settings, experiment_id: str, run_id: str) -> str | None:
-    if not settings.is_http:
-        return None
-    return f"{settings.display_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Experiments: create idempotently (create_experiment.py, log_backtest.py)
-# ---------------------------------------------------------------------------------------------
-DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows as the experiment's description
-
-
-def ensure_experiment(
-    store: Store,
-    name: str,
-    description: str | None = None,
-    tags: dict[str, str] | None = None,
-    artifact_location: str | None = None,
-    restore: bool = False,
-    update: bool = False,
-) -> tuple[dict, str]:
-    """Return (experiment, status) where status is created, exists, updated or restored.
-
-    An active experiment is never changed unless update=True; a deleted one is restored only
-    with restore=True, otherwise the caller gets an error that says how.
-    """
-    name = name.strip()
-    if not name:
-        raise UsageError("experiment name is empty: pass --name NAME")
-    wanted_tags = dict(tags or {})
-    if description is not None:
-        wanted_tags[DESCRIPTION_TAG] = description
-    existing = _experiment_by_name(store, name)
-    status = "exists"
-    if existing is None:
-        body: dict[str, Any] = {"name": name, "tags": [{"key": k, "value": v} for k, v in wanted_tags.items()]}
-        if artifact_location:
-            body["artifact_location"] = artifact_location
-        try:
-            experiment_id = store.post(
-                f"{API}/experiments/create", body, what="creating an experiment", expect="experiment_id"
-            )["experiment_id"]
-        except (UsageError, ConnectionFailure) as exc:
-            # Another process may have created it between our look-up and our create, or our own
-            # create reached the server and only its answer was lost: never create it twice.
-            existing = _experiment_by_name(store, name)
-            if existing is None:
-                raise exc
-            if isinstance(exc, ConnectionFailure):
-                return existing, "created"
-        else:
-            return store.get(f"{API}/experiments/get", {"experiment_id": experiment_id}, expect="experiment")["experiment"], "created"
-    if existing.get("lifecycle_stage") == "deleted":
-        if not restore:
-            raise UsageError(
-                f"experiment {name!r} (id {existing['experiment_id']}) is deleted: restore it with "
-                f"`uv run scripts/create_experiment.py --name {shlex_quote(name)} --restore`, or choose another name"
-            )
-        store.post(f"{API}/experiments/restore", {"experiment_id": existing["experiment_id"]}, what="restoring")
-        status = "restored"
-    current = kv(existing.get("tags"))
-    changes = {k: v for k, v in wanted_tags.items() if current.get(k) != v}
-    if changes and (update or status == "restored"):
-        for key, value in changes.items():
-            store.post(
-                f"{API}/experiments/set-experiment-tag",
-                {"experiment_id": existing["experiment_id"], "key": key, "value": value},
-                what="setting experiment tags",
-            )
-        status = "updated" if status == "exists" else status
-    experiment = store.get(f"{API}/experiments/get", {"experiment_id": existing["experiment_id"]}, expect="experiment")["experiment"]
-    experiment["_unapplied"] = sorted(changes) if (changes and status == "exists") else []
-    return experiment, status
-
-
-def shlex_quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
-def near_experiment_names(store: Store, name: str, limit: int = 5) -> list[dict]:
-    """Experiments (active or deleted) whose names are close to `name` but not equal: the same
-    letters and digits ignoring case and punctuation (`cryptobt` vs `Crypto-BT`), or a small edit
-    distance (at most 1 for names under 6 characters, 2 under 13, else 3). Closest first."""
-    wanted = name.strip()
-    squashed = _squash(wanted)
-    found = []
-    for exp in all_experiments(store):
-        other = exp.get("name", "")
-        if other == wanted:
-            continue
-        distance = 0 if squashed and _squash(other) == squashed else _edit_distance(wanted.lower(), other.lower())
-        if distance <= (1 if len(wanted) < 6 else 2 if len(wanted) < 13 else 3):
-            found.append((distance, other, exp))
-    found.sort(key=lambda item: (item[0], item[1]))
-    return [exp for _, _, exp in found[:limit]]
-
-
-def _squash(text: str) -> str:
-    return "".join(ch for ch in text.lower() if ch.isalnum())
-
-
-def _edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance, stopping early above 3 (only small distances matter here)."""
-    if abs(len(a) - len(b)) > 3:
-        return 4
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        if min(current) > 3:
-            return 4
-        previous = current
-    return previous[-1]
-
-
-def _experiment_by_name(store: Store, name: str) -> dict | None:
-    try:
-        return store.get(f"{API}/experiments/get-by-name", {"experiment_name": name}, expect="experiment")["experiment"]
-    except NotFoundError:
-        return None
-
-

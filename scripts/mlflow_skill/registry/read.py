@@ -14,13 +14,22 @@ import difflib
 import shlex
 from typing import Any
 
-import _cli as cli
-import _common as c
-import _store as st
+from mlflow_skill.cli.frame import Context
+from mlflow_skill.cli.view import Table, View
+from mlflow_skill.core.errors import AuthError, NotFoundError, ServerError, UsageError
+from mlflow_skill.core.formatting import (
+    fmt_num,
+    fmt_value,
+    iso_time,
+    json_safe,
+    truncate,
+)
+from mlflow_skill.store import lookups
+from mlflow_skill.store.transport import Store
 
 PROG = "uv run scripts/query_experiments.py"
-RM = f"{st.API}/registered-models"
-MV = f"{st.API}/model-versions"
+RM = f"{lookups.API}/registered-models"
+MV = f"{lookups.API}/model-versions"
 PROMPT_TAG = "mlflow.prompt.is_prompt"  # MLflow 3 keeps prompts in the registry: hidden like MlflowClient does
 NO_STAGE = ("", "None", None)
 MODEL_URI = "models:/"
@@ -39,9 +48,11 @@ def with_prompt_filter(filter_text: str | None) -> str:
     return f"{text} AND {clause}" if text else clause
 
 
-def model_names(store: st.Store, limit: int = NAME_SCAN_LIMIT) -> list[str]:
+def model_names(store: Store, limit: int = NAME_SCAN_LIMIT) -> list[str]:
     body = {"filter": with_prompt_filter(None)}
-    return [m["name"] for m in st.paged(store, f"{RM}/search", body, "registered_models", limit, 1000, method="GET")]
+    return [
+        m["name"] for m in lookups.paged(store, f"{RM}/search", body, "registered_models", limit, 1000, method="GET")
+    ]
 
 
 def close_hint(wanted: str, known: list[str], what: str) -> str:
@@ -55,16 +66,18 @@ def close_hint(wanted: str, known: list[str], what: str) -> str:
     return f"; none close among {len(known)} {what}" if known else f"; there are no {what}"
 
 
-def get_model(store: st.Store, name: str) -> dict:
+def get_model(store: Store, name: str) -> dict:
     """A registered model (with aliases and latest versions); unknown names get close ones."""
     name = name.strip()
     if not name:
-        raise c.UsageError("empty model name: pass NAME (list them: " + f"{PROG} models)")
+        raise UsageError("empty model name: pass NAME (list them: " + f"{PROG} models)")
     try:
-        return store.get(f"{RM}/get", {"name": name}, what=f"model {name!r}", expect="registered_model")["registered_model"]
-    except c.NotFoundError:
+        return store.get(f"{RM}/get", {"name": name}, what=f"model {name!r}", expect="registered_model")[
+            "registered_model"
+        ]
+    except NotFoundError:
         hint = close_hint(name, model_names(store), "registered models")
-        raise c.NotFoundError(f"no registered model named {name!r}{hint} (list them: {PROG} models)") from None
+        raise NotFoundError(f"no registered model named {name!r}{hint} (list them: {PROG} models)") from None
 
 
 def alias_map(model: dict) -> dict[str, str]:
@@ -79,37 +92,50 @@ def aliases_by_version(model: dict) -> dict[str, list[str]]:
     return out
 
 
-def version_numbers(store: st.Store, name: str, limit: int = 200) -> list[str]:
+def version_numbers(store: Store, name: str, limit: int = 200) -> list[str]:
     body = {"filter": f"name = {quote_value(name)}", "order_by": ["version_number DESC"]}
-    return [v["version"] for v in st.paged(store, f"{MV}/search", body, "model_versions", limit, limit, method="GET")]
+    return [
+        v["version"] for v in lookups.paged(store, f"{MV}/search", body, "model_versions", limit, limit, method="GET")
+    ]
 
 
-def get_version(store: st.Store, model: dict, version: str) -> dict:
+def get_version(store: Store, model: dict, version: str) -> dict:
     name = model["name"]
     version = str(version).strip()
     if not version.isdigit():
-        raise c.UsageError(f"version {version!r} is not a number: pass --version 3 (or --alias NAME)")
+        raise UsageError(f"version {version!r} is not a number: pass --version 3 (or --alias NAME)")
     try:
-        mv = store.get(f"{MV}/get", {"name": name, "version": version}, what=f"model {name!r} version {version}", expect="model_version")
-    except c.NotFoundError:
+        mv = store.get(
+            f"{MV}/get",
+            {"name": name, "version": version},
+            what=f"model {name!r} version {version}",
+            expect="model_version",
+        )
+    except NotFoundError:
         known = version_numbers(store, name)
-        have = f"; versions: {', '.join(known[:20])}" + (" …" if len(known) > 20 else "") if known else "; it has no versions"
-        raise c.NotFoundError(f"model {name!r} has no version {version} (deleted, or never created){have}") from None
+        have = (
+            f"; versions: {', '.join(known[:20])}" + (" …" if len(known) > 20 else "")
+            if known
+            else "; it has no versions"
+        )
+        raise NotFoundError(f"model {name!r} has no version {version} (deleted, or never created){have}") from None
     return mv["model_version"]
 
 
-def get_by_alias(store: st.Store, model: dict, alias: str) -> dict:
+def get_by_alias(store: Store, model: dict, alias: str) -> dict:
     name = model["name"]
     alias = alias.strip()
     known = alias_map(model)
     if alias not in known:  # the server answers an unknown alias with 400, not 404: check first
         hint = close_hint(alias, sorted(known), "aliases")
-        raise c.NotFoundError(f"model {name!r} has no alias {alias!r}{hint} (see them: {PROG} model {shlex.quote(name)})")
-    answer = store.get(f"{RM}/alias", {"name": name, "alias": alias}, what=f"alias {alias!r} of {name!r}", expect="model_version")
+        raise NotFoundError(f"model {name!r} has no alias {alias!r}{hint} (see them: {PROG} model {shlex.quote(name)})")
+    answer = store.get(
+        f"{RM}/alias", {"name": name, "alias": alias}, what=f"alias {alias!r} of {name!r}", expect="model_version"
+    )
     return answer["model_version"]
 
 
-def stage_version(store: st.Store, model: dict, stage: str) -> dict:
+def stage_version(store: Store, model: dict, stage: str) -> dict:
     """The latest version in a legacy stage (models:/NAME/Production), or the newest (latest)."""
     latest = model.get("latest_versions", []) or []
     if stage.lower() == "latest":
@@ -118,8 +144,10 @@ def stage_version(store: st.Store, model: dict, stage: str) -> dict:
         pool = [v for v in latest if str(v.get("current_stage", "")).lower() == stage.lower()]
     if not pool:
         stages = sorted({v.get("current_stage") for v in latest if v.get("current_stage") not in NO_STAGE})
-        have = f"stages in use: {', '.join(stages)}" if stages else "no version is in a stage (MLflow 2.9+ uses aliases)"
-        raise c.NotFoundError(f"model {model['name']!r} has no version in stage {stage!r}; {have}")
+        have = (
+            f"stages in use: {', '.join(stages)}" if stages else "no version is in a stage (MLflow 2.9+ uses aliases)"
+        )
+        raise NotFoundError(f"model {model['name']!r} has no version in stage {stage!r}; {have}")
     return max(pool, key=lambda v: int(v["version"]))
 
 
@@ -138,10 +166,10 @@ def parse_model_uri(ref: str) -> tuple[str, str, str] | None:
         name, _, tail = rest.rpartition("/")
         if name and tail:
             return name, ("version" if tail.isdigit() else "stage"), tail
-    raise c.UsageError(f"cannot read {ref!r}: write models:/NAME@ALIAS or models:/NAME/VERSION")
+    raise UsageError(f"cannot read {ref!r}: write models:/NAME@ALIAS or models:/NAME/VERSION")
 
 
-def resolve_version(store: st.Store, name: str, kind: str, value: str) -> tuple[dict, dict]:
+def resolve_version(store: Store, name: str, kind: str, value: str) -> tuple[dict, dict]:
     """(registered model, model version) for an alias, a version number or a stage."""
     model = get_model(store, name)
     if kind == "alias":
@@ -151,14 +179,14 @@ def resolve_version(store: st.Store, name: str, kind: str, value: str) -> tuple[
     return model, stage_version(store, model, value)
 
 
-def resolve_run_ref(store: st.Store, ref: str) -> str:
+def resolve_run_ref(store: Store, ref: str) -> str:
     """A run id, or the source run of the version a models:/ URI names."""
     parsed = parse_model_uri(ref)
     if parsed is None:
         return ref.strip()
     _, mv = resolve_version(store, *parsed)
     if not mv.get("run_id"):
-        raise c.NotFoundError(
+        raise NotFoundError(
             f"{ref} is version {mv['version']} of {mv['name']!r}, which has no source run (registered from "
             f"{mv.get('source') or 'an unknown source'}): nothing to read as a run"
         )
@@ -167,17 +195,17 @@ def resolve_run_ref(store: st.Store, ref: str) -> str:
 
 def quote_value(text: str) -> str:
     if "'" in text:
-        raise c.UsageError(f"model name {text!r} contains a single quote, which MLflow's registry filter cannot express")
+        raise UsageError(f"model name {text!r} contains a single quote, which MLflow's registry filter cannot express")
     return f"'{text}'"
 
 
-def maybe_run(store: st.Store, run_id: str | None) -> dict | None:
+def maybe_run(store: Store, run_id: str | None) -> dict | None:
     """A version's source run, or None when it has none or it is gone."""
     if not run_id:
         return None
     try:
-        return store.get(f"{st.API}/runs/get", {"run_id": run_id}, expect="run")["run"]
-    except (c.NotFoundError, c.AuthError):  # gone, or in an experiment this user may not read
+        return store.get(f"{lookups.API}/runs/get", {"run_id": run_id}, expect="run")["run"]
+    except (NotFoundError, AuthError):  # gone, or in an experiment this user may not read
         return None
 
 
@@ -191,21 +219,24 @@ def stage_of(mv: dict) -> str | None:
 
 def model_record(model: dict) -> dict:
     latest = sorted(model.get("latest_versions", []) or [], key=lambda v: -int(v["version"]))
-    tags = st.kv(model.get("tags"))
+    tags = lookups.kv(model.get("tags"))
     return {
         "name": model["name"],
         "latest_version": latest[0]["version"] if latest else None,
-        "latest_versions": [{"version": v["version"], "stage": stage_of(v), "status": v.get("status"), "run_id": v.get("run_id")} for v in latest],
+        "latest_versions": [
+            {"version": v["version"], "stage": stage_of(v), "status": v.get("status"), "run_id": v.get("run_id")}
+            for v in latest
+        ],
         "aliases": alias_map(model),
         "tags": {k: v for k, v in tags.items() if not k.startswith("mlflow.")},
         "description": model.get("description") or None,
-        "created": c.iso_time(model.get("creation_timestamp")),
-        "last_updated": c.iso_time(model.get("last_updated_timestamp")),
+        "created": iso_time(model.get("creation_timestamp")),
+        "last_updated": iso_time(model.get("last_updated_timestamp")),
     }
 
 
 def version_record(mv: dict, aliases: list[str], run: dict | None, metric_keys: list[str] | None) -> dict:
-    metrics = st.run_metrics(run) if run else {}
+    metrics = lookups.run_metrics(run) if run else {}
     if metric_keys is not None:
         metrics = {k: metrics[k] for k in metric_keys if k in metrics}
     return {
@@ -215,14 +246,14 @@ def version_record(mv: dict, aliases: list[str], run: dict | None, metric_keys: 
         "stage": stage_of(mv),
         "status": mv.get("status"),
         "run_id": mv.get("run_id") or None,
-        "run_name": st.run_name(run) if run else None,
+        "run_name": lookups.run_name(run) if run else None,
         "run_found": run is not None if mv.get("run_id") else None,
-        "metrics": c.json_safe(metrics),
+        "metrics": json_safe(metrics),
         "source": mv.get("source"),
-        "created": c.iso_time(mv.get("creation_timestamp")),
-        "last_updated": c.iso_time(mv.get("last_updated_timestamp")),
+        "created": iso_time(mv.get("creation_timestamp")),
+        "last_updated": iso_time(mv.get("last_updated_timestamp")),
         "description": mv.get("description") or None,
-        "tags": st.kv(mv.get("tags")),
+        "tags": lookups.kv(mv.get("tags")),
     }
 
 
@@ -232,7 +263,7 @@ def key_metrics(runs: list[dict | None], wanted: list[str] | None, cap: int = 3)
         return wanted
     counts: dict[str, int] = {}
     for run in runs:
-        for key in st.run_metrics(run) if run else {}:
+        for key in lookups.run_metrics(run) if run else {}:
             if not key.startswith("system/"):
                 counts[key] = counts.get(key, 0) + 1
     return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cap]]
@@ -250,10 +281,10 @@ def run_command(run_id: str) -> str:
 # =============================================================================================
 # Commands
 # =============================================================================================
-def cmd_models(ctx: cli.Context) -> int:
+def cmd_models(ctx: Context) -> int:
     args = ctx.args
     if not 1 <= args.max_results <= 1000:
-        raise c.UsageError("--max-results must be between 1 and 1000 (the server's maximum)")
+        raise UsageError("--max-results must be between 1 and 1000 (the server's maximum)")
     params: dict[str, Any] = {"filter": with_prompt_filter(args.filter), "max_results": args.max_results}
     if args.order_by:
         params["order_by"] = args.order_by
@@ -266,7 +297,7 @@ def cmd_models(ctx: cli.Context) -> int:
     return 0
 
 
-def models_view(ctx: cli.Context, records: list[dict], filter_text: str | None, token: str | None) -> cli.View:
+def models_view(ctx: Context, records: list[dict], filter_text: str | None, token: str | None) -> View:
     has_stages = any(v["stage"] for r in records for v in r["latest_versions"])
     headers = ["model", "latest", "aliases", *(["stages"] if has_stages else []), "tags", "description", "last update"]
     rows, raw = [], []
@@ -275,19 +306,38 @@ def models_view(ctx: cli.Context, records: list[dict], filter_text: str | None, 
         stages = ", ".join(f"{v['stage']}: v{v['version']}" for v in r["latest_versions"] if v["stage"])
         tags = ", ".join(f"{k}={v}" for k, v in sorted(r["tags"].items()))
         latest = f"v{r['latest_version']}" if r["latest_version"] else "(no versions)"
-        rows.append([c.truncate(r["name"], 40), latest, c.truncate(aliases, 50), *([stages] if has_stages else []),
-                     c.truncate(tags, 50), c.truncate(r["description"] or "", 40), when(r["last_updated"])])  # fmt: skip
-        raw.append([r["name"], r["latest_version"], aliases, *([stages] if has_stages else []), tags, r["description"] or "", r["last_updated"]])
+        rows.append(
+            [
+                truncate(r["name"], 40),
+                latest,
+                truncate(aliases, 50),
+                *([stages] if has_stages else []),
+                truncate(tags, 50),
+                truncate(r["description"] or "", 40),
+                when(r["last_updated"]),
+            ]
+        )
+        raw.append(
+            [
+                r["name"],
+                r["latest_version"],
+                aliases,
+                *([stages] if has_stages else []),
+                tags,
+                r["description"] or "",
+                r["last_updated"],
+            ]
+        )
     where = f" matching `{filter_text}`" if filter_text else ""
     lines = [f"{len(records)} registered model{'s' if len(records) != 1 else ''}{where}", ""]
     after = []
     if records:
         first = records[0]["name"]
         after.append(f"\nversions, aliases and source runs of one model: `{PROG} model {shlex.quote(first)}`")
-    return cli.View(
+    return View(
         data={"filter": filter_text, "models": records},
         lines=lines,
-        table=cli.Table(headers, rows, raw),
+        table=Table(headers, rows, raw),
         after=after,
         next_command=ctx.next_page(token),
         next_token=token,
@@ -296,17 +346,19 @@ def models_view(ctx: cli.Context, records: list[dict], filter_text: str | None, 
     )
 
 
-def cmd_model(ctx: cli.Context) -> int:
+def cmd_model(ctx: Context) -> int:
     args = ctx.args
     if args.alias and args.version:
-        raise c.UsageError("pass --alias or --version, not both")
+        raise UsageError("pass --alias or --version, not both")
     metrics = [m.strip() for m in ",".join(args.metric or []).split(",") if m.strip()] or None
     if args.alias or args.version:
-        model, mv = resolve_version(ctx.store, args.name, "alias" if args.alias else "version", args.alias or args.version)
+        model, mv = resolve_version(
+            ctx.store, args.name, "alias" if args.alias else "version", args.alias or args.version
+        )
         ctx.emit(one_version_view(ctx, model, mv, metrics))
         return 0
     if not 1 <= args.max_results <= 200:
-        raise c.UsageError("--max-results must be between 1 and 200")
+        raise UsageError("--max-results must be between 1 and 200")
     model = get_model(ctx.store, args.name)
     params: dict[str, Any] = {
         "filter": f"name = {quote_value(model['name'])}",
@@ -320,31 +372,66 @@ def cmd_model(ctx: cli.Context) -> int:
     runs = {v["run_id"]: maybe_run(ctx.store, v.get("run_id")) for v in versions if v.get("run_id")}
     keys = key_metrics(list(runs.values()), metrics)
     by_version = aliases_by_version(model)
-    records = [version_record(v, by_version.get(str(v["version"]), []), runs.get(v.get("run_id")), keys) for v in versions]
+    records = [
+        version_record(v, by_version.get(str(v["version"]), []), runs.get(v.get("run_id")), keys) for v in versions
+    ]
     token = answer.get("next_page_token") or None
     ctx.emit(versions_view(ctx, model, records, keys, token))
     return 0
 
 
-def versions_view(ctx: cli.Context, model: dict, records: list[dict], keys: list[str], token: str | None) -> cli.View:
+def versions_view(ctx: Context, model: dict, records: list[dict], keys: list[str], token: str | None) -> View:
     info = model_record(model)
     has_stage = any(r["stage"] for r in records)
-    headers = ["version", "aliases", *(["stage"] if has_stage else []), "status", "run", "run id", *keys, "created", "description"]
+    headers = [
+        "version",
+        "aliases",
+        *(["stage"] if has_stage else []),
+        "status",
+        "run",
+        "run id",
+        *keys,
+        "created",
+        "description",
+    ]
     rows, raw = [], []
     for r in records:
         run_label = r["run_name"] or ("(run not found or not readable)" if r["run_found"] is False else "")
-        cells = [f"v{r['version']}", ", ".join(r["aliases"]), *([r["stage"] or ""] if has_stage else []), r["status"] or "",
-                 c.truncate(run_label, 30), r["run_id"] or ""]  # fmt: skip
-        rows.append([*cells, *[c.fmt_num(r["metrics"].get(k)) for k in keys], when(r["created"])[:16],
-                     c.truncate(r["description"] or "", 40)])  # fmt: skip
-        raw.append([r["version"], " ".join(r["aliases"]), *([r["stage"] or ""] if has_stage else []), r["status"], r["run_name"] or "",
-                    r["run_id"] or "", *[r["metrics"].get(k) for k in keys], r["created"], r["description"] or ""])  # fmt: skip
+        cells = [
+            f"v{r['version']}",
+            ", ".join(r["aliases"]),
+            *([r["stage"] or ""] if has_stage else []),
+            r["status"] or "",
+            truncate(run_label, 30),
+            r["run_id"] or "",
+        ]
+        rows.append(
+            [
+                *cells,
+                *[fmt_num(r["metrics"].get(k)) for k in keys],
+                when(r["created"])[:16],
+                truncate(r["description"] or "", 40),
+            ]
+        )
+        raw.append(
+            [
+                r["version"],
+                " ".join(r["aliases"]),
+                *([r["stage"] or ""] if has_stage else []),
+                r["status"],
+                r["run_name"] or "",
+                r["run_id"] or "",
+                *[r["metrics"].get(k) for k in keys],
+                r["created"],
+                r["description"] or "",
+            ]
+        )
     lines = [model_line(info), ""]
     after = version_hints(model, records)
-    return cli.View(
+    return View(
         data={"model": info, "metric_keys": keys, "versions": records},
         lines=lines,
-        table=cli.Table(headers, rows, raw),
+        table=Table(headers, rows, raw),
         after=after,
         next_command=ctx.next_page(token),
         next_token=token,
@@ -358,11 +445,11 @@ def model_line(info: dict) -> str:
     if info["aliases"]:
         parts.append("aliases " + ", ".join(f"{a}→v{v}" for a, v in sorted(info["aliases"].items())))
     if info["tags"]:
-        parts.append("tags " + c.truncate(", ".join(f"{k}={v}" for k, v in sorted(info["tags"].items())), 120))
+        parts.append("tags " + truncate(", ".join(f"{k}={v}" for k, v in sorted(info["tags"].items())), 120))
     parts.append(f"updated {when(info['last_updated'])}")
     line = " · ".join(parts)
     if info["description"]:
-        line += "\n" + c.truncate(info["description"], 200)
+        line += "\n" + truncate(info["description"], 200)
     return line
 
 
@@ -384,27 +471,31 @@ def version_hints(model: dict, records: list[dict]) -> list[str]:
     return out
 
 
-def one_version_view(ctx: cli.Context, model: dict, mv: dict, metrics: list[str] | None) -> cli.View:
+def one_version_view(ctx: Context, model: dict, mv: dict, metrics: list[str] | None) -> View:
     run = maybe_run(ctx.store, mv.get("run_id"))
     aliases = aliases_by_version(model).get(str(mv["version"]), [])
     record = version_record(mv, aliases, run, metrics)
-    record["params"] = st.run_params(run) if run else {}
+    record["params"] = lookups.run_params(run) if run else {}
     record["run_status"] = run["info"].get("status") if run else None
     record["experiment_id"] = run["info"].get("experiment_id") if run else None
     record["artifact_uri"] = download_uri(ctx.store, mv)
     record["model"] = model_record(model)
-    lines = [f"Model **{mv['name']}** version **{mv['version']}**" + (f" ({', '.join('@' + a for a in aliases)})" if aliases else "")
-             + (f" · stage {record['stage']}" if record["stage"] else "") + f" · {record['status']}"]  # fmt: skip
+    lines = [
+        f"Model **{mv['name']}** version **{mv['version']}**"
+        + (f" ({', '.join('@' + a for a in aliases)})" if aliases else "")
+        + (f" · stage {record['stage']}" if record["stage"] else "")
+        + f" · {record['status']}"
+    ]
     lines.append(f"created {when(record['created'])} · updated {when(record['last_updated'])}")
     if record["description"]:
-        lines.append("description: " + c.truncate(record["description"], 300))
+        lines.append("description: " + truncate(record["description"], 300))
     lines.append(f"source: {record['source'] or '?'}")
     if record["artifact_uri"] and record["artifact_uri"] != record["source"]:
         lines.append(f"artifacts: {record['artifact_uri']}")
     if record["tags"]:
-        lines.append("version tags: " + "; ".join(f"{k}={c.truncate(v, 60)}" for k, v in sorted(record["tags"].items())))
+        lines.append("version tags: " + "; ".join(f"{k}={truncate(v, 60)}" for k, v in sorted(record["tags"].items())))
     lines += run_lines(mv, run, record)
-    return cli.View(data=record, lines=lines)
+    return View(data=record, lines=lines)
 
 
 def run_lines(mv: dict, run: dict | None, record: dict) -> list[str]:
@@ -412,19 +503,33 @@ def run_lines(mv: dict, run: dict | None, record: dict) -> list[str]:
         return ["source run: none (registered without a run)"]
     if run is None:
         return [f"source run: {mv['run_id']} (not found: deleted for good, or in an experiment you may not read)"]
-    out = [f"source run: **{record['run_name'] or '(no name)'}** ({mv['run_id']}) · {record['run_status']} · experiment {record['experiment_id']}"]
+    out = [
+        f"source run: **{record['run_name'] or '(no name)'}** ({mv['run_id']}) · {record['run_status']} · experiment "
+        f"{record['experiment_id']}"
+    ]
     params = record["params"]
-    out.append("params: " + ("; ".join(f"{k}={c.fmt_value(v, 60)}" for k, v in sorted(params.items())) if params else "none"))
+    out.append(
+        "params: " + ("; ".join(f"{k}={fmt_value(v, 60)}" for k, v in sorted(params.items())) if params else "none")
+    )
     metrics = record["metrics"]
-    out.append("metrics: " + ("; ".join(f"{k}={c.fmt_num(v) if v is not None else 'NaN'}" for k, v in sorted(metrics.items())) if metrics else "none"))
+    out.append(
+        "metrics: "
+        + (
+            "; ".join(f"{k}={fmt_num(v) if v is not None else 'NaN'}" for k, v in sorted(metrics.items()))
+            if metrics
+            else "none"
+        )
+    )
     out.append(f"\nthe run in full: `{run_command(mv['run_id'])}`")
     return out
 
 
-def download_uri(store: st.Store, mv: dict) -> str | None:
+def download_uri(store: Store, mv: dict) -> str | None:
     """Where the version's files are (MLflow resolves models:/ and runs:/ sources)."""
     try:
-        answer = store.get(f"{MV}/get-download-uri", {"name": mv["name"], "version": mv["version"]}, what="the download URI")
-    except (c.NotFoundError, c.UsageError, c.AuthError, c.ServerError):
+        answer = store.get(
+            f"{MV}/get-download-uri", {"name": mv["name"], "version": mv["version"]}, what="the download URI"
+        )
+    except (NotFoundError, UsageError, AuthError, ServerError):
         return None
     return answer.get("artifact_uri")

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import _backtest_data as bd
-import _common as c
-import _sharpe
+from mlflow_skill.backtest import data as bd
+from mlflow_skill.core.errors import UsageError
+from mlflow_skill.core.formatting import fmt_num, json_safe, to_csv, truncate
+from mlflow_skill.core.values import parse_key_values
+from mlflow_skill.quant import sharpe as sharpe_stats
 
 MAX_VARIANTS = 1000
 RANKING_SHOWN = 10  # rows of the ranking in the markdown output; the artifact holds every row
@@ -60,10 +62,12 @@ def select_columns(table: bd.Table, spec: str, exclude: set[str]) -> list[str]:
             continue
         matches = [col for col in columns if fnmatch.fnmatchcase(col, part)]
         if not matches:
-            raise c.UsageError(f"--columns {part!r} matches no column of {table.path.name} (columns: {', '.join(columns)})")
+            raise UsageError(
+                f"--columns {part!r} matches no column of {table.path.name} (columns: {', '.join(columns)})"
+            )
         wanted += [m for m in matches if m not in wanted]
     if len(wanted) > MAX_VARIANTS:
-        raise c.UsageError(f"--columns selects {len(wanted)} variants, at most {MAX_VARIANTS}: split the sweep")
+        raise UsageError(f"--columns selects {len(wanted)} variants, at most {MAX_VARIANTS}: split the sweep")
     return wanted
 
 
@@ -76,13 +80,15 @@ def variant_params(names: list[str], pattern: str | None, params_file: str | Non
         try:
             regex = re.compile(pattern)
         except re.error as exc:
-            raise c.UsageError(f"--variant-pattern {pattern!r} is not a regular expression: {exc}") from None
+            raise UsageError(f"--variant-pattern {pattern!r} is not a regular expression: {exc}") from None
         if not regex.groupindex:
-            raise c.UsageError("--variant-pattern needs named groups, e.g. 'sma_(?P<lookback>\\d+)'")
+            raise UsageError("--variant-pattern needs named groups, e.g. 'sma_(?P<lookback>\\d+)'")
         for name in names:
             match = regex.search(name)
             if match is None:
-                raise c.UsageError(f"--variant-pattern {pattern!r} does not match variant {name!r}: fix the pattern or rename")
+                raise UsageError(
+                    f"--variant-pattern {pattern!r} does not match variant {name!r}: fix the pattern or rename"
+                )
             params[name].update({k: v for k, v in match.groupdict().items() if v is not None})
     if params_file:
         for name, values in read_params_csv(params_file, names).items():
@@ -93,14 +99,16 @@ def variant_params(names: list[str], pattern: str | None, params_file: str | Non
 def read_params_csv(path_text: str, names: list[str]) -> dict[str, dict[str, str]]:
     path = Path(path_text).expanduser()
     if not path.is_file():
-        raise c.UsageError(f"--variant-params {path_text}: no such file")
+        raise UsageError(f"--variant-params {path_text}: no such file")
     rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     if not rows or "variant" not in rows[0]:
-        raise c.UsageError(f"--variant-params {path.name} needs a header with a `variant` column and one column per param")
+        raise UsageError(
+            f"--variant-params {path.name} needs a header with a `variant` column and one column per param"
+        )
     by_name = {row["variant"].strip(): {k: v.strip() for k, v in row.items() if k != "variant" and k} for row in rows}
     missing = [n for n in names if n not in by_name]
     if missing:
-        raise c.UsageError(f"--variant-params {path.name} has no row for {', '.join(missing[:5])}: add them")
+        raise UsageError(f"--variant-params {path.name} has no row for {', '.join(missing[:5])}: add them")
     return {n: by_name[n] for n in names}
 
 
@@ -119,7 +127,7 @@ def load(args, notes: list[str]) -> Sweep:
     for name in names[1:]:
         index = index.intersection(series[name].index)
     if len(index) < 2:
-        raise c.UsageError("the variants share fewer than 2 bars: give files that cover the same dates")
+        raise UsageError("the variants share fewer than 2 bars: give files that cover the same dates")
     bench = _benchmark(args, sep, decimal, index, notes)
     # The window starts when the last variant (and the benchmark) first moves: before that some
     # variant is still flat (a long lookback warming up) and would be scored on idle bars.
@@ -131,13 +139,18 @@ def load(args, notes: list[str]) -> Sweep:
     end = index[-1]
     window = index[(index >= start) & (index <= end)]
     if len(window) < 2:
-        raise c.UsageError("the common window (where every variant has started) has fewer than 2 bars")
+        raise UsageError("the common window (where every variant has started) has fewer than 2 bars")
     variants = [Variant(n, series[n].reindex(window), *sources[n], params=params[n]) for n in names]
     return Sweep(
-        variants=variants, benchmark=bench.reindex(window) if bench is not None else None,
-        local_index=pd.DatetimeIndex(local.reindex(window).to_numpy()), start=window[0], end=window[-1],
-        bars_total=len(index), files=files, last_to_start=last,
-    )  # fmt: skip
+        variants=variants,
+        benchmark=bench.reindex(window) if bench is not None else None,
+        local_index=pd.DatetimeIndex(local.reindex(window).to_numpy()),
+        start=window[0],
+        end=window[-1],
+        bars_total=len(index),
+        files=files,
+        last_to_start=last,
+    )
 
 
 def _read_variants(args, sep, decimal, notes: list[str]):
@@ -162,17 +175,17 @@ def _read_variants(args, sep, decimal, notes: list[str]):
             columns = {col: col for col in select_columns(table, args.columns or "*", exclude)}
         dates, local = bd.parse_dates(table, date_col, "--returns")
         dates.name = date_col
-        local_map.update(zip(dates.values, local.values))
+        local_map.update(zip(dates.values, local.values, strict=False))
         for name, col in columns.items():
             if name in series:
-                raise c.UsageError(f"two variants are named {name!r}: rename a file or column")
+                raise UsageError(f"two variants are named {name!r}: rename a file or column")
             values = bd.parse_numbers(table, col, "--returns", args.percent)
             s = bd.to_series(table, dates, values, col, "--returns", args.prices, notes, name)
             s.name = name
             series[name] = s
             sources[name] = (table.path, col)
     if len(series) < 2:
-        raise c.UsageError("a sweep needs at least 2 variants: name several --columns, or several --returns files")
+        raise UsageError("a sweep needs at least 2 variants: name several --columns, or several --returns files")
     return series, [t.path for t in tables], pd.Series(local_map), sources
 
 
@@ -192,8 +205,16 @@ def _benchmark(args, sep, decimal, index, notes: list[str]):
     col = bd.pick_value_column(table, args.benchmark_column, {date_col}, flag, "benchmark", "--benchmark-column")
     dates, _ = bd.parse_dates(table, date_col, flag)
     dates.name = date_col
-    bench = bd.to_series(table, dates, bd.parse_numbers(table, col, flag, args.percent), col, flag,
-                         args.benchmark_prices or (args.prices and not args.benchmark), notes, "benchmark")  # fmt: skip
+    bench = bd.to_series(
+        table,
+        dates,
+        bd.parse_numbers(table, col, flag, args.percent),
+        col,
+        flag,
+        args.benchmark_prices or (args.prices and not args.benchmark),
+        notes,
+        "benchmark",
+    )
     # align_benchmark on an always-moving stand-in: only the benchmark's own start can cut the bars
     _, aligned = bd.align_benchmark(pd.Series(1.0, index=index), bench, [])
     return aligned
@@ -207,7 +228,7 @@ def _first_move(series):
 # ---------------------------------------------------------------------------------------------
 # Scoring and ranking
 # ---------------------------------------------------------------------------------------------
-def ranking(sweep: Sweep, ppy: float, trials: int | None = None) -> tuple[list[dict], _sharpe.Ranking]:
+def ranking(sweep: Sweep, ppy: float, trials: int | None = None) -> tuple[list[dict], sharpe_stats.Ranking]:
     """Variants by Sharpe ratio (best first) with PSR and DSR; N = the variants in the sweep
     unless --trials says more were tried."""
     bars = len(sweep.variants[0].returns)
@@ -215,17 +236,26 @@ def ranking(sweep: Sweep, ppy: float, trials: int | None = None) -> tuple[list[d
     for v in sweep.variants:
         m = v.result["metrics"]
         if all(k in m for k in ("sharpe", "skew", "kurtosis")):
-            trials_list.append(_sharpe.Trial(v.name, m["sharpe"], ppy, bars, m["skew"], m["kurtosis"]))
-    ranked = _sharpe.rank(trials_list, trials)
+            trials_list.append(sharpe_stats.Trial(v.name, m["sharpe"], ppy, bars, m["skew"], m["kurtosis"]))
+    ranked = sharpe_stats.rank(trials_list, trials)
     rows = []
     for v in sweep.variants:
         m = v.result["metrics"]
-        rows.append({
-            "variant": v.name, **{f"param.{k}": val for k, val in v.params.items()},
-            "sharpe": m.get("sharpe"), "psr": ranked.psr.get(v.name), "dsr": ranked.dsr.get(v.name),
-            "cagr": m.get("cagr"), "max_drawdown": m.get("max_drawdown"), "volatility": m.get("volatility"),
-            "sortino": m.get("sortino"), "calmar": m.get("calmar"), "run_id": None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "variant": v.name,
+                **{f"param.{k}": val for k, val in v.params.items()},
+                "sharpe": m.get("sharpe"),
+                "psr": ranked.psr.get(v.name),
+                "dsr": ranked.dsr.get(v.name),
+                "cagr": m.get("cagr"),
+                "max_drawdown": m.get("max_drawdown"),
+                "volatility": m.get("volatility"),
+                "sortino": m.get("sortino"),
+                "calmar": m.get("calmar"),
+                "run_id": None,
+            }
+        )
     rows.sort(key=lambda r: (r["sharpe"] is None or not math.isfinite(r["sharpe"]), -(r["sharpe"] or 0.0)))
     for rank_no, row in enumerate(rows, 1):
         row["rank"] = rank_no
@@ -234,7 +264,7 @@ def ranking(sweep: Sweep, ppy: float, trials: int | None = None) -> tuple[list[d
 
 def ranking_csv(rows: list[dict]) -> str:
     keys = list(dict.fromkeys(k for row in rows for k in ("rank", *row)))
-    return c.to_csv(keys, [[_csv(row.get(k)) for k in keys] for row in rows])
+    return to_csv(keys, [[_csv(row.get(k)) for k in keys] for row in rows])
 
 
 def _csv(value: Any) -> Any:
@@ -262,9 +292,20 @@ def equity_png(sweep: Sweep, rows: list[dict], path: Path, title: str) -> Path:
         ax.plot(equity.index, equity.to_numpy(), color="0.75", linewidth=0.7)
     for name in reversed(named):
         v = next(x for x in sweep.variants if x.name == name)
-        ax.plot(v.returns.index, (1.0 + v.returns).cumprod().to_numpy(), linewidth=1.5, label=f"#{named.index(name) + 1} {name}")
+        ax.plot(
+            v.returns.index,
+            (1.0 + v.returns).cumprod().to_numpy(),
+            linewidth=1.5,
+            label=f"#{named.index(name) + 1} {name}",
+        )
     if sweep.benchmark is not None:
-        ax.plot(sweep.benchmark.index, (1.0 + sweep.benchmark).cumprod().to_numpy(), color="black", linewidth=2, label="benchmark")
+        ax.plot(
+            sweep.benchmark.index,
+            (1.0 + sweep.benchmark).cumprod().to_numpy(),
+            color="black",
+            linewidth=2,
+            label="benchmark",
+        )
     others = len(sweep.variants) - len(named)
     ax.set_title(f"{title}: {len(sweep.variants)} variants" + (f" ({others} unnamed, grey)" if others else ""))
     ax.set_ylabel("growth of 1")
@@ -286,24 +327,56 @@ def sweep_summary(args, sweep: Sweep, name: str, fp: str, periods: tuple[float, 
     ppy, how = periods
     files = ", ".join(sorted({f.name for f in sweep.files}))
     params = {
-        "data.files": c.truncate(files, 5000), "data.columns": args.columns or "(one per file)",
-        "data.start": sweep.start.isoformat(), "data.end": sweep.end.isoformat(),
-        "data.periods": str(len(sweep.variants[0].returns)), "data.periods_per_year": f"{ppy:g}",
-        "data.risk_free": f"{args.risk_free:g}", "sweep.variants": str(len(sweep.variants)),
+        "data.files": truncate(files, 5000),
+        "data.columns": args.columns or "(one per file)",
+        "data.start": sweep.start.isoformat(),
+        "data.end": sweep.end.isoformat(),
+        "data.periods": str(len(sweep.variants[0].returns)),
+        "data.periods_per_year": f"{ppy:g}",
+        "data.risk_free": f"{args.risk_free:g}",
+        "sweep.variants": str(len(sweep.variants)),
         "sweep.trials": str(args.trials or len(sweep.variants)),
-        **({"data.benchmark": args.benchmark and Path(args.benchmark).name or args.benchmark_column} if sweep.benchmark is not None else {}),
-    }  # fmt: skip
-    tags = {**c.parse_key_values(args.tag, "--tag"), "backtest.sweep": f"{len(sweep.variants)} variants",
-            "backtest.periods_per_year": f"{ppy:g} ({how})"}  # fmt: skip
+        **(
+            {"data.benchmark": args.benchmark and Path(args.benchmark).name or args.benchmark_column}
+            if sweep.benchmark is not None
+            else {}
+        ),
+    }
+    tags = {
+        **parse_key_values(args.tag, "--tag"),
+        "backtest.sweep": f"{len(sweep.variants)} variants",
+        "backtest.periods_per_year": f"{ppy:g} ({how})",
+    }
     return {
-        "dry_run": bool(args.dry_run), "action": None, "experiment": args.experiment, "experiment_id": None,
-        "experiment_status": None, "run_name": name, "run_id": None, "status": None, "url": None, "fingerprint": fp,
-        "previous": None, "notes": notes, "params": params, "tags": tags, "metrics": {}, "histories": {},
-        "artifacts": [], "requests": {}, "periods_per_year": ppy, "periods_per_year_how": how,
-        "window": {"start": sweep.start.isoformat(), "end": sweep.end.isoformat(), "bars": len(sweep.variants[0].returns),
-                   "shared_bars": sweep.bars_total, "last_to_start": sweep.last_to_start},
+        "dry_run": bool(args.dry_run),
+        "action": None,
+        "experiment": args.experiment,
+        "experiment_id": None,
+        "experiment_status": None,
+        "run_name": name,
+        "run_id": None,
+        "status": None,
+        "url": None,
+        "fingerprint": fp,
+        "previous": None,
+        "notes": notes,
+        "params": params,
+        "tags": tags,
+        "metrics": {},
+        "histories": {},
+        "artifacts": [],
+        "requests": {},
+        "periods_per_year": ppy,
+        "periods_per_year_how": how,
+        "window": {
+            "start": sweep.start.isoformat(),
+            "end": sweep.end.isoformat(),
+            "bars": len(sweep.variants[0].returns),
+            "shared_bars": sweep.bars_total,
+            "last_to_start": sweep.last_to_start,
+        },
         "deflated_sharpe": None,
-    }  # fmt: skip
+    }
 
 
 def add_ranking(summary: dict, rows: list[dict], ranked, trials_flag: int | None) -> None:
@@ -314,37 +387,85 @@ def add_ranking(summary: dict, rows: list[dict], ranked, trials_flag: int | None
         if best.get(key) is not None and math.isfinite(best[key]):
             summary["metrics"][f"best_{key}"] = float(best[key])
     trials_how = (
-        f"N = {ranked.trials} given by --trials" if trials_flag
-        else f"N = {ranked.trials}: the variants in this sweep (variants tried but not logged are not counted: pass --trials N)"
-    )  # fmt: skip
+        f"N = {ranked.trials} given by --trials"
+        if trials_flag
+        else f"N = {ranked.trials}: the variants in this sweep "
+        "(variants tried but not logged are not counted: pass --trials N)"
+    )
     summary["deflated_sharpe"] = {
-        "trials": ranked.trials, "trials_counted_as": trials_how, "sharpe_variance_per_bar": ranked.variance,
-        "sr0_per_bar": ranked.sr0, "winner": best["variant"], "winner_dsr": best.get("dsr"),
-        "verdict": _sharpe.verdict(best.get("dsr") if best.get("dsr") is not None else math.nan),
-    }  # fmt: skip
+        "trials": ranked.trials,
+        "trials_counted_as": trials_how,
+        "sharpe_variance_per_bar": ranked.variance,
+        "sr0_per_bar": ranked.sr0,
+        "winner": best["variant"],
+        "winner_dsr": best.get("dsr"),
+        "verdict": sharpe_stats.verdict(best.get("dsr") if best.get("dsr") is not None else math.nan),
+    }
 
 
-def sweep_view(job: dict, prog: str) -> "Any":
-    import _cli as cli
+def sweep_view(job: dict, prog: str) -> Any:
+    from mlflow_skill.cli.view import Table, View
 
     s, rows = job["summary"], job["rows"]
     params = list(dict.fromkeys(k for r in rows for k in r if k.startswith("param.")))
-    headers = ["rank", "variant", *[p.removeprefix("param.") for p in params], "sharpe", "PSR", "DSR", "CAGR", "max DD", "run"]
+    headers = [
+        "rank",
+        "variant",
+        *[p.removeprefix("param.") for p in params],
+        "sharpe",
+        "PSR",
+        "DSR",
+        "CAGR",
+        "max DD",
+        "run",
+    ]
     pct = lambda v: "" if v is None or not math.isfinite(v) else f"{v * 100:.1f} %"  # noqa: E731
-    shown = [[r["rank"], r["variant"], *[r.get(p, "") for p in params], c.fmt_num(r["sharpe"]), c.fmt_num(r["psr"], 3),
-              c.fmt_num(r["dsr"], 3), pct(r["cagr"]), pct(r["max_drawdown"]), (r["run_id"] or "")[:8]] for r in rows[:RANKING_SHOWN]]
-    raw = [[r["rank"], r["variant"], *[r.get(p) for p in params], r["sharpe"], r["psr"], r["dsr"], r["cagr"], r["max_drawdown"], r["run_id"]]
-           for r in rows]  # fmt: skip
+    shown = [
+        [
+            r["rank"],
+            r["variant"],
+            *[r.get(p, "") for p in params],
+            fmt_num(r["sharpe"]),
+            fmt_num(r["psr"], 3),
+            fmt_num(r["dsr"], 3),
+            pct(r["cagr"]),
+            pct(r["max_drawdown"]),
+            (r["run_id"] or "")[:8],
+        ]
+        for r in rows[:RANKING_SHOWN]
+    ]
+    raw = [
+        [
+            r["rank"],
+            r["variant"],
+            *[r.get(p) for p in params],
+            r["sharpe"],
+            r["psr"],
+            r["dsr"],
+            r["cagr"],
+            r["max_drawdown"],
+            r["run_id"],
+        ]
+        for r in rows
+    ]
     w, d = s["window"], s["deflated_sharpe"]
-    return cli.View(
-        data=c.json_safe({**s, "ranking": rows}),
-        lines=[*_sweep_headline(s), "",
-               f"- window: {w['start'][:19]} to {w['end'][:19]}, {w['bars']} bars, the same for every variant"
-               + (f" (from where {w['last_to_start']} starts; {w['shared_bars']} bars shared)" if w["bars"] < w["shared_bars"] else ""),
-               f"- periods per year: {c.fmt_num(s['periods_per_year'])} ({s['periods_per_year_how']})",
-               *[f"- note: {n}" for n in s["notes"]],
-               f"- winner {d['winner']}: {d['verdict']}; deflated Sharpe with {d['trials_counted_as']}", ""],  # fmt: skip
-        table=cli.Table(headers, shown, raw),
+    return View(
+        data=json_safe({**s, "ranking": rows}),
+        lines=[
+            *_sweep_headline(s),
+            "",
+            f"- window: {w['start'][:19]} to {w['end'][:19]}, {w['bars']} bars, the same for every variant"
+            + (
+                f" (from where {w['last_to_start']} starts; {w['shared_bars']} bars shared)"
+                if w["bars"] < w["shared_bars"]
+                else ""
+            ),
+            f"- periods per year: {fmt_num(s['periods_per_year'])} ({s['periods_per_year_how']})",
+            *[f"- note: {n}" for n in s["notes"]],
+            f"- winner {d['winner']}: {d['verdict']}; deflated Sharpe with {d['trials_counted_as']}",
+            "",
+        ],
+        table=Table(headers, shown, raw),
         after=_sweep_after(s, rows, prog),
     )
 
@@ -354,18 +475,31 @@ def _sweep_headline(s: dict) -> list[str]:
     if s["dry_run"]:
         return [f"Dry run: sweep **{s['run_name']}**, {s['params']['sweep.variants']} variants, nothing logged"]
     if s["action"] == "already_logged":
-        return [f"Already logged: sweep **{s['run_name']}** (id {s['run_id']}) {where}: {s['status']}; nothing written "
-                "(same data, variants, window and settings; --force-new logs another)"]  # fmt: skip
-    return [f"Logged sweep **{s['run_name']}** (id {s['run_id']}) {where}: {s['params']['sweep.variants']} child runs, {s['status']}"]
+        return [
+            f"Already logged: sweep **{s['run_name']}** (id {s['run_id']}) {where}: {s['status']}; nothing written "
+            "(same data, variants, window and settings; --force-new logs another)"
+        ]
+    return [
+        f"Logged sweep **{s['run_name']}** (id {s['run_id']}) {where}: {s['params']['sweep.variants']} child runs, "
+        f"{s['status']}"
+    ]
 
 
 def _sweep_after(s: dict, rows: list[dict], prog: str) -> list[str]:
     lines = [""]
     if len(rows) > RANKING_SHOWN:
-        lines.append(f"- top {RANKING_SHOWN} of {len(rows)} variants by Sharpe; every row: --format json, or the parent's backtest/ranking.csv")
+        lines.append(
+            f"- top {RANKING_SHOWN} of {len(rows)} variants by Sharpe; every row: --format json, or the parent's "
+            f"backtest/ranking.csv"
+        )
     if s["artifacts"]:
-        lines.append(f"- parent artifacts: {', '.join(s['artifacts'])} (ranking table, one picture of every equity curve)")
+        lines.append(
+            f"- parent artifacts: {', '.join(s['artifacts'])} (ranking table, one picture of every equity curve)"
+        )
     top = [r["run_id"] for r in rows[:3] if r["run_id"]]
     if len(top) >= 2:
-        lines.append(f"- compare the best: `{prog.replace('log_backtest.py', 'query_experiments.py')} compare {' '.join(top)} --preset backtest`")
+        lines.append(
+            f"- compare the best: `{prog.replace('log_backtest.py', 'query_experiments.py')} compare {' '.join(top)} "
+            f"--preset backtest`"
+        )
     return lines

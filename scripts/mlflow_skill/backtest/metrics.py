@@ -14,16 +14,55 @@ from typing import Any
 # Metrics whose value is a fraction shown as percent (the rest are ratios, counts or days).
 # Metrics whose value is a fraction shown as percent (the rest are ratios, counts or days).
 PCT_KEYS = {
-    "time_in_market", "cumulative_return", "cagr", "probabilistic_sharpe_ratio",
-    "probabilistic_sortino_ratio", "probabilistic_adjusted_sortino_ratio", "max_drawdown",
-    "volatility", "volatility_per_period", "risk_adjusted_return", "avg_return", "avg_win", "avg_loss",
-    "expected_return_period", "expected_return_month", "expected_return_year", "kelly_criterion",
-    "value_at_risk", "cvar", "value_at_risk_99", "cvar_99", "cvar_historical", "return_mtd", "return_3m",
-    "return_6m", "return_ytd", "return_1y", "cagr_3y", "cagr_5y", "cagr_10y", "best_period",
-    "worst_period", "best_month", "worst_month", "best_quarter", "worst_quarter", "best_year",
-    "worst_year", "avg_drawdown", "current_drawdown", "avg_up_month", "avg_down_month", "win_rate",
-    "win_rate_month", "win_rate_quarter", "win_rate_year", "alpha", "correlation",
-}  # fmt: skip
+    "time_in_market",
+    "cumulative_return",
+    "cagr",
+    "probabilistic_sharpe_ratio",
+    "probabilistic_sortino_ratio",
+    "probabilistic_adjusted_sortino_ratio",
+    "max_drawdown",
+    "volatility",
+    "volatility_per_period",
+    "risk_adjusted_return",
+    "avg_return",
+    "avg_win",
+    "avg_loss",
+    "expected_return_period",
+    "expected_return_month",
+    "expected_return_year",
+    "kelly_criterion",
+    "value_at_risk",
+    "cvar",
+    "value_at_risk_99",
+    "cvar_99",
+    "cvar_historical",
+    "return_mtd",
+    "return_3m",
+    "return_6m",
+    "return_ytd",
+    "return_1y",
+    "cagr_3y",
+    "cagr_5y",
+    "cagr_10y",
+    "best_period",
+    "worst_period",
+    "best_month",
+    "worst_month",
+    "best_quarter",
+    "worst_quarter",
+    "best_year",
+    "worst_year",
+    "avg_drawdown",
+    "current_drawdown",
+    "avg_up_month",
+    "avg_down_month",
+    "win_rate",
+    "win_rate_month",
+    "win_rate_quarter",
+    "win_rate_year",
+    "alpha",
+    "correlation",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +167,12 @@ def _trades(st, s, rf: float, ppy: float) -> dict[str, Any]:
     out["max_consecutive_losses"] = _safe(st.consecutive_losses, s)
     # stats.gain_to_pain_ratio takes rf and ignores it: the excess returns over --risk-free here
     excess = s - rf_per_bar(rf, ppy) if rf else s
-    for key, resolution in (("gain_to_pain_ratio", "D"), ("gain_to_pain_1m", "ME"), ("gain_to_pain_3m", "QE"), ("gain_to_pain_1y", "YE")):
+    for key, resolution in (
+        ("gain_to_pain_ratio", "D"),
+        ("gain_to_pain_1m", "ME"),
+        ("gain_to_pain_3m", "QE"),
+        ("gain_to_pain_1y", "YE"),
+    ):
         out[key] = _safe(st.gain_to_pain_ratio, excess, 0.0, resolution)
     out["payoff_ratio"] = _safe(st.payoff_ratio, s, prepare_returns=False)
     out["profit_factor"] = _safe(st.profit_factor, s, prepare_returns=False)
@@ -183,9 +227,19 @@ def _drawdowns(st, s, rf: float) -> tuple[dict[str, Any], dict[str, Any]]:
         out["longest_drawdown_days"] = int(details["days"].max())
         out["avg_drawdown"] = float(details["max drawdown"].mean()) / 100.0
         out["avg_drawdown_days"] = float(details["days"].mean())
-        facts.update(max_drawdown_start=str(worst["start"]), max_drawdown_valley=str(worst["valley"]), max_drawdown_end=str(worst["end"]))
+        facts.update(
+            max_drawdown_start=str(worst["start"]),
+            max_drawdown_valley=str(worst["valley"]),
+            max_drawdown_end=str(worst["end"]),
+        )
     else:  # never below a peak: no drawdown at all (averages over no drawdowns are undefined)
-        out.update(max_drawdown=0.0, max_drawdown_days=0, longest_drawdown_days=0, avg_drawdown=math.nan, avg_drawdown_days=math.nan)
+        out.update(
+            max_drawdown=0.0,
+            max_drawdown_days=0,
+            longest_drawdown_days=0,
+            avg_drawdown=math.nan,
+            avg_drawdown_days=math.nan,
+        )
     out["drawdown_count"] = len(details)
     out["current_drawdown"] = float(dd.iloc[-1]) if len(dd) else math.nan
     # stats.recovery_factor takes abs() of the summed returns: a losing series would recover.
@@ -198,7 +252,11 @@ def _drawdowns(st, s, rf: float) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _scalar(value: Any, np) -> float:
     try:
-        value = float(np.asarray(value, dtype=float).reshape(-1)[0]) if not isinstance(value, (int, float)) else float(value)
+        value = (
+            float(np.asarray(value, dtype=float).reshape(-1)[0])
+            if not isinstance(value, (int, float))
+            else float(value)
+        )
     except (TypeError, ValueError, IndexError):
         return math.nan
     return value
@@ -228,25 +286,70 @@ def benchmark_metrics(qs, s, b, rf: float, ppy: float) -> dict[str, float]:
 
 # Metrics that need the returns to vary (a ratio over their spread, their shape)
 SPREAD_KEYS = (
-    "sharpe", "smart_sharpe", "probabilistic_sharpe_ratio", "sortino", "smart_sortino", "sortino_sqrt2",
-    "smart_sortino_sqrt2", "probabilistic_sortino_ratio", "probabilistic_adjusted_sortino_ratio",
-    "risk_return_ratio", "autocorr_penalty", "skew", "kurtosis", "serenity_index",
-)  # fmt: skip
+    "sharpe",
+    "smart_sharpe",
+    "probabilistic_sharpe_ratio",
+    "sortino",
+    "smart_sortino",
+    "sortino_sqrt2",
+    "smart_sortino_sqrt2",
+    "probabilistic_sortino_ratio",
+    "probabilistic_adjusted_sortino_ratio",
+    "risk_return_ratio",
+    "autocorr_penalty",
+    "skew",
+    "kurtosis",
+    "serenity_index",
+)
 # Metrics that count winning and losing bars
 NO_TRADE_KEYS = (
-    "win_rate", "win_rate_month", "win_rate_quarter", "win_rate_year", "profit_factor", "risk_of_ruin",
-    "kelly_criterion", "payoff_ratio", "win_loss_ratio", "profit_ratio", "common_sense_ratio", "cpc_index",
-)  # fmt: skip
+    "win_rate",
+    "win_rate_month",
+    "win_rate_quarter",
+    "win_rate_year",
+    "profit_factor",
+    "risk_of_ruin",
+    "kelly_criterion",
+    "payoff_ratio",
+    "win_loss_ratio",
+    "profit_ratio",
+    "common_sense_ratio",
+    "cpc_index",
+)
 # Calendar windows (months) a metric needs the data to span; QuantStats otherwise answers the
 # whole period's figure under the window's name
 WINDOW_MONTHS = {
-    "cagr_3y": 35, "cagr_5y": 59, "cagr_10y": 119, "return_1y": 12, "return_6m": 6, "return_3m": 3,
-    "best_year": 12, "worst_year": 12, "expected_return_year": 12, "win_rate_year": 12, "gain_to_pain_1y": 12,
-    "best_quarter": 3, "worst_quarter": 3, "win_rate_quarter": 3, "gain_to_pain_3m": 3,
-    "best_month": 1, "worst_month": 1, "expected_return_month": 1, "win_rate_month": 1, "gain_to_pain_1m": 1,
-    "avg_up_month": 1, "avg_down_month": 1,
-}  # fmt: skip
-CALENDAR_KEYS = (*WINDOW_MONTHS, "return_mtd", "return_ytd", "max_drawdown_days", "longest_drawdown_days", "avg_drawdown_days")
+    "cagr_3y": 35,
+    "cagr_5y": 59,
+    "cagr_10y": 119,
+    "return_1y": 12,
+    "return_6m": 6,
+    "return_3m": 3,
+    "best_year": 12,
+    "worst_year": 12,
+    "expected_return_year": 12,
+    "win_rate_year": 12,
+    "gain_to_pain_1y": 12,
+    "best_quarter": 3,
+    "worst_quarter": 3,
+    "win_rate_quarter": 3,
+    "gain_to_pain_3m": 3,
+    "best_month": 1,
+    "worst_month": 1,
+    "expected_return_month": 1,
+    "win_rate_month": 1,
+    "gain_to_pain_1m": 1,
+    "avg_up_month": 1,
+    "avg_down_month": 1,
+}
+CALENDAR_KEYS = (
+    *WINDOW_MONTHS,
+    "return_mtd",
+    "return_ytd",
+    "max_drawdown_days",
+    "longest_drawdown_days",
+    "avg_drawdown_days",
+)
 WINDOW_SLACK = 0.95  # a window counts as covered when the data spans 95 % of it
 
 
@@ -276,7 +379,9 @@ def omissions(s, metrics: dict[str, float], dated: bool) -> dict[str, str]:
     ruin, wins = metrics.get("risk_of_ruin"), metrics.get("win_rate")
     if ruin == 0.0 and wins is not None and 0 <= wins < 1:
         exponent = s.count() * math.log10((1 - wins) / (1 + wins))
-        reasons["risk_of_ruin"] = f"underflow: ((1 - win rate)/(1 + win rate))^bars = 10^{exponent:.0f}, below the smallest float"
+        reasons["risk_of_ruin"] = (
+            f"underflow: ((1 - win rate)/(1 + win rate))^bars = 10^{exponent:.0f}, below the smallest float"
+        )
     return {k: v for k, v in reasons.items() if k in metrics}
 
 
@@ -301,7 +406,13 @@ def compute(qs, data: dict, rf: float, ppy: float) -> dict:
         metrics[key] = math.nan
     defined = {k: v for k, v in metrics.items() if math.isfinite(v)}
     undefined = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-    return {"metrics": defined, "undefined": undefined, "reasons": reasons, "notes": reason_notes(reasons), "facts": facts}
+    return {
+        "metrics": defined,
+        "undefined": undefined,
+        "reasons": reasons,
+        "notes": reason_notes(reasons),
+        "facts": facts,
+    }
 
 
 def _flat_values(s) -> dict[str, float]:
@@ -365,5 +476,3 @@ def write_tearsheet(qs, data: dict, rf: float, ppy: float, title: str, path: Pat
     import matplotlib.pyplot as plt
 
     plt.close("all")
-
-

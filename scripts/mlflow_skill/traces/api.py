@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import _common as c
-from _store import Store
+from mlflow_skill.core.errors import NotFoundError, ServerError, UsageError
+from mlflow_skill.core.formatting import fmt_num, truncate
+from mlflow_skill.store.transport import Store
 
 API3_TRACES = "/api/3.0/mlflow/traces"
 TRACE_ARTIFACT_PATH = "/ajax-api/2.0/mlflow/get-trace-artifact"
@@ -56,9 +57,11 @@ def search_trace_infos(
 def get_trace_info(store: Store, trace_id: str) -> dict:
     trace_id = trace_id.strip()
     try:
-        return store.get(f"{API3_TRACES}/{quote(trace_id, safe='')}", what="reading a trace", expect="trace")["trace"]["trace_info"]
-    except c.NotFoundError:
-        raise c.NotFoundError(
+        return store.get(f"{API3_TRACES}/{quote(trace_id, safe='')}", what="reading a trace", expect="trace")["trace"][
+            "trace_info"
+        ]
+    except NotFoundError:
+        raise NotFoundError(
             f"no trace with id {trace_id!r} (find ids: uv run scripts/search_traces.py --experiment NAME)"
         ) from None
 
@@ -71,7 +74,7 @@ def get_trace_spans(store: Store, trace_id: str) -> list[dict]:
         try:
             payload = json.loads(payload or "{}")
         except ValueError:
-            raise c.ServerError(f"the spans of trace {trace_id} are not valid JSON") from None
+            raise ServerError(f"the spans of trace {trace_id} are not valid JSON") from None
     return (payload or {}).get("spans", []) if isinstance(payload, dict) else []
 
 
@@ -96,7 +99,7 @@ def pb_timestamp_ms(value: Any) -> int | None:
     if "." in text:  # Python < 3.11 parsers dislike >6 fraction digits; keep milliseconds
         head, rest = text.split(".", 1)
         digits = "".join(ch for ch in rest if ch.isdigit())
-        tz = rest[len(digits):]
+        tz = rest[len(digits) :]
         frac, text = "." + (digits + "000000")[:6], head + tz
     try:
         dt = datetime.fromisoformat(text[:19] + frac + text[19:])
@@ -129,9 +132,9 @@ def fmt_tokens(usage: dict | None) -> str:
         return ""
     parts = []
     if "input_tokens" in usage or "output_tokens" in usage:
-        parts.append(f"{c.fmt_num(usage.get('input_tokens', 0))} in / {c.fmt_num(usage.get('output_tokens', 0))} out")
+        parts.append(f"{fmt_num(usage.get('input_tokens', 0))} in / {fmt_num(usage.get('output_tokens', 0))} out")
     if usage.get("total_tokens") is not None:
-        parts.append(f"{c.fmt_num(usage['total_tokens'])} total")
+        parts.append(f"{fmt_num(usage['total_tokens'])} total")
     return ", ".join(parts)
 
 
@@ -204,7 +207,7 @@ def filter_eq(key: str, value: str) -> str:
 def backtick_key(prefix: str, key: str) -> str:
     """metadata.`mlflow.trace.session`: backticks whenever the key is not a plain identifier."""
     if "`" in key:
-        raise c.UsageError(f"key {key!r} contains a backtick, which MLflow's filter grammar cannot quote")
+        raise UsageError(f"key {key!r} contains a backtick, which MLflow's filter grammar cannot quote")
     plain = key.replace("_", "a").isalnum() and not key[:1].isdigit()
     return f"{prefix}.{key}" if plain else f"{prefix}.`{key}`"
 
@@ -312,8 +315,6 @@ def root_cause(nodes: list[dict]) -> dict | None:
     return max(failed, key=lambda n: (n["depth"], bool(n["error"])))
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # Paged search, assessments, conversation text, cost
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +342,7 @@ def parse_assessment(spec: str) -> tuple[str, str | None, str | None]:
     m = re.match(r"^\s*(.+?)\s*(>=|<=|!=|=|>|<)\s*(.*?)\s*$", text)
     name, op, value = (m.group(1), m.group(2), m.group(3)) if m else (text, None, None)
     if not name:
-        raise c.UsageError(f"--assessment {spec!r}: give a name, e.g. --assessment correctness=yes or 'score>=0.8'")
+        raise UsageError(f"--assessment {spec!r}: give a name, e.g. --assessment correctness=yes or 'score>=0.8'")
     return name, op, value
 
 
@@ -355,17 +356,26 @@ def assessment_clause(spec: str) -> str:
         try:
             number = float(value)
         except ValueError:
-            raise c.UsageError(f"--assessment {spec!r}: {op} needs a number, e.g. 'score>=0.8'") from None
+            raise UsageError(f"--assessment {spec!r}: {op} needs a number, e.g. 'score>=0.8'") from None
         return f"{key} {op} {value if value.lstrip('-').replace('.', '', 1).isdigit() else number}"
     if value == "":
-        raise c.UsageError(f"--assessment {spec!r}: give a value after {op}, e.g. correctness=yes")
+        raise UsageError(f"--assessment {spec!r}: give a value after {op}, e.g. correctness=yes")
     literal, exact = sql_literal(value)
     if not exact:
-        raise c.UsageError(f"--assessment {spec!r}: a value with both quote kinds cannot be matched exactly")
+        raise UsageError(f"--assessment {spec!r}: a value with both quote kinds cannot be matched exactly")
     return f"{key} {op} {literal}"
 
 
-PASS_WORDS = {"true": True, "yes": True, "pass": True, "passed": True, "false": False, "no": False, "fail": False, "failed": False}
+PASS_WORDS = {
+    "true": True,
+    "yes": True,
+    "pass": True,
+    "passed": True,
+    "false": False,
+    "no": False,
+    "fail": False,
+    "failed": False,
+}
 
 
 def verdict(value: Any) -> bool | None:
@@ -384,7 +394,9 @@ def summarize_assessments(traces: list[dict]) -> dict[str, dict]:
         for a in t.get("assessments") or []:
             if a["kind"] != "feedback" or a.get("valid") is False:
                 continue
-            s = acc.setdefault(a["name"], {"n": 0, "errors": 0, "passed": 0, "judged": 0, "numbers": [], "sources": set()})
+            s = acc.setdefault(
+                a["name"], {"n": 0, "errors": 0, "passed": 0, "judged": 0, "numbers": [], "sources": set()}
+            )
             s["n"] += 1
             s["sources"].add((a.get("source") or "").split(":")[0])
             if a["error"] and a["value"] is None:
@@ -416,7 +428,7 @@ def fmt_assessment_summary(s: dict | None) -> str:
     if s["pass_rate"] is not None:
         parts.append(f"{s['pass_rate'] * 100:.0f}% pass")
     if s["mean"] is not None:
-        parts.append(f"mean {c.fmt_num(s['mean'], 3)}")
+        parts.append(f"mean {fmt_num(s['mean'], 3)}")
     text = " · ".join(parts) or "—"
     text += f" (n={s['n']}"
     return text + (f", {s['errors']} err)" if s["errors"] else ")")
@@ -424,9 +436,9 @@ def fmt_assessment_summary(s: dict | None) -> str:
 
 def assessment_value_text(a: dict, width: int = 40) -> str:
     if a["value"] is None and a["error"]:
-        return "error: " + c.truncate(a["error"], width)
+        return "error: " + truncate(a["error"], width)
     value = a["value"]
-    return c.truncate(value if isinstance(value, str) else json.dumps(value, default=str), width)
+    return truncate(value if isinstance(value, str) else json.dumps(value, default=str), width)
 
 
 def message_text(value: Any, role: str) -> str | None:
@@ -434,7 +446,7 @@ def message_text(value: Any, role: str) -> str | None:
     the last chat message of that role, a completion's message, or the first string field."""
     if isinstance(value, str):
         stripped = value.strip()
-        if stripped[:1] in "{[\"":
+        if stripped[:1] in '{["':
             try:
                 return message_text(json.loads(stripped), role) or value
             except ValueError:
@@ -490,19 +502,20 @@ def load_prices(path: str | None) -> dict[str, dict] | None:
     try:
         data = json.loads(Path(path).read_text())
     except OSError as exc:
-        raise c.UsageError(f"--prices {path}: cannot read it ({exc.strerror or exc})") from None
+        raise UsageError(f"--prices {path}: cannot read it ({exc.strerror or exc})") from None
     except ValueError as exc:
-        raise c.UsageError(f"--prices {path}: not valid JSON ({exc})") from None
+        raise UsageError(f"--prices {path}: not valid JSON ({exc})") from None
     models = data.get("models", data) if isinstance(data, dict) else None
     if not isinstance(models, dict) or not models:
-        raise c.UsageError(f'--prices {path}: expected {{"MODEL": {{"input_per_1m": 0.15, "output_per_1m": 0.6}}}}')
+        raise UsageError(f'--prices {path}: expected {{"MODEL": {{"input_per_1m": 0.15, "output_per_1m": 0.6}}}}')
     prices = {}
     for model, p in models.items():
         try:
             prices[str(model)] = {"input": float(p["input_per_1m"]) / 1e6, "output": float(p["output_per_1m"]) / 1e6}
         except (TypeError, KeyError, ValueError):
-            raise c.UsageError(
-                f"--prices {path}: model {model!r} needs numeric input_per_1m and output_per_1m (USD per million tokens)"
+            raise UsageError(
+                f"--prices {path}: model {model!r} needs numeric input_per_1m and output_per_1m (USD per million "
+                f"tokens)"
             ) from None
     return prices
 
@@ -536,9 +549,16 @@ def trace_cost(nodes: list[dict], prices: dict) -> dict:
             unpriced_tokens += total
             unpriced.add(model or "(no model name)")
             continue
-        cost += (n["tokens"].get("input_tokens") or 0) * price["input"] + (n["tokens"].get("output_tokens") or 0) * price["output"]
+        cost += (n["tokens"].get("input_tokens") or 0) * price["input"] + (
+            n["tokens"].get("output_tokens") or 0
+        ) * price["output"]
         priced_tokens += total
-    return {"cost_usd": cost if priced_tokens else None, "priced_tokens": priced_tokens, "unpriced_tokens": unpriced_tokens, "unpriced_models": sorted(unpriced)}
+    return {
+        "cost_usd": cost if priced_tokens else None,
+        "priced_tokens": priced_tokens,
+        "unpriced_tokens": unpriced_tokens,
+        "unpriced_models": sorted(unpriced),
+    }
 
 
 def fmt_usd(value: float | None) -> str:
@@ -556,23 +576,24 @@ def fmt_usd(value: float | None) -> str:
 def resolve_experiments(store: Store, settings, refs: list[str] | None, run_id: str | None = None) -> list[dict]:
     """The experiments to search: --experiment (repeatable), else the configured default
     (MLFLOW_EXPERIMENT_ID, then _NAME), else the experiment of --run-id."""
-    import _store as st
+    from mlflow_skill.store import lookups
 
     refs = list(refs or [])
     default = settings.experiment_id or settings.experiment_name
     if not refs and default:
         refs = [default]
-    experiments = [st.get_experiment(store, ref) for ref in refs]
+    experiments = [lookups.get_experiment(store, ref) for ref in refs]
     if run_id:
-        run_exp = st.get_run(store, run_id)["info"]["experiment_id"]
+        run_exp = lookups.get_run(store, run_id)["info"]["experiment_id"]
         if not experiments:
-            experiments = [st.get_experiment(store, run_exp)]
+            experiments = [lookups.get_experiment(store, run_exp)]
         elif run_exp not in {e["experiment_id"] for e in experiments}:
-            raise c.UsageError(
-                f"run {run_id} belongs to experiment {run_exp}, not to the --experiment given: drop --experiment or add that one"
+            raise UsageError(
+                f"run {run_id} belongs to experiment {run_exp}, not to the --experiment given: drop --experiment or "
+                f"add that one"
             )
     if not experiments:
-        raise c.UsageError(
+        raise UsageError(
             "which experiment? pass --experiment NAME_OR_ID (or set MLFLOW_EXPERIMENT_ID / MLFLOW_EXPERIMENT_NAME); "
             "list them: uv run scripts/query_experiments.py experiments"
         )

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
-import _common as c
-import _store as st
+from mlflow_skill.core.errors import UsageError
+from mlflow_skill.core.formatting import truncate
+from mlflow_skill.store import lookups
+from mlflow_skill.store.transport import Store
 
-SEARCH_RUNS = f"{st.API}/runs/search"
+SEARCH_RUNS = f"{lookups.API}/runs/search"
 VIEWS = {"active": "ACTIVE_ONLY", "deleted": "DELETED_ONLY", "all": "ALL"}
 SCAN_PAGE = 2_000  # runs per request when every match is needed: measured as fast as 10,000 at half the memory
 MAX_OR_GROUPS = 100  # each OR group is one server search (or a full scan): bound what one filter costs
@@ -39,14 +42,21 @@ ATTRIBUTES = {  # column name -> how to read it from a run's info
     "experiment_id": "experiment_id",
 }
 PREFIXES = {
-    "metric": "metrics", "metrics": "metrics",
-    "param": "params", "params": "params", "parameter": "params", "parameters": "params",
-    "tag": "tags", "tags": "tags",
-    "attribute": "attr", "attributes": "attr", "attr": "attr", "run": "attr",
-    "dataset": "datasets", "datasets": "datasets",
-}  # fmt: skip
-
-
+    "metric": "metrics",
+    "metrics": "metrics",
+    "param": "params",
+    "params": "params",
+    "parameter": "params",
+    "parameters": "params",
+    "tag": "tags",
+    "tags": "tags",
+    "attribute": "attr",
+    "attributes": "attr",
+    "attr": "attr",
+    "run": "attr",
+    "dataset": "datasets",
+    "datasets": "datasets",
+}
 
 
 # =============================================================================================
@@ -87,14 +97,14 @@ def tokenize(text: str) -> list[Token]:
             i += len(op)
             continue
         while i < n and not text[i].isspace() and text[i] not in "(),<>=!'":
-            if text[i] in "\"`":
+            if text[i] in '"`':
                 if text[i - 1] != ".":
                     break
                 i = _quoted_end(text, i)  # params."learning rate": the quoted key belongs to the word
                 continue
             i += 1
         if i == start:  # a lone '!' or similar
-            raise c.UsageError(f"cannot read the filter at {text[start:start + 20]!r}: check its syntax")
+            raise UsageError(f"cannot read the filter at {text[start : start + 20]!r}: check its syntax")
         word = text[start:i]
         kind = word.lower() if word.lower() in ("and", "or") else "word"
         tokens.append(Token(kind, word, start, i))
@@ -105,7 +115,7 @@ def _quoted_end(text: str, i: int) -> int:
     quote = text[i]
     j = text.find(quote, i + 1)
     if j < 0:
-        raise c.UsageError(f"unclosed {quote} in the filter near {text[i:i + 30]!r}: close the quote")
+        raise UsageError(f"unclosed {quote} in the filter near {text[i : i + 30]!r}: close the quote")
     return j + 1
 
 
@@ -148,22 +158,27 @@ class ParamComparison:
     text: str
 
     def matches(self, run: dict) -> bool:
-        raw = st.run_params(run).get(self.key)
+        raw = lookups.run_params(run).get(self.key)
         if raw is None:
             return False
         try:
             number = float(raw)
         except ValueError:
-            raise c.UsageError(
-                f"run {st.run_name(run) or '?'} ({run['info']['run_id']}) has params.{quote_key(self.key)} = {raw!r}, "
+            raise UsageError(
+                f"run {lookups.run_name(run) or '?'} ({run['info']['run_id']}) has params.{quote_key(self.key)} = "
+                f"{raw!r}, "
                 f"not a number, so `{self.text}` cannot compare it: use a text comparison "
                 f"(params.{quote_key(self.key)} = '{raw}') or narrow --experiment/--filter"
             ) from None
         return {
-            ">": number > self.value, ">=": number >= self.value, "<": number < self.value,
-            "<=": number <= self.value, "=": number == self.value, "!=": number != self.value,
+            ">": number > self.value,
+            ">=": number >= self.value,
+            "<": number < self.value,
+            "<=": number <= self.value,
+            "=": number == self.value,
+            "!=": number != self.value,
             "<>": number != self.value,
-        }[self.op]  # fmt: skip
+        }[self.op]
 
 
 def quote_key(key: str) -> str:
@@ -271,10 +286,13 @@ def in_clause(clause: list[Token]) -> tuple[bool, list[str]] | None:
         return None
     rest = clause[3:] if negate else clause[2:]
     if len(rest) < 3 or rest[0].text != "(" or rest[-1].text != ")":
-        raise c.UsageError(f"cannot read {' '.join(t.text for t in clause)!r}: write KEY IN ('a', 'b')")
+        raise UsageError(f"cannot read {' '.join(t.text for t in clause)!r}: write KEY IN ('a', 'b')")
     values = [t for t in rest[1:-1] if not (t.kind == "punct" and t.text == ",")]
     if not values or any(t.kind != "str" for t in values):
-        raise c.UsageError(f"IN takes quoted values, e.g. params.optimizer IN ('adam', 'sgd'); got {' '.join(t.text for t in clause)!r}")
+        raise UsageError(
+            f"IN takes quoted values, e.g. params.optimizer IN ('adam', 'sgd'); got "
+            f"{' '.join(t.text for t in clause)!r}"
+        )
     return negate, [t.text[1:-1] for t in values]
 
 
@@ -283,11 +301,11 @@ def to_dnf(tokens: list[Token], text: str) -> list[list[Atom]]:
     branches: list[list[Atom]] = []
     for or_part in split_tokens(tokens, "or"):
         if not or_part:
-            raise c.UsageError(f"empty OR branch in --filter {text!r}: write `A OR B`, each side a condition")
+            raise UsageError(f"empty OR branch in --filter {text!r}: write `A OR B`, each side a condition")
         groups: list[list[Atom]] = [[]]
         for clause in split_tokens(or_part, "and"):
             if not clause:
-                raise c.UsageError(f"empty AND clause in --filter {text!r}: write `A AND B`")
+                raise UsageError(f"empty AND clause in --filter {text!r}: write `A AND B`")
             options = clause_options(clause, text)
             groups = [g + o for g in groups for o in options]
             _check_groups(len(groups), text)
@@ -302,7 +320,7 @@ def clause_options(clause: list[Token], text: str) -> list[list[Atom]]:
     if clause[0].text == "(" and _closing(clause) == len(clause) - 1:
         return to_dnf(clause[1:-1], text)
     if any(t.kind == "punct" and t.text == "(" for t in clause[1:]) and in_clause(clause) is None:
-        raise c.UsageError(f"cannot read {text[clause[0].start:clause[-1].end]!r}: check its parentheses")
+        raise UsageError(f"cannot read {text[clause[0].start : clause[-1].end]!r}: check its parentheses")
     ident = split_key(clause[0].text) if clause[0].kind == "word" else None
     membership = in_clause(clause)
     if membership and ident and ident[0] in ("params", "tags", "attr") and ident not in SERVER_IN:
@@ -330,13 +348,13 @@ def _closing(tokens: list[Token]) -> int:
             depth += 1 if tok.text == "(" else -1
             if depth == 0:
                 return i
-    raise c.UsageError("unbalanced parentheses in --filter: close every (")
+    raise UsageError("unbalanced parentheses in --filter: close every (")
 
 
 def _check_groups(count: int, text: str) -> None:
     if count > MAX_OR_GROUPS:
-        raise c.UsageError(
-            f"--filter {c.truncate(text, 80)!r} expands to {count} OR branches, at most {MAX_OR_GROUPS} (each is one "
+        raise UsageError(
+            f"--filter {truncate(text, 80)!r} expands to {count} OR branches, at most {MAX_OR_GROUPS} (each is one "
             "server search): narrow it, or split it into several queries"
         )
 
@@ -358,21 +376,21 @@ def parse_order(raw: str) -> OrderKey:
     except ValueError:
         words = []
     if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
-        raise c.UsageError(f"--order-by {raw!r} is not KEY [ASC|DESC], e.g. \"metrics.sharpe DESC\"")
+        raise UsageError(f'--order-by {raw!r} is not KEY [ASC|DESC], e.g. "metrics.sharpe DESC"')
     ident = split_key(words[0]) or ("attr", words[0])
     if ident[0] == "datasets":
-        raise c.UsageError(f"--order-by {raw!r}: datasets cannot be ordered by")
+        raise UsageError(f"--order-by {raw!r}: datasets cannot be ordered by")
     return OrderKey(ident[0], ident[1], len(words) == 2 and words[1].lower() == "desc", raw)
 
 
 def sort_value(run: dict, kind: str, key: str) -> Any:
     if kind == "metrics":
-        value = st.run_metrics(run).get(key)
+        value = lookups.run_metrics(run).get(key)
         return None if value is None or math.isnan(value) else value
     if kind == "params":
-        return st.run_params(run).get(key)
+        return lookups.run_params(run).get(key)
     if kind == "tags":
-        return st.run_tags(run).get(key)
+        return lookups.run_tags(run).get(key)
     info = run.get("info", {})
     field_name = {"created": "start_time", "run name": "run_name"}.get(key, ATTRIBUTES.get(key, key))
     value = info.get(field_name)
@@ -427,14 +445,17 @@ class Query:
         notes = []
         if len(self.groups) > 1:
             shown = " | ".join(
-                f"`{g.server_filter or '(all runs)'}`" + (f" + client `{' AND '.join(x.text for x in g.client)}`" if g.client else "")
+                f"`{g.server_filter or '(all runs)'}`"
+                + (f" + client `{' AND '.join(x.text for x in g.client)}`" if g.client else "")
                 for g in self.groups
             )
             notes.append(
                 f"OR: {len(self.groups)} AND-groups sent to the server one by one ({shown}); merged by run id "
                 "without duplicates and re-sorted on the client"
             )
-        numeric = list(dict.fromkeys(cmp.text for g in self.groups for cmp in g.client if isinstance(cmp, ParamComparison)))
+        numeric = list(
+            dict.fromkeys(cmp.text for g in self.groups for cmp in g.client if isinstance(cmp, ParamComparison))
+        )
         if numeric:
             notes.append(
                 "evaluated client-side (params are text on the server; compared here as numbers): "
@@ -444,13 +465,13 @@ class Query:
         if member:
             notes.append(
                 f"evaluated client-side (more than {IN_EXPAND_MAX} values; the server takes IN only on run ids): "
-                + ", ".join(f"`{c.truncate(t, 80)}`" for t in member)
+                + ", ".join(f"`{truncate(t, 80)}`" for t in member)
             )
         return notes
 
 
 def build_query(
-    store: st.Store,
+    store: Store,
     experiment_refs: list[str] | None,
     filter_text: str | None,
     order_by: list[str] | None = None,
@@ -465,21 +486,23 @@ def build_query(
     return Query(resolve_experiments(store, experiment_refs), groups, refs, order, VIEWS[view or "active"])
 
 
-def resolve_experiments(store: st.Store, refs: list[str] | None) -> list[dict]:
+def resolve_experiments(store: Store, refs: list[str] | None) -> list[dict]:
     """The named experiments (by name or id, without repeats), or every active one."""
     if refs:
-        found = [st.get_experiment(store, ref) for ref in refs]
+        found = [lookups.get_experiment(store, ref) for ref in refs]
         return list({e["experiment_id"]: e for e in found}.values())
-    return st.all_experiments(store, "ACTIVE_ONLY")
+    return lookups.all_experiments(store, "ACTIVE_ONLY")
 
 
-def iter_group(store: st.Store, query: Query, group: Group, limit: int | None, page_size: int = SCAN_PAGE) -> Iterator[dict]:
+def iter_group(
+    store: Store, query: Query, group: Group, limit: int | None, page_size: int = SCAN_PAGE
+) -> Iterator[dict]:
     """The runs of one AND-group, server pages followed, client-side clauses applied."""
     if not query.exp_ids:
         return
     server_limit = None if group.client else limit
     kept = 0
-    for run in st.paged(store, SEARCH_RUNS, query.body(group), "runs", server_limit, page_size):
+    for run in lookups.paged(store, SEARCH_RUNS, query.body(group), "runs", server_limit, page_size):
         if group.accepts(run):
             yield run
             kept += 1
@@ -487,7 +510,7 @@ def iter_group(store: st.Store, query: Query, group: Group, limit: int | None, p
                 return
 
 
-def iter_runs(store: st.Store, query: Query, limit: int | None = None, page_size: int = SCAN_PAGE) -> Iterator[dict]:
+def iter_runs(store: Store, query: Query, limit: int | None = None, page_size: int = SCAN_PAGE) -> Iterator[dict]:
     """Every matching run once, in server order per group (no re-sort: export streams this)."""
     seen: set[str] = set()
     for group in query.groups:
@@ -498,7 +521,7 @@ def iter_runs(store: st.Store, query: Query, limit: int | None = None, page_size
                 yield run
 
 
-def fetch_all(store: st.Store, query: Query, limit: int | None = None) -> list[dict]:
+def fetch_all(store: Store, query: Query, limit: int | None = None) -> list[dict]:
     """Every matching run (or the first `limit` in --order-by order), merged and sorted."""
     runs = list(iter_runs(store, query, limit))
     if len(query.groups) > 1:
@@ -514,13 +537,13 @@ class Page:
     total: int | None = None
 
 
-def fetch_page(store: st.Store, query: Query, max_results: int, token: str | None) -> Page:
+def fetch_page(store: Store, query: Query, max_results: int, token: str | None) -> Page:
     """One page: straight from the server when it can answer alone, else fetch-sort-slice."""
     if max_results < 1:
-        raise c.UsageError("--max-results must be at least 1")
+        raise UsageError("--max-results must be at least 1")
     if not query.client_side:
         if token and token.startswith(OFFSET_PREFIX):
-            raise c.UsageError("that --page-token came from an OR/numeric-param query: rerun with the same --filter")
+            raise UsageError("that --page-token came from an OR/numeric-param query: rerun with the same --filter")
         if not query.exp_ids:
             return Page([], None)
         body = query.body(query.groups[0]) | {"max_results": min(max_results, 50_000)}
@@ -531,11 +554,9 @@ def fetch_page(store: st.Store, query: Query, max_results: int, token: str | Non
     offset = 0
     if token:
         if not token.startswith(OFFSET_PREFIX) or not token[len(OFFSET_PREFIX) :].isdigit():
-            raise c.UsageError("that --page-token came from a plain server query, not this OR/numeric-param one")
+            raise UsageError("that --page-token came from a plain server query, not this OR/numeric-param one")
         offset = int(token[len(OFFSET_PREFIX) :])
     runs = fetch_all(store, query)
     chunk = runs[offset : offset + max_results]
     more = offset + max_results < len(runs)
     return Page(chunk, f"{OFFSET_PREFIX}{offset + max_results}" if more else None, offset + 1, len(runs))
-
-

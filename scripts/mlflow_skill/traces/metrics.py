@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import _common as c
-import _traces as tr
-from _store import NotMlflowError, Store
+from mlflow_skill.core.errors import NotFoundError, ServerError, UsageError
+from mlflow_skill.core.formatting import fmt_duration
+from mlflow_skill.core.values import percentile
+from mlflow_skill.store.transport import NotMlflowError, Store
+from mlflow_skill.traces import api as tr
 
 METRICS_PATH = "/api/3.0/mlflow/traces/metrics"
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
@@ -63,9 +65,9 @@ def sparkline(values: list[float | None], width: int = SPARK_WIDTH) -> str:
 
 def per_char(n_buckets: int, every_ms: int, width: int = SPARK_WIDTH) -> str:
     if n_buckets <= width:
-        return f"1 char = {c.fmt_duration(every_ms)}"
+        return f"1 char = {fmt_duration(every_ms)}"
     chunk = n_buckets / max(1, width // 2)
-    return f"2 chars (min, max) per {c.fmt_duration(chunk * every_ms)}"
+    return f"2 chars (min, max) per {fmt_duration(chunk * every_ms)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,15 +77,23 @@ def bucket_starts(start_ms: int, end_ms: int, every_ms: int) -> list[int]:
     first = start_ms // every_ms * every_ms
     count = (end_ms - first) // every_ms + 1
     if count > MAX_BUCKETS:
-        raise c.UsageError(
-            f"--every {c.fmt_duration(every_ms)} over this window makes {count} buckets (at most {MAX_BUCKETS}): "
+        raise UsageError(
+            f"--every {fmt_duration(every_ms)} over this window makes {count} buckets (at most {MAX_BUCKETS}): "
             "use a larger --every or a shorter --since"
         )
     return [first + i * every_ms for i in range(max(0, count))]
 
 
 def empty_bucket(start: int) -> dict:
-    return {"start_ms": start, "traces": 0, "errors": 0, "error_rate": None, "p50_ms": None, "p95_ms": None, "tokens": None}
+    return {
+        "start_ms": start,
+        "traces": 0,
+        "errors": 0,
+        "error_rate": None,
+        "p50_ms": None,
+        "p95_ms": None,
+        "tokens": None,
+    }
 
 
 def client_buckets(rows: list[dict], starts: list[int], every_ms: int) -> list[dict]:
@@ -102,14 +112,18 @@ def client_buckets(rows: list[dict], starts: list[int], every_ms: int) -> list[d
         b = empty_bucket(start)
         if group:
             durations = [m["duration_ms"] for m in group if m["duration_ms"] is not None]
-            tokens = [m["tokens"]["total_tokens"] for m in group if m["tokens"] and m["tokens"].get("total_tokens") is not None]
+            tokens = [
+                m["tokens"]["total_tokens"]
+                for m in group
+                if m["tokens"] and m["tokens"].get("total_tokens") is not None
+            ]
             errors = sum(1 for m in group if m["status"] == "ERROR")
             b.update(
                 traces=len(group),
                 errors=errors,
                 error_rate=errors / len(group),
-                p50_ms=c.percentile(durations, 50),
-                p95_ms=c.percentile(durations, 95),
+                p50_ms=percentile(durations, 50),
+                p95_ms=percentile(durations, 95),
                 tokens=sum(tokens) if tokens else None,
             )
         out.append(b)
@@ -149,9 +163,9 @@ def query(store: Store, body: dict) -> list[dict]:
         req = {**body, "max_results": 1000, **({"page_token": token} if token else {})}
         try:
             page = store.post(METRICS_PATH, req, what="querying trace metrics")
-        except (c.NotFoundError, c.UsageError, NotMlflowError) as exc:  # no such endpoint, or it rejects the query
+        except (NotFoundError, UsageError, NotMlflowError) as exc:  # no such endpoint, or it rejects the query
             raise MetricsUnavailable(str(exc)) from None
-        except c.ServerError as exc:
+        except ServerError as exc:
             if "ENDPOINT_NOT_FOUND" in str(exc) or "not found" in str(exc).lower() or "405" in str(exc):
                 raise MetricsUnavailable(str(exc)) from None
             raise
@@ -162,7 +176,12 @@ def query(store: Store, body: dict) -> list[dict]:
 
 
 def server_buckets(
-    store: Store, exp_ids: list[str], filters: list[str], window: tuple[int, int, int], starts: list[int], group: str | None
+    store: Store,
+    exp_ids: list[str],
+    filters: list[str],
+    window: tuple[int, int, int],
+    starts: list[int],
+    group: str | None,
 ) -> dict[str, list[dict]]:
     """{group value ('' without --group-by): buckets} from the endpoint: trace_count by status,
     latency P50/P95 and total_tokens SUM, each per time bucket."""
@@ -175,8 +194,16 @@ def server_buckets(
         "end_time_ms": end_ms,
     }
     dim = ["trace_name"] if group == "name" else []
-    counts = query(store, {**base, "filters": filters, "metric_name": "trace_count",
-                           "aggregations": [{"aggregation_type": "COUNT"}], "dimensions": [*dim, "trace_status"]})  # fmt: skip
+    counts = query(
+        store,
+        {
+            **base,
+            "filters": filters,
+            "metric_name": "trace_count",
+            "aggregations": [{"aggregation_type": "COUNT"}],
+            "dimensions": [*dim, "trace_status"],
+        },
+    )
     table: dict[str, dict[int, dict]] = {}
 
     def cell(gkey: str, bucket: int) -> dict:
@@ -192,12 +219,23 @@ def server_buckets(
     splits = [(g, [f"trace.status = '{g}'"]) for g in table] if group == "status" else [(None, [])]
     for gkey, extra in splits:
         for metric, aggs in (
-            ("latency", [{"aggregation_type": "PERCENTILE", "percentile_value": 50}, {"aggregation_type": "PERCENTILE", "percentile_value": 95}]),
+            (
+                "latency",
+                [
+                    {"aggregation_type": "PERCENTILE", "percentile_value": 50},
+                    {"aggregation_type": "PERCENTILE", "percentile_value": 95},
+                ],
+            ),
             ("total_tokens", [{"aggregation_type": "SUM"}]),
         ):
-            for p in query(store, {**base, "filters": [*filters, *extra], "metric_name": metric, "aggregations": aggs, "dimensions": dim}):
+            for p in query(
+                store,
+                {**base, "filters": [*filters, *extra], "metric_name": metric, "aggregations": aggs, "dimensions": dim},
+            ):
                 d = p.get("dimensions", {})
-                b = cell(gkey if gkey is not None else d.get("trace_name", ""), tr.pb_timestamp_ms(d.get("time_bucket")))
+                b = cell(
+                    gkey if gkey is not None else d.get("trace_name", ""), tr.pb_timestamp_ms(d.get("time_bucket"))
+                )
                 v = p.get("values", {})
                 if metric == "latency":
                     b["p50_ms"], b["p95_ms"] = value_of(v, "P50"), value_of(v, "P95")

@@ -9,8 +9,8 @@ import contextlib
 import time
 from pathlib import Path
 
-import _common as c
-import _store as st
+from mlflow_skill.core.formatting import iso_time
+from mlflow_skill.store import lookups
 
 WRITER_TAG = "backtest.writer"  # host and pid of the process logging the run
 STALE_MS = 3_600_000  # a RUNNING run from another host with no write for this long is abandoned
@@ -95,7 +95,7 @@ def writer_id() -> str:
     import os
     import socket
 
-    return f"host={socket.gethostname()} pid={os.getpid()} started={c.iso_time(int(time.time() * 1000))}"
+    return f"host={socket.gethostname()} pid={os.getpid()} started={iso_time(int(time.time() * 1000))}"
 
 
 def writer_alive(run: dict) -> bool:
@@ -104,7 +104,7 @@ def writer_alive(run: dict) -> bool:
     import os
     import socket
 
-    fields = dict(part.split("=", 1) for part in st.run_tags(run).get(WRITER_TAG, "").split() if "=" in part)
+    fields = dict(part.split("=", 1) for part in lookups.run_tags(run).get(WRITER_TAG, "").split() if "=" in part)
     pid = fields.get("pid", "")
     if fields.get("host") == socket.gethostname() and pid.isdigit():
         if int(pid) == os.getpid():

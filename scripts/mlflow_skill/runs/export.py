@@ -8,10 +8,13 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-import _common as c
+from mlflow_skill.core.errors import UsageError
+from mlflow_skill.core.formatting import iso_time
+from mlflow_skill.core.values import to_float
 
 EXPORT_FIXED = ["run_id", "run_name", "experiment_id", "experiment", "status", "start_time", "end_time"]
 
@@ -22,7 +25,7 @@ def export_kind(target: Path, fmt: str) -> str:
         return suffix[1:]
     if fmt in ("csv", "json"):
         return fmt
-    raise c.UsageError(f"cannot tell the file format of {target}: name it .csv or .json, or pass --format csv|json")
+    raise UsageError(f"cannot tell the file format of {target}: name it .csv or .json, or pass --format csv|json")
 
 
 def collect_rows(runs: Iterable[dict], names: dict[str, str], all_tags: bool) -> tuple[list[list], dict[str, int]]:
@@ -34,10 +37,19 @@ def collect_rows(runs: Iterable[dict], names: dict[str, str], all_tags: bool) ->
         info = run["info"]
         data = run.get("data", {})
         row: list[Any] = [
-            info["run_id"], info.get("run_name") or "", info.get("experiment_id"), names.get(info.get("experiment_id"), ""),
-            info.get("status"), c.iso_time(info.get("start_time")), c.iso_time(info.get("end_time")),
-        ]  # fmt: skip
-        for kind, items in (("metrics", data.get("metrics")), ("params", data.get("params")), ("tags", data.get("tags"))):
+            info["run_id"],
+            info.get("run_name") or "",
+            info.get("experiment_id"),
+            names.get(info.get("experiment_id"), ""),
+            info.get("status"),
+            iso_time(info.get("start_time")),
+            iso_time(info.get("end_time")),
+        ]
+        for kind, items in (
+            ("metrics", data.get("metrics")),
+            ("params", data.get("params")),
+            ("tags", data.get("tags")),
+        ):
             for item in items or ():
                 key = item["key"]
                 if kind == "tags" and not all_tags and key.startswith("mlflow."):
@@ -86,5 +98,5 @@ def render_json_rows(rows: list[list], columns: dict[str, int]) -> str:
 
 
 def _json_number(value: Any) -> float | None:
-    number = c.to_float(value)
+    number = to_float(value)
     return None if math.isnan(number) or math.isinf(number) else number

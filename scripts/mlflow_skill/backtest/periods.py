@@ -47,11 +47,15 @@ def worst_drawdowns(qs, returns, limit: int = WORST_DRAWDOWNS) -> list[dict[str,
     rows = []
     for _, row in details.iterrows():
         recovered = not (under_water_at_end and str(row["end"])[:10] == last_day)
-        rows.append({
-            "start": str(row["start"])[:10], "valley": str(row["valley"])[:10],
-            "end": str(row["end"])[:10] if recovered else None, "depth": float(row["max drawdown"]) / 100.0,
-            "days": int(row["days"]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "start": str(row["start"])[:10],
+                "valley": str(row["valley"])[:10],
+                "end": str(row["end"])[:10] if recovered else None,
+                "depth": float(row["max drawdown"]) / 100.0,
+                "days": int(row["days"]),
+            }
+        )
     return rows
 
 

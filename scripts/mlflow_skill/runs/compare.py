@@ -7,18 +7,28 @@ from __future__ import annotations
 import argparse
 import math
 
-import _cli as cli
-import _common as c
-import _directions
-import _runcolumns as rc
-import _sharpe
-import _store as st
-
+from mlflow_skill.cli.view import Table, View
+from mlflow_skill.core.formatting import fmt_num, json_safe, md_table, truncate
+from mlflow_skill.quant import catalog
+from mlflow_skill.quant import sharpe as sharpe_stats
+from mlflow_skill.runs import columns as rc
+from mlflow_skill.store import lookups
 
 COMPARE_PRESETS = {  # --preset NAME -> the metrics --metrics would name
-    "backtest": ["sharpe", "sortino", "cagr", "cumulative_return", "max_drawdown", "volatility", "calmar",
-                 "win_rate", "profit_factor", "alpha", "beta"],
-}  # fmt: skip
+    "backtest": [
+        "sharpe",
+        "sortino",
+        "cagr",
+        "cumulative_return",
+        "max_drawdown",
+        "volatility",
+        "calmar",
+        "win_rate",
+        "profit_factor",
+        "alpha",
+        "beta",
+    ],
+}
 
 
 def compare_metrics(args: argparse.Namespace) -> list[str] | None:
@@ -45,10 +55,10 @@ def mark_better(rows: list[dict]) -> None:
         if not row["field"].startswith("metrics."):
             continue
         metric = row["field"].removeprefix("metrics.")
-        higher, how = _directions.direction(metric)
+        higher, how = catalog.direction(metric)
         values = [v if isinstance(v, (int, float)) and math.isfinite(v) else None for v in row["raw"]]
         present = [v for v in values if v is not None]
-        if len(set(present)) < 2 or _directions.known(metric) == _directions.NEITHER:
+        if len(set(present)) < 2 or catalog.known(metric) == catalog.NEITHER:
             continue
         best = max(present) if higher else min(present)
         row["better"] = [i for i, v in enumerate(values) if v == best]
@@ -56,48 +66,59 @@ def mark_better(rows: list[dict]) -> None:
         row["shown"] = [f"**{s}**" if i in row["better"] else s for i, s in enumerate(row["shown"])]
 
 
-def compare_view(runs: list[dict], rows: list[dict], show_all: bool) -> cli.View:
+def compare_view(runs: list[dict], rows: list[dict], show_all: bool) -> View:
     differing = [row for row in rows if not row["same"]]
     shown = rows if show_all else differing
     same = [row["field"] for row in rows if row["same"]]
     headers = ["field", *compare_headers(runs)]
     after = []
     if same and not show_all:
-        after = ["", f"identical ({len(same)}, --all shows them): " + c.truncate(", ".join(same), 300)]
+        after = ["", f"identical ({len(same)}, --all shows them): " + truncate(", ".join(same), 300)]
     guessed = [row["field"] for row in shown if "guessed" in row.get("direction", "")]
     if any("better" in row for row in shown):
-        after += ["", "**bold**: the better value, by each metric's direction (references/quantstats-metrics.md)"
-                  + (f"; guessed from the name for {', '.join(guessed)}" if guessed else "")]
-    return cli.View(
+        after += [
+            "",
+            "**bold**: the better value, by each metric's direction (references/quantstats-metrics.md)"
+            + (f"; guessed from the name for {', '.join(guessed)}" if guessed else ""),
+        ]
+    return View(
         data={
-            "runs": [{"run_id": r["info"]["run_id"], "run_name": st.run_name(r)} for r in runs],
+            "runs": [{"run_id": r["info"]["run_id"], "run_name": lookups.run_name(r)} for r in runs],
             "rows": [
-                {"field": row["field"], "values": c.json_safe(row["raw"]), "same": row["same"],
-                 **({"better": row["better"], "direction": row["direction"]} if "better" in row else {})}
+                {
+                    "field": row["field"],
+                    "values": json_safe(row["raw"]),
+                    "same": row["same"],
+                    **({"better": row["better"], "direction": row["direction"]} if "better" in row else {}),
+                }
                 for row in shown
-            ],  # fmt: skip
+            ],
             "identical": len(rows) - len(differing),
         },
         lines=[f"Comparing {len(runs)} runs: {len(differing)} fields differ, {len(same)} identical", ""],
-        table=cli.Table(headers, [[row["field"], *row["shown"]] for row in shown], [[row["field"], *row["raw"]] for row in shown]),
+        table=Table(
+            headers, [[row["field"], *row["shown"]] for row in shown], [[row["field"], *row["raw"]] for row in shown]
+        ),
         after=after,
         empty="no differences",
     )
 
 
 def compare_headers(runs: list[dict]) -> list[str]:
-    names = [st.run_name(r) or "(no name)" for r in runs]
+    names = [lookups.run_name(r) or "(no name)" for r in runs]
     dupes = {n for n in names if names.count(n) > 1}
-    return [f"{n} ({r['info']['run_id'][:8]})" if n in dupes else n for n, r in zip(names, runs)]
+    return [f"{n} ({r['info']['run_id'][:8]})" if n in dupes else n for n, r in zip(names, runs, strict=False)]
 
 
 def compare_rows(runs: list[dict], exp_names: dict[str, str], all_tags: bool) -> list[dict]:
     fields: list[tuple[str, rc.Column]] = [
-        ("run id", rc.Column("attr", "run_id")), ("status", rc.Column("attr", "status")),
-        ("experiment", rc.Column("experiment", "experiment")), ("start", rc.Column("attr", "start_time")),
+        ("run id", rc.Column("attr", "run_id")),
+        ("status", rc.Column("attr", "status")),
+        ("experiment", rc.Column("experiment", "experiment")),
+        ("start", rc.Column("attr", "start_time")),
         ("duration", rc.Column("duration", "duration")),
-    ]  # fmt: skip
-    for kind, getter in (("params", st.run_params), ("metrics", st.run_metrics), ("tags", st.run_tags)):
+    ]
+    for kind, getter in (("params", lookups.run_params), ("metrics", lookups.run_metrics), ("tags", lookups.run_tags)):
         keys = sorted({k for r in runs for k in getter(r)})
         if kind == "tags" and not all_tags:
             keys = [k for k in keys if not k.startswith("mlflow.")]
@@ -114,44 +135,60 @@ def compare_rows(runs: list[dict], exp_names: dict[str, str], all_tags: bool) ->
     return rows
 
 
-def backtest_trial(run: dict) -> _sharpe.Trial | None:
+def backtest_trial(run: dict) -> sharpe_stats.Trial | None:
     """A run logged by log_backtest.py as a Sharpe trial (its Sharpe ratio, bars, moments), or None."""
-    metrics, params = st.run_metrics(run), st.run_params(run)
+    metrics, params = lookups.run_metrics(run), lookups.run_params(run)
     try:
-        trial = _sharpe.Trial(
-            run["info"]["run_id"], metrics["sharpe"], float(params["data.periods_per_year"]),
-            int(params["data.periods"]), metrics["skew"], metrics["kurtosis"],
-        )  # fmt: skip
+        trial = sharpe_stats.Trial(
+            run["info"]["run_id"],
+            metrics["sharpe"],
+            float(params["data.periods_per_year"]),
+            int(params["data.periods"]),
+            metrics["skew"],
+            metrics["kurtosis"],
+        )
     except (KeyError, ValueError):
         return None
     return trial if all(math.isfinite(v) for v in (trial.sr, trial.skew, trial.excess_kurtosis)) else None
 
 
-def add_deflated_sharpe(view: cli.View, shown: list[dict], every: list[dict], trials_flag: int | None) -> None:
+def add_deflated_sharpe(view: View, shown: list[dict], every: list[dict], trials_flag: int | None) -> None:
     """PSR and DSR for the shown runs, with N counted over every run the query matched."""
     trials = [t for t in (backtest_trial(r) for r in every) if t is not None]
     if not trials:
         return
-    ranking = _sharpe.rank(trials, trials_flag)
+    ranking = sharpe_stats.rank(trials, trials_flag)
     counted = (
-        f"N = {ranking.trials} given by --trials" if trials_flag
+        f"N = {ranking.trials} given by --trials"
+        if trials_flag
         else f"N = {ranking.trials}: the backtest runs this query matched (variants you tried but did not log "
         "are not counted: pass --trials N)"
-    )  # fmt: skip
+    )
     rows = []
     for run in shown:
         rid = run["info"]["run_id"]
         if rid in ranking.psr:
-            rows.append([c.truncate(st.run_name(run), 30), rid[:8], c.fmt_num(ranking.psr[rid], 3), c.fmt_num(ranking.dsr[rid], 3)])
+            rows.append(
+                [
+                    truncate(lookups.run_name(run), 30),
+                    rid[:8],
+                    fmt_num(ranking.psr[rid], 3),
+                    fmt_num(ranking.dsr[rid], 3),
+                ]
+            )
     winner = shown[0]["info"]["run_id"]
     view.after += [
         "",
         f"Deflated Sharpe (Bailey & López de Prado): {counted}; Sharpe variance across trials "
         f"{ranking.variance:.3g} per bar², expected best of N under no skill SR0 = {ranking.sr0:.3g} per bar.",
-        c.md_table(["run", "id", "PSR (SR>0)", "DSR (SR>SR0)"], rows) if rows else "",
-        f"winner: {_sharpe.verdict(ranking.dsr.get(winner, math.nan))}" if winner in ranking.dsr else "",
+        md_table(["run", "id", "PSR (SR>0)", "DSR (SR>SR0)"], rows) if rows else "",
+        f"winner: {sharpe_stats.verdict(ranking.dsr.get(winner, math.nan))}" if winner in ranking.dsr else "",
     ]
     view.data["deflated_sharpe"] = {
-        "trials": ranking.trials, "trials_counted_as": counted, "sharpe_variance_per_bar": ranking.variance,
-        "sr0_per_bar": ranking.sr0, "psr": c.json_safe(ranking.psr), "dsr": c.json_safe(ranking.dsr),
-    }  # fmt: skip
+        "trials": ranking.trials,
+        "trials_counted_as": counted,
+        "sharpe_variance_per_bar": ranking.variance,
+        "sr0_per_bar": ranking.sr0,
+        "psr": json_safe(ranking.psr),
+        "dsr": json_safe(ranking.dsr),
+    }

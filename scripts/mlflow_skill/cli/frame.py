@@ -12,71 +12,23 @@ import argparse
 import contextlib
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
-import _common as c
-import _config
-from _config import Settings
-from _store import Store, open_store
-
-
-# ---------------------------------------------------------------------------------------------
-# Views and the one renderer
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class Table:
-    headers: list[str]
-    rows: list[list[Any]]  # cells as people read them (markdown)
-    raw: list[list[Any]] | None = None  # cells as machines read them (CSV); default: rows
-    raw_headers: list[str] | None = None  # CSV headers when they differ (units: duration_ms)
+from mlflow_skill.cli.view import View, render_csv, render_json, render_markdown
+from mlflow_skill.core.config import Settings, resolve_settings
+from mlflow_skill.core.errors import EXIT_CODES_HELP, EXIT_ERROR, SkillError, UsageError
+from mlflow_skill.core.formatting import safe_text, truncate
+from mlflow_skill.core.secrets import (
+    ScrubbingStream,
+    register_basic_auth,
+    register_secret,
+    scrub,
+    uri_without_secrets,
+)
+from mlflow_skill.store.transport import Store, open_store
 
 
-@dataclass
-class View:
-    """What a command shows. `data` is the complete JSON form; markdown is `lines`, then the
-    table, then `after`; CSV is the table's raw rows. `next_command` continues a paged result."""
-
-    data: Any
-    lines: list[str] = field(default_factory=list)
-    table: Table | None = None
-    after: list[str] = field(default_factory=list)
-    next_command: str | None = None
-    next_token: str | None = None
-    more_label: str = "more results exist"
-    empty: str = ""  # markdown in place of an empty table
-
-
-def render_markdown(view: View) -> str:
-    out = list(view.lines)
-    if view.table is not None:
-        if view.table.rows:
-            out.append(c.md_table(view.table.headers, view.table.rows))
-        elif view.empty:
-            out.append(view.empty)
-    out += view.after
-    if view.next_command:
-        out += ["", f"{view.more_label}; next page: `{view.next_command}`"]
-    return "\n".join(out)
-
-
-def render_json(view: View) -> str:
-    data = view.data
-    if view.next_command is not None or view.next_token is not None:
-        data = {**data, "next_page_token": view.next_token, "next_page_command": view.next_command}
-    return c.to_json(data)
-
-
-def render_csv(view: View) -> str:
-    if view.table is None:
-        raise c.UsageError("this command has no table to write as CSV: use --format markdown or json")
-    headers = view.table.raw_headers or view.table.headers
-    return c.to_csv(headers, view.table.raw if view.table.raw is not None else view.table.rows)
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsers
-# ---------------------------------------------------------------------------------------------
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keep the docstring's examples as written."""
 
@@ -94,10 +46,12 @@ def add_common_args(parser: argparse.ArgumentParser, formats: tuple[str, ...] = 
     group.add_argument("--debug", action="store_true", help="show tracebacks and HTTP details on errors")
 
 
-def make_parser(doc: str, prog: str, formats: tuple[str, ...] = ("markdown", "json"), **kwargs) -> argparse.ArgumentParser:
+def make_parser(
+    doc: str, prog: str, formats: tuple[str, ...] = ("markdown", "json"), **kwargs
+) -> argparse.ArgumentParser:
     """A parser whose description is the script's Usage docstring."""
     parser = argparse.ArgumentParser(
-        prog=prog, description=doc, formatter_class=HelpFormatter, epilog=c.EXIT_CODES_HELP, **kwargs
+        prog=prog, description=doc, formatter_class=HelpFormatter, epilog=EXIT_CODES_HELP, **kwargs
     )
     add_common_args(parser, formats)
     return parser
@@ -105,7 +59,9 @@ def make_parser(doc: str, prog: str, formats: tuple[str, ...] = ("markdown", "js
 
 def add_subcommand(sub, name: str, handler: Callable, help_text: str, description: str, formats: tuple[str, ...]):
     """A subcommand that also takes the connection/output options (before or after its name)."""
-    p = sub.add_parser(name, help=help_text, description=description, formatter_class=HelpFormatter, epilog=c.EXIT_CODES_HELP)
+    p = sub.add_parser(
+        name, help=help_text, description=description, formatter_class=HelpFormatter, epilog=EXIT_CODES_HELP
+    )
     add_common_args(p, formats)
     for action in p._actions:  # the main parser holds the defaults
         if action.dest in COMMON_DESTS:
@@ -118,7 +74,14 @@ def add_run_ids(p: argparse.ArgumentParser, many: bool = False, help_text: str =
     """A run id as a positional or as --run-id (agents carry the flag over between scripts)."""
     if many:
         p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help=help_text)
-        p.add_argument("--run-id", dest="run_id_flags", action="append", default=[], metavar="RUN_ID", help="the same, as a flag; repeatable")
+        p.add_argument(
+            "--run-id",
+            dest="run_id_flags",
+            action="append",
+            default=[],
+            metavar="RUN_ID",
+            help="the same, as a flag; repeatable",
+        )
     else:
         p.add_argument("run_id", nargs="?", metavar="RUN_ID", help=help_text)
         p.add_argument("--run-id", dest="run_id_flag", metavar="RUN_ID", help="the same, as a flag")
@@ -133,13 +96,15 @@ def run_ids(args: argparse.Namespace) -> list[str]:
 def one_run_id(args: argparse.Namespace) -> str:
     given = [x for x in (getattr(args, "run_id", None), getattr(args, "run_id_flag", None)) if x]
     if len(given) != 1 and not (len(given) == 2 and given[0] == given[1]):
-        raise c.UsageError("pass one run id, as RUN_ID or --run-id RUN_ID")
+        raise UsageError("pass one run id, as RUN_ID or --run-id RUN_ID")
     return given[0].strip()
 
 
 def add_output_args(p: argparse.ArgumentParser, required: bool = False, what: str = "the full result") -> None:
     """--output FILE: write everything to the file (atomically) and print a summary."""
-    p.add_argument("--output", "-o", required=required, metavar="FILE", help=f"write {what} to FILE and print a summary")
+    p.add_argument(
+        "--output", "-o", required=required, metavar="FILE", help=f"write {what} to FILE and print a summary"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing --output file")
 
 
@@ -149,12 +114,9 @@ def check_output_target(args: argparse.Namespace) -> None:
 
     target = getattr(args, "output", None)
     if target and Path(target).exists() and not getattr(args, "force", False):
-        raise c.UsageError(f"{target} exists: pass --force to overwrite it, or choose another --output")
+        raise UsageError(f"{target} exists: pass --force to overwrite it, or choose another --output")
 
 
-# ---------------------------------------------------------------------------------------------
-# The context a command runs in
-# ---------------------------------------------------------------------------------------------
 @dataclass
 class Context:
     """What a command needs: its settings, a lazily opened store, and output helpers."""
@@ -190,7 +152,7 @@ class Context:
             body = view
         self.emitted = True
         if self.fmt == "markdown":  # for a terminal: store-supplied ANSI escapes shown, not obeyed
-            sys.stdout.write(c.safe_text(self.header() + "\n\n" + body.rstrip("\n") + "\n"))
+            sys.stdout.write(safe_text(self.header() + "\n\n" + body.rstrip("\n") + "\n"))
         else:
             diag(self.header())
             sys.stdout.write(body if body.endswith("\n") else body + "\n")
@@ -221,19 +183,6 @@ def next_page_command(argv: list[str], token: str, script: str) -> str:
     return shlex.join(["uv", "run", f"scripts/{script}", *args, "--page-token", token])
 
 
-def uri_without_secrets(uri: str) -> str:
-    parts = _config.split_uri(uri)
-    if parts is None:
-        return uri
-    kept = [(k, v) for k, v in parts.query if not _config.is_secret_query_key(k)]
-    from urllib.parse import quote, urlencode
-
-    base = parts.base
-    if parts.scheme not in ("http", "https") and parts.username:  # a database keeps its user (PGPASSWORD...)
-        base = f"{parts.scheme}://{quote(parts.username, safe='')}@{parts.host}{parts.path}"
-    return base + (f"?{urlencode(kept)}" if kept else "")
-
-
 def diag(message: str) -> None:
     sys.stderr.write(message.rstrip("\n") + "\n")
 
@@ -247,7 +196,7 @@ def run_main(
     """Parse, resolve settings, run, and turn every failure into one line and an exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     real_err = sys.stderr
-    sys.stderr = c.ScrubbingStream(real_err)  # diagnostics only: stdout carries data, never rewritten
+    sys.stderr = ScrubbingStream(real_err)  # diagnostics only: stdout carries data, never rewritten
     debug = "--debug" in argv
     ctx: Context | None = None
     try:
@@ -255,20 +204,20 @@ def run_main(
             args = parser.parse_args(argv)
         except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
             return int(exc.code or 0)
-        settings = _config.resolve_settings(getattr(args, "tracking_uri", None), getattr(args, "timeout", None))
+        settings = resolve_settings(getattr(args, "tracking_uri", None), getattr(args, "timeout", None))
         for secret in settings.secrets:
-            c.register_secret(secret)
-        c.register_basic_auth(settings.username, settings.password)
+            register_secret(secret)
+        register_basic_auth(settings.username, settings.password)
         ctx = Context(args=args, argv=argv, script=script, settings=settings)
         return int(command(ctx) or 0)
-    except c.SkillError as exc:
+    except SkillError as exc:
         if debug:
             import traceback
 
             traceback.print_exc()
-        if ctx is not None and not ctx.emitted and not isinstance(exc, c.UsageError):
+        if ctx is not None and not ctx.emitted and not isinstance(exc, UsageError):
             diag(ctx.header())  # where the failing request went, and where that setting came from
-        diag(f"error: {c.scrub(str(exc))}")
+        diag(f"error: {scrub(str(exc))}")
         return exc.exit_code
     except KeyboardInterrupt:
         diag("error: interrupted")
@@ -282,8 +231,10 @@ def run_main(
             traceback.print_exc()
         if ctx is not None and not ctx.emitted:
             diag(ctx.header())
-        diag(f"error: unexpected {type(exc).__name__}: {c.truncate(c.scrub(str(exc)), 300)} (rerun with --debug for details)")
-        return c.EXIT_ERROR
+        diag(
+            f"error: unexpected {type(exc).__name__}: {truncate(scrub(str(exc)), 300)} (rerun with --debug for details)"
+        )
+        return EXIT_ERROR
     finally:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
