@@ -99,7 +99,7 @@ from mlflow_skill.quant import catalog
 from mlflow_skill.registry import read as registry
 from mlflow_skill.runs import columns as rc
 from mlflow_skill.runs import compare as cmp
-from mlflow_skill.runs import export, health
+from mlflow_skill.runs import export, health, liveness
 from mlflow_skill.runs import search as rs
 from mlflow_skill.store import lookups
 from mlflow_skill.store.transport import Store
@@ -554,32 +554,25 @@ def note_skipped(view: View, skipped: int) -> View:
     return view
 
 
-def last_write_ms(run: dict, now_ms: int) -> int:
-    """A run's last known write: its start or its newest metric timestamp not in the future."""
-    stamps = [int(m.get("timestamp") or 0) for m in run.get("data", {}).get("metrics", []) or []]
-    return max([int(run.get("info", {}).get("start_time") or 0), *(t for t in stamps if t <= now_ms)])
-
-
-def stale_running(ctx: Context, stale_ms: int) -> dict[str, tuple[dict, int]]:
-    """RUNNING runs with no write for longer than stale_ms: run id -> (run, last write ms)."""
-    import time
-
-    now = int(time.time() * 1000)
-    query = query_for(ctx, extra=["attributes.status = 'RUNNING'", f"attributes.start_time < {now - stale_ms}"])
+def stale_running(ctx: Context, stale_ms: int) -> dict[str, tuple[dict, liveness.Liveness]]:
+    """RUNNING runs that are abandoned (runs.liveness): run id -> (run, verdict)."""
+    query = query_for(ctx, extra=["attributes.status = 'RUNNING'"])
+    now = liveness.now_ms()
     found = {}
     for run in rs.iter_runs(ctx.store, query, limit=10_000):
-        last = last_write_ms(run, now)
-        if now - last > stale_ms:
-            found[run["info"]["run_id"]] = (run, last)
+        verdict = liveness.judge(run, stale_ms, now)
+        if verdict.abandoned:
+            found[run["info"]["run_id"]] = (run, verdict)
     return found
 
 
-def marked_stale(run: dict, last_ms: int) -> dict:
-    """A copy whose status cell reads `RUNNING (stale, no write for 2 h)` in the table."""
-    import time
-
-    idle = fmt_duration(int(time.time() * 1000) - last_ms)
-    return {**run, "info": {**run["info"], "status": f"RUNNING (stale, no write for {idle})"}}
+def marked_stale(run: dict, verdict: liveness.Liveness) -> dict:
+    """A copy whose status cell says why: `RUNNING (stale, no write for 2h00m)` or `RUNNING (writer gone)`."""
+    if verdict.state == liveness.WRITER_GONE:
+        status = "RUNNING (writer gone: killed)"
+    else:
+        status = f"RUNNING (stale, no write for {fmt_duration(verdict.idle_ms)})"
+    return {**run, "info": {**run["info"], "status": status}}
 
 
 FAILED_CLAUSES = [
@@ -596,7 +589,7 @@ def cmd_failed(ctx: Context) -> int:
     query = query_for(ctx, args.order_by, extra=FAILED_CLAUSES)
     page = rs.fetch_page(ctx.store, query, args.max_results, args.page_token)
     stale = {} if args.page_token else stale_running(ctx, stale_ms)  # on the first page, before the rest
-    page.runs = [*(marked_stale(r, ms) for r, ms in stale.values()), *page.runs]
+    page.runs = [*(marked_stale(r, verdict) for r, verdict in stale.values()), *page.runs]
     with_errors = sum(1 for r in page.runs if rc.error_tags(r))
     extra = [rc.Column("attr", "end_time"), rc.Column("error", "error"), *rc.parse_columns(args.columns)]
     after = [
@@ -604,15 +597,19 @@ def cmd_failed(ctx: Context) -> int:
     ]
     if stale:
         after.append(
-            f"{len(stale)} RUNNING runs with no write for over {args.stale} are listed as `RUNNING (stale ...)`: "
-            "their process died or hangs. A log_backtest.py run is completed by re-running the same command"
+            f"{len(stale)} RUNNING runs whose writer is gone or with no write for over {args.stale} are listed as "
+            "`RUNNING (stale ...)` or `RUNNING (writer gone ...)`: their process died or hangs"
         )
+        if any(liveness.writer_fields(run) for run, _ in stale.values()):
+            after.append("A log_backtest.py run is completed by re-running the same command")
 
     def record(run: dict, names: dict[str, str]) -> dict:
         rec = {**rc.run_record(run, names), "error_tags": rc.error_tags(run), "stale": run["info"]["run_id"] in stale}
         if rec["stale"]:
             rec["status"] = "RUNNING"
-            rec["last_write"] = iso_time(stale[run["info"]["run_id"]][1])
+            verdict = stale[run["info"]["run_id"]][1]
+            rec["last_write"] = iso_time(verdict.last_write_ms)
+            rec["abandoned"] = verdict.state
         return rec
 
     view = rc.runs_view(

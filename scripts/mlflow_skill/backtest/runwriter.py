@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from pathlib import Path
 
 from mlflow_skill.core.formatting import iso_time
-from mlflow_skill.store import lookups
+from mlflow_skill.runs import liveness
 
-WRITER_TAG = "backtest.writer"  # host and pid of the process logging the run
-STALE_MS = 3_600_000  # a RUNNING run from another host with no write for this long is abandoned
+WRITER_TAG = liveness.WRITER_TAG  # host and pid of the process logging the run
 
 
 class Interrupted(BaseException):
@@ -99,29 +97,6 @@ def writer_id() -> str:
 
 
 def writer_alive(run: dict) -> bool:
-    """Whether the process that logs a RUNNING run may still be at it: on this host, whether its
-    pid is a live log_backtest process; from another host, whether the run wrote in the last hour."""
-    import os
-    import socket
-
-    fields = dict(part.split("=", 1) for part in lookups.run_tags(run).get(WRITER_TAG, "").split() if "=" in part)
-    pid = fields.get("pid", "")
-    if fields.get("host") == socket.gethostname() and pid.isdigit():
-        if int(pid) == os.getpid():
-            return False  # an earlier call in this same process (it returned, so it is done)
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        cmdline = Path(f"/proc/{pid}/cmdline")
-        return b"log_backtest" in cmdline.read_bytes() if cmdline.exists() else True
-    return int(time.time() * 1000) - last_write_ms(run) < STALE_MS
-
-
-def last_write_ms(run: dict) -> int:
-    """The run's last known write: its start or its newest metric timestamp that is not in the future."""
-    now = int(time.time() * 1000)
-    stamps = [int(m.get("timestamp") or 0) for m in run.get("data", {}).get("metrics", []) or []]
-    return max([int(run["info"].get("start_time") or 0), *(t for t in stamps if t <= now)])
+    """Whether the process that logs a RUNNING run may still be at it (runs.liveness: on this host,
+    whether its pid is a live log_backtest process; from another host, whether it wrote lately)."""
+    return not liveness.judge(run, liveness.DEFAULT_STALE_MS).abandoned

@@ -27,13 +27,13 @@ from mlflow_skill.core.errors import NotFoundError, UsageError
 from mlflow_skill.core.formatting import (
     fmt_duration,
     fmt_num,
-    fmt_time,
     json_safe,
     truncate,
 )
 from mlflow_skill.core.values import parse_duration_ms, to_float
 from mlflow_skill.quant import catalog
 from mlflow_skill.runs import columns as rc
+from mlflow_skill.runs import liveness
 from mlflow_skill.runs import search as rs
 from mlflow_skill.store import lookups
 from mlflow_skill.store.transport import Store
@@ -116,14 +116,6 @@ def history_cmd(run_ids: list[str], metric: str) -> str:
     return f"{HISTORY_PROG} --run-id {ids} --metrics {shlex.quote(metric)}"
 
 
-def last_write_ms(run: dict) -> int:
-    """The newest trace of life a search returns: start time or a latest metric's timestamp."""
-    info = run["info"]
-    stamps = [int(info.get("start_time") or 0)]
-    stamps += [int(m.get("timestamp") or 0) for m in run.get("data", {}).get("metrics", []) or []]
-    return max(stamps)
-
-
 def by_experiment(runs: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for run in runs:
@@ -141,19 +133,16 @@ def loss_like(metric: str) -> bool:
 # Checks on the searched runs
 # =============================================================================================
 def check_stale(runs: list[dict], stale_ms: int, now_ms: int) -> list[Finding]:
+    """RUNNING runs whose writer is gone or that wrote nothing for longer than stale_ms (runs.liveness)."""
     out = []
     for run in runs:
-        if run["info"].get("status") != "RUNNING":
-            continue
-        idle = now_ms - last_write_ms(run)
-        if idle > stale_ms:
-            reason = (
-                f"RUNNING, no write for {fmt_duration(idle)} (last at {fmt_time(last_write_ms(run))} UTC; "
-                f"threshold {fmt_duration(stale_ms)}): the process likely died without ending the run"
+        verdict = liveness.judge(run, stale_ms, now_ms)
+        if verdict.abandoned:
+            detail = {"idle_ms": verdict.idle_ms, "state": verdict.state}
+            finding = Finding(
+                "stale", verdict.idle_ms, verdict.reason, run_cmd(rid(run)), [rid(run)], name_of(run), detail=detail
             )
-            out.append(
-                Finding("stale", idle, reason, run_cmd(rid(run)), [rid(run)], name_of(run), detail={"idle_ms": idle})
-            )
+            out.append(finding)
     return out
 
 
