@@ -12,6 +12,7 @@ started yourself (e.g. a PostgreSQL-backed one); the fixture then starts none.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import io
@@ -125,15 +126,52 @@ def start_server(tmp: Path, auth: bool = False, workers: int = 1, backend_uri: s
     return server
 
 
+# Integration suites that run against both backends: the sqlite server (quick loop) and the
+# production-shaped PostgreSQL one (two workers, proxied artifacts; slow tier).
+BOTH_BACKENDS = {
+    "test_create_experiment",
+    "test_query_experiments",
+    "test_get_metric_history",
+    "test_log_backtest",
+    "test_traces",
+}
+_SERVERS: dict[str, Server] = {}  # one server per backend for the whole session, however often asked
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.module.__name__ in BOTH_BACKENDS and "server" in metafunc.fixturenames:
+        backends = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
+        metafunc.parametrize("backend", backends, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def backend(request) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_servers():
+    yield
+    for srv in _SERVERS.values():
+        srv.stop()
+    _SERVERS.clear()
+
+
+def shared_server(backend: str, tmp_path_factory) -> Server:
+    if backend not in _SERVERS:
+        if backend == "postgresql":
+            _SERVERS[backend] = start_pg_server(tmp_path_factory)
+        else:
+            _SERVERS[backend] = start_server(tmp_path_factory.mktemp("server"))
+    return _SERVERS[backend]
+
+
+@pytest.fixture(scope="session")
+def server(backend, tmp_path_factory):
     external = os.environ.get("MLFLOW_SKILL_TEST_SERVER")
     if external:
-        yield Server(uri=external, tmp=tmp_path_factory.mktemp("external"))
-        return
-    srv = start_server(tmp_path_factory.mktemp("server"))
-    yield srv
-    srv.stop()
+        return Server(uri=external, tmp=tmp_path_factory.mktemp("external"))
+    return shared_server(backend, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -204,20 +242,32 @@ def start_postgres() -> Postgres:
     return Postgres(uri=f"postgresql+psycopg2://mlflow@127.0.0.1:{port}/mlflow", data=data, bin=pgbin, user=user)
 
 
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory):
-    """Production-shaped: PostgreSQL backend, proxied artifact serving, two workers."""
+_POSTGRES: list[Postgres] = []  # the session's one cluster; each user gets its own database
+
+
+def postgres_database(name: str) -> str:
+    """A new database in the session's PostgreSQL cluster (started on first use, stopped at exit)."""
     if postgres_bin() is None and not os.environ.get("CI"):
         pytest.skip("PostgreSQL is not installed here (CI installs it: apt-get install postgresql)")
-    pg = start_postgres()
-    try:
-        srv = start_server(tmp_path_factory.mktemp("pg_server"), workers=2, backend_uri=pg.uri)
-    except Exception:
-        pg.stop()
-        raise
-    yield srv
-    srv.stop()
-    pg.stop()
+    if not _POSTGRES:
+        _POSTGRES.append(start_postgres())
+        atexit.register(_POSTGRES[0].stop)
+    pg = _POSTGRES[0]
+    port = pg.uri.rsplit(":", 1)[1].split("/")[0]
+    if name != "mlflow":
+        _as_user(pg.user, [str(pg.bin / "createdb"), "-h", "127.0.0.1", "-p", port, "-U", "mlflow", name])
+    return pg.uri.rsplit("/", 1)[0] + "/" + name
+
+
+def start_pg_server(tmp_path_factory) -> Server:
+    """Production-shaped: PostgreSQL backend, proxied artifact serving, two workers."""
+    uri = postgres_database("mlflow")
+    return start_server(tmp_path_factory.mktemp("pg_server"), workers=2, backend_uri=uri)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    return shared_server("postgresql", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

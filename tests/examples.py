@@ -1,5 +1,5 @@
-"""The example outputs shown in SKILL.md, README.md and references/*.md come from real runs: this
-regenerates them.
+"""The example outputs shown in SKILL.md, README.md, references/*.md and docs/*.md come from real
+runs: this regenerates them.
 
 Usage:
   uv run python tests/examples.py            # rewrite the example outputs in the docs
@@ -22,7 +22,7 @@ survive regeneration whole:
 To add an example, write the markers and the bash block only (no output block) and regenerate.
 
 A fresh tracking server is started, demo data seeded deterministically, and each command run in
-document order (SKILL.md, README.md, then references/*.md) with the placeholders RUN_ID,
+document order (SKILL.md, README.md, references/*.md, then docs/*.md) with the placeholders RUN_ID,
 TRACE_ID, ... replaced by the demo's ids. Machine paths in an output (the working and temp
 folders, this checkout, site-packages in stack frames) are shortened before it is written.
 An output whose normalised form did not change is left as it was, so regenerating twice changes
@@ -49,7 +49,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-DOCS = [ROOT / "SKILL.md", ROOT / "README.md", *sorted((ROOT / "references").glob("*.md"))]
+DOCS = [
+    ROOT / "SKILL.md",
+    ROOT / "README.md",
+    *sorted((ROOT / "references").glob("*.md")),
+    *sorted((ROOT / "docs").glob("*.md")),
+]
 START = "<!-- example -->"
 END = "<!-- /example -->"
 REGION_RE = re.compile(r"^<!-- example -->\n(?P<body>.*?)^<!-- /example -->$", re.M | re.S)
@@ -252,12 +257,13 @@ def seed_demo(uri: str, workdir: Path) -> dict[str, str]:
 def seed_traces(uri: str) -> dict[str, str]:
     """Three agent traces in two sessions, one failing in its LLM call. The sleeps make the
     order of traces and the slowest span the same on every run."""
-    import mlflow
+    from test_traces import mlflow_target
 
-    os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "false"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("demo-agent")
+    with mlflow_target(uri, "demo-agent") as (mlflow, _):  # MLflow's globals put back afterwards
+        return _agent_traces(mlflow)
 
+
+def _agent_traces(mlflow) -> dict[str, str]:
     @mlflow.trace(span_type="TOOL")
     def search_docs(query):
         return [f"doc about {query}"]

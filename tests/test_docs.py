@@ -1,8 +1,9 @@
 """Keep the docs honest: every command shown parses, every script is listed, --help shows examples,
 SKILL.md's frontmatter validates with the Agent Skills reference validator and SKILL.md stays a
-short router; the examples are real output (tests/examples.py), well-formed, counted, regenerate
-idempotently, and no doc shows a machine path or a repeated passage.
-The regenerator's pure parts are tested in test_examples_regen.py."""
+short router; README.md stays short and links every page of docs/; each rule (the store's
+precedence, the exit codes) is written in one document; the examples are real output
+(tests/examples.py), well-formed, counted, regenerate idempotently, and no doc shows a machine path
+or a repeated passage. The regenerator's pure parts are tested in test_examples_regen.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ from conftest import ROOT, SCRIPTS, load_script
 from examples import START, Example, MalformedDoc, drift, generate, marker_counts, parse_examples, rewrite
 
 SCRIPT_NAMES = sorted(p.stem for p in SCRIPTS.glob("*.py") if not p.name.startswith("_"))
-DOCS = [ROOT / "SKILL.md", ROOT / "README.md", *sorted((ROOT / "references").glob("*.md"))]
+DOCS = [
+    ROOT / "SKILL.md",
+    ROOT / "README.md",
+    *sorted((ROOT / "references").glob("*.md")),
+    *sorted((ROOT / "docs").glob("*.md")),
+]
 COMMAND_RE = re.compile(r"scripts/([a-z][a-z_]*)\.py")
 
 
@@ -142,7 +148,7 @@ def test_skill_frontmatter_validates_with_reference_validator(tmp_path):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, bundle / item)
     assert validate(bundle) == []
-    assert len(meta["description"]) <= 1024
+    assert len(meta["description"]) <= 600, "say what the skill does and when to use it, in sentences"
     assert "Use when" in meta["description"]
 
 
@@ -174,6 +180,63 @@ def test_example_outputs_in_docs_come_from_real_runs():
 
 
 # ---------------------------------------------------------------------------------------------
+# README.md is the short front page; the evidence lives in docs/; each rule is written once
+# ---------------------------------------------------------------------------------------------
+README_MAX_BYTES = 15_000
+# Each rule has one home document; the others link to it (a second copy drifts). The patterns find
+# the rule written out: its table's header, or the same facts as a sentence.
+RULE_HOMES = {
+    "the store's precedence": (
+        ROOT / "references" / "credentials.md",
+        [re.compile(r"^\|\s*#\s*\|\s*source\s*\|", re.M), re.compile(r"--tracking-uri`?,? then\b")],
+    ),
+    "the exit codes": (
+        ROOT / "references" / "troubleshooting.md",
+        [re.compile(r"^\|\s*exit\s*\|\s*meaning\s*\|", re.M), re.compile(r"\b2 [^.|]{0,30}, 3 not found")],
+    ),
+}
+
+
+def rule_holders(rule: str, docs: dict[str, str]) -> list[str]:
+    """The documents (name -> text) that write the rule out."""
+    _, patterns = RULE_HOMES[rule]
+    return [name for name, text in docs.items() if any(p.search(text) for p in patterns)]
+
+
+def test_readme_is_short_and_links_every_page_of_docs():
+    readme = (ROOT / "README.md").read_bytes()
+    assert len(readme) <= README_MAX_BYTES, (
+        f"README.md has {len(readme):,} bytes, over {README_MAX_BYTES:,}: move detail to docs/"
+    )
+    missing = [p.name for p in sorted((ROOT / "docs").glob("*.md")) if f"](docs/{p.name}" not in readme.decode()]
+    assert not missing, f"README.md does not link {missing}"
+
+
+@pytest.mark.parametrize("rule", RULE_HOMES)
+def test_each_rule_is_written_in_one_document(rule):
+    home, _ = RULE_HOMES[rule]
+    docs = {str(doc.relative_to(ROOT)): doc.read_text() for doc in DOCS}
+    holders = rule_holders(rule, docs)
+    assert holders == [str(home.relative_to(ROOT))], (
+        f"{rule} is written out in {holders}: keep it in {home.name}, link there"
+    )
+
+
+def test_rule_detectors_catch_the_old_copies():
+    """The copies this replaced: README's precedence table and exit-code line, SKILL.md's gotchas."""
+    old = {
+        "README.md": "| # | source | what it may set |\n|---|---|---|\n"
+        "Exit codes: 0 ok, 2 usage or bad input, 3 not found, 4 server unreachable or too slow, 5",
+        "SKILL.md": "- **Where the store comes from:** `--tracking-uri`, then the environment (Doppler, mise),\n"
+        "- **Exit codes:** 2 bad input, 3 not found, 4 server unreachable, 5 credentials or permission,",
+        "links.md": "the order is in [credentials](references/credentials.md); exit codes: see troubleshooting.md, "
+        "exit 2 for bad input (3 for a 404)",
+    }
+    assert rule_holders("the store's precedence", old) == ["README.md", "SKILL.md"]
+    assert rule_holders("the exit codes", old) == ["README.md", "SKILL.md"]
+
+
+# ---------------------------------------------------------------------------------------------
 # Docs hold no machine paths and no repeated examples; the example counts are what they were
 # ---------------------------------------------------------------------------------------------
 MACHINE_PATH_RE = re.compile(
@@ -181,7 +244,7 @@ MACHINE_PATH_RE = re.compile(
     r"|File \"/|[A-Za-z]:\\(?:Users|Windows)\\"
 )
 # The examples each doc holds; a change here is deliberate (and reviewed), never a side effect.
-EXAMPLE_COUNTS = {"SKILL.md": 2, "README.md": 8, "examples.md": 5}
+EXAMPLE_COUNTS = {"SKILL.md": 2, "README.md": 5, "examples.md": 7}
 
 
 def machine_paths(text: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""One rule for where things are found, from any working directory (README "Configuration"):
+"""One rule for where things are found, from any working directory (references/credentials.md):
 
 - .env.local, then .env, in the working directory (where a user's project keeps its secrets),
   then in the skill's folder (beside scripts/);

@@ -5,6 +5,7 @@ a real float value that sorts above every number, ordering with missing values a
 export, artifacts through the proxy and create_experiment.
 
 Start-up of the PostgreSQL cluster and the server costs once per session (about 30-45 s here).
+The scripts' integration suites also run against this server: `backend` in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from conftest import unique
 
 Q = "query_experiments"
+pytestmark = pytest.mark.slow  # PostgreSQL
 
 
 @pytest.fixture(scope="module")
@@ -190,36 +192,3 @@ def test_create_experiment_idempotent_and_restore(run_script, pg):
         run_pg(run_script, pg, "create_experiment", "--name", name, "--restore", "--format", "json").out
     )
     assert restored["status"] == "restored" and restored["lifecycle_stage"] == "active"
-
-
-INTEGRATION_MODULES = [
-    "tests/test_create_experiment.py",
-    "tests/test_query_experiments.py",
-    "tests/test_get_metric_history.py",
-    "tests/test_log_backtest.py",
-    "tests/test_traces.py",
-]
-
-
-def test_integration_suites_pass_against_postgres(pg_server):
-    """The scripts' own integration tests, run again with the PostgreSQL-backed, two-worker server
-    as their `server` fixture (conftest honours MLFLOW_SKILL_TEST_SERVER). About 4 minutes."""
-    import os
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    env = {**os.environ, "MLFLOW_SKILL_TEST_SERVER": pg_server.uri}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *INTEGRATION_MODULES],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=2400,
-    )
-    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-2000:]
-    print(f"against PostgreSQL: {summary}")
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert " passed" in summary and "failed" not in summary

@@ -15,19 +15,19 @@ import json
 
 import pytest
 
-from conftest import postgres_bin, start_postgres, unique
+from conftest import postgres_database, unique
 from reliability import assert_clean_error
 
 PG_PASSWORD = "PgPw-sentinel-5b9e"
 
 
+pytestmark = pytest.mark.slow  # a PostgreSQL cluster and the scripts' own uv environments
+
+
 @pytest.fixture(scope="module")
 def pg_uri():
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL is not installed here (apt-get install postgresql)")
-    pg = start_postgres()
-    yield pg.uri.replace("://mlflow@", f"://mlflow:{PG_PASSWORD}@")
-    pg.stop()
+    uri = postgres_database("direct")  # its own database in the session's cluster
+    return uri.replace("://mlflow@", f"://mlflow:{PG_PASSWORD}@")
 
 
 def test_postgresql_uri_works_end_to_end_in_process(run_script, pg_uri, tmp_path):

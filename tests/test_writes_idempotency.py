@@ -144,8 +144,9 @@ def test_create_that_never_answers_names_the_orphan_and_rerun_completes_it(run_s
     args = ("--returns", returns_file, "--experiment", exp, "--no-history", *FAST)
     res = run_script(SCRIPT, *args, "--timeout", "1", uri=via_proxy.uri)
     assert_clean_error(res, 4, "backtest.request_id=", "re-run the same command")
-    time.sleep(3.0)  # the server gets the create now
-    orphan = runs_in(client, exp)
+    deadline = time.time() + 30  # the delayed create reaches the server about 7 s after it was sent
+    while not (orphan := runs_in(client, exp)) and time.time() < deadline:
+        time.sleep(0.1)
     assert len(orphan) == 1 and orphan[0].info.status == "RUNNING"
     assert "backtest.incomplete" in orphan[0].data.tags
     via_proxy.reset()

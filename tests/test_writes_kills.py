@@ -102,8 +102,9 @@ def check_after_kill(client, run_script, exp: str, exp_id: str, sig: int, rc: in
         assert re.search(r"interrupted by SIGTERM after \d+ of \d+ steps", run.data.tags["backtest.error"])
     else:
         assert run.info.status == "RUNNING"
-    time.sleep(1.1)
-    listed = failed_listing(run_script, exp)
+    deadline = time.time() + 15  # listed once its writer is gone, or after --stale 1s without a write
+    while run.info.run_id not in (listed := failed_listing(run_script, exp)) and time.time() < deadline:
+        time.sleep(0.2)
     assert run.info.run_id in listed, listed
     return run.info.status.lower()
 

@@ -1,13 +1,9 @@
 """Where the tracking store and its credentials come from. The only module that reads os.environ.
 
-Precedence, one table (README "Configuration" and references/credentials.md say the same):
-
-  1. --tracking-uri (credentials: its own user:password@, else the process environment's)
-  2. the process environment (Doppler, mise, your shell)
-  3. .env.local, then .env, in the working directory
-  4. .env.local, then .env, in the skill's folder
-     (MLFLOW_SKILL_ENV_DIR names one folder instead of 3 and 4)
-  5. MLflow's embedded store: sqlite:///mlflow.db in the working directory
+The precedence of the sources is the table in references/credentials.md ("Where the settings
+come from"); `resolve_settings` applies it: the --tracking-uri flag, the process environment, .env.local
+and .env in the working directory, then in the skill's folder (or the one MLFLOW_SKILL_ENV_DIR
+names), then MLflow's embedded store.
 
 The URI and its credentials are taken *together*: the first source that names a server
 (MLFLOW_TRACKING_URI, or MLFLOW_HOST[/PORT/SCHEME]) also supplies the username, password or
