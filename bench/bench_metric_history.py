@@ -37,10 +37,13 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-import conftest  # noqa: E402 (tests/ is on the path only from here)
+sys.path.insert(0, str(ROOT / "scripts"))
+from mlflow_skill.history import load  # noqa: E402 (scripts/ and tests/ are on the path only from here)
+from mlflow_skill.history.series import STEP_MAX, STEP_MIN  # noqa: E402
+
+import conftest  # noqa: E402
 from _bench import timed  # noqa: E402
 
-g = conftest.load_script("get_metric_history")
 SCRIPT = ROOT / "scripts" / "get_metric_history.py"
 BASELINE = (
     "import sys\n"
@@ -79,11 +82,11 @@ def seed(uri: str, n: int) -> str:
 
 
 def read_pages(uri: str, run_id: str) -> int:
-    params = {"run_id": run_id, "metric_key": "loss", "max_results": g.HISTORY_PAGE}
+    params = {"run_id": run_id, "metric_key": "loss", "max_results": load.HISTORY_PAGE}
     total = 0
     with requests.Session() as http:
         while True:
-            page = http.get(uri + g.HISTORY, params=params, timeout=300).json()
+            page = http.get(uri + load.HISTORY, params=params, timeout=300).json()
             total += len(page.get("metrics", []))
             if not page.get("next_page_token"):
                 return total
@@ -92,14 +95,14 @@ def read_pages(uri: str, run_id: str) -> int:
 
 def read_windows(uri: str, run_id: str, workers: int) -> int:
     def get(params):
-        return requests.get(uri + g.BULK_INTERVAL, params=params, timeout=300).json().get("metrics", [])
+        return requests.get(uri + load.BULK_INTERVAL, params=params, timeout=300).json().get("metrics", [])
 
-    base = {"run_ids": run_id, "metric_key": "loss", "max_results": g.SAMPLE_SIZE}
-    sample = [g.parse_point(m) for m in get(base)]
-    windows = g.plan_windows(sample, g.estimate_total(sample) / len(sample), g.STEP_MIN, g.STEP_MAX)
+    base = {"run_ids": run_id, "metric_key": "loss", "max_results": load.SAMPLE_SIZE}
+    sample = [load.parse_point(m) for m in get(base)]
+    windows = load.plan_windows(sample, load.estimate_total(sample) / len(sample), STEP_MIN, STEP_MAX)
     with ThreadPoolExecutor(workers) as pool:
         parts = list(pool.map(lambda w: get({**base, "start_step": w[0], "end_step": w[1]}), windows))
-    assert all(len(p) < g.SAMPLE_SIZE for p in parts)
+    assert all(len(p) < load.SAMPLE_SIZE for p in parts)
     return sum(len(p) for p in parts)
 
 
@@ -161,7 +164,7 @@ def report(r: dict, n: int, repeat: int) -> bool:
     print(f"\n| default markdown output, one metric | {size:,} bytes | target <= 4,096 |")
     found = r["default_max"].startswith("9.5 ") and "(exact)" in r["default_max"]
     labelled = "(sample)" in r["default_max"]
-    ok = size <= 4096 and (found if n <= g.AUTO_EXACT else labelled and r["client"] / r["default"] >= 10)
+    ok = size <= 4096 and (found if n <= load.AUTO_EXACT else labelled and r["client"] / r["default"] >= 10)
     print(f"\ntargets {'met' if ok else 'NOT met'}")
     return ok
 

@@ -9,12 +9,12 @@
 #     "requests>=2.31",
 # ]
 # [tool.uv]
-# compile-bytecode = false  # a first call compiles only what it imports, or borrows it (_embedded)
+# compile-bytecode = false  # a first call compiles only what it imports, or borrows it (store/embedded.py)
 # ///
 # Dependencies: MLflow's client and tracking store without its ML stack (mlflow-skinny plus the
 # database and server-handler packages full `mlflow` adds for the embedded sqlite store). Not
 # compiled at install: compiling all of it took most of each script's first call, six times over;
-# see _store.bytecode_cache and _embedded.borrow_bytecode for what happens instead.
+# see store/transport.py bytecode_cache and store/embedded.py borrow_bytecode for what happens instead.
 """Create an MLflow experiment, idempotently, with a description and tags.
 
 Usage:

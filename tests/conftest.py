@@ -138,6 +138,14 @@ BOTH_BACKENDS = {
 _SERVERS: dict[str, Server] = {}  # one server per backend for the whole session, however often asked
 
 
+def pytest_collection_modifyitems(items):
+    """Tests through `uv run` (a subprocess per call; the first one builds the script's environment,
+    about 30 s each) belong to the slow tier; the quick loop calls main(argv) in-process."""
+    for item in items:
+        if "uv_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_generate_tests(metafunc):
     if metafunc.module.__name__ in BOTH_BACKENDS and "server" in metafunc.fixturenames:
         backends = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]

@@ -169,6 +169,7 @@ def test_skill_md_is_a_short_router():
     assert all(len((e.output or "").splitlines()) <= 25 for e in examples), [e.command for e in examples]
 
 
+@pytest.mark.slow  # regeneration: runs every documented example against a fresh server
 def test_example_outputs_in_docs_come_from_real_runs():
     """The whole normalised documents and their example counts match a fresh regeneration.
     Regenerate with: uv run python tests/examples.py"""

@@ -42,6 +42,7 @@ def start(folder: Path, envdir: Path, i: int) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # cold start: every script's first call at once, through uv run
 @pytest.mark.timeout(1500)
 def test_parallel_first_calls_on_a_fresh_folder(tmp_path):
     from mlflow.tracking import MlflowClient

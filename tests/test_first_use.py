@@ -134,6 +134,7 @@ def make_env(root: Path, name: str) -> Path:
     return env
 
 
+@pytest.mark.slow  # builds virtual environments
 def test_a_new_environment_borrows_byte_code_compiled_for_the_same_files(tmp_path):
     import py_compile
     import subprocess
@@ -163,6 +164,7 @@ def test_a_new_environment_borrows_byte_code_compiled_for_the_same_files(tmp_pat
     assert (site2 / ".mlflow-skill-bytecode-borrowed").exists()
 
 
+@pytest.mark.slow  # builds virtual environments
 def test_top_level_modules_byte_code_is_borrowed_too(tmp_path):
     import py_compile
     import subprocess

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from mlflow_skill.core.errors import UsageError
-
-from conftest import load_script
-
-g = load_script("get_metric_history")
+from mlflow_skill.history.load import SAMPLE_SIZE, WINDOW_ROWS, estimate_total, plan_windows
+from mlflow_skill.history.request import parse_steps
+from mlflow_skill.history.selection import downsample
+from mlflow_skill.history.series import STEP_MAX, STEP_MIN
+from mlflow_skill.history.sparkline import SPARK_WIDTH, sparkline
 
 
 # --- --steps ----------------------------------------------------------------------------------
@@ -34,7 +35,7 @@ g = load_script("get_metric_history")
     ],
 )
 def test_parse_steps_forms(text, expected):
-    assert g.parse_steps(text) == expected
+    assert parse_steps(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,7 @@ def test_parse_steps_forms(text, expected):
 )
 def test_parse_steps_errors_name_the_fix(text, needle):
     with pytest.raises(UsageError) as err:
-        g.parse_steps(text)
+        parse_steps(text)
     assert needle in str(err.value) and "--steps" in str(err.value)
 
 
@@ -70,34 +71,34 @@ def slice_of(step: int, first: int, last: int, width: int) -> int:
 
 def test_sparkline_keeps_a_one_point_spike():
     pts = spike_series()
-    spark = g.sparkline(pts)
-    assert len(spark) == g.SPARK_WIDTH
-    where = slice_of(SPIKE_STEP, 0, N - 1, g.SPARK_WIDTH)
+    spark = sparkline(pts)
+    assert len(spark) == SPARK_WIDTH
+    where = slice_of(SPIKE_STEP, 0, N - 1, SPARK_WIDTH)
     assert spark.count("█") == 1 and spark.index("█") == where
     # The old rule (mean per slice) could not show it: the spike's slice mean is below the first slice's.
     values = np.array([p[2] for p in pts])
-    slices = np.array([slice_of(i, 0, N - 1, g.SPARK_WIDTH) for i in range(N)])
-    means = np.array([values[slices == k].mean() for k in range(g.SPARK_WIDTH)])
+    slices = np.array([slice_of(i, 0, N - 1, SPARK_WIDTH) for i in range(N)])
+    means = np.array([values[slices == k].mean() for k in range(SPARK_WIDTH)])
     assert means.argmax() != where
 
 
 def test_sparkline_keeps_a_downward_spike():
     pts = spike_series(sign=-1.0)
-    spark = g.sparkline(pts)
-    where = slice_of(SPIKE_STEP, 0, N - 1, g.SPARK_WIDTH)
+    spark = sparkline(pts)
+    where = slice_of(SPIKE_STEP, 0, N - 1, SPARK_WIDTH)
     assert spark.count("▁") == 1 and spark.index("▁") == where
 
 
 def test_sparkline_nan_empty_constant_and_inf():
     nan_only = [(i, 0, math.nan) for i in range(10)] + [(i, 0, float(i)) for i in range(10, 20)]
-    spark = g.sparkline(nan_only, width=4)
+    spark = sparkline(nan_only, width=4)
     assert spark[:2] == "··" and "·" not in spark[2:]
     gappy = [(0, 0, 1.0), (1, 0, 2.0), (98, 0, 3.0), (99, 0, 4.0)]
-    assert " " in g.sparkline(gappy, width=4) or len(g.sparkline(gappy, width=4)) == 4
-    assert set(g.sparkline([(i, 0, 0.25) for i in range(30)], width=10)) == {"▄"}
-    inf = g.sparkline([(0, 0, 1.0), (1, 0, math.inf), (2, 0, 2.0)], width=3)
+    assert " " in sparkline(gappy, width=4) or len(sparkline(gappy, width=4)) == 4
+    assert set(sparkline([(i, 0, 0.25) for i in range(30)], width=10)) == {"▄"}
+    inf = sparkline([(0, 0, 1.0), (1, 0, math.inf), (2, 0, 2.0)], width=3)
     assert inf[1] == "█"
-    assert g.sparkline([]) == ""
+    assert sparkline([]) == ""
 
 
 @settings(max_examples=60, deadline=None)
@@ -106,7 +107,7 @@ def test_sparkline_global_extremes_drawn_at_the_ends(values, width):
     """The series' largest value is in some slice; that slice is drawn at its max when the max is
     farther from the median than the slice's min, and then it is the top character."""
     pts = [(i, 0, v) for i, v in enumerate(values)]
-    spark = g.sparkline(pts, width)
+    spark = sparkline(pts, width)
     assert len(spark) == max(1, min(width, len(pts)))
     med = float(np.median(values))
     hi = max(values)
@@ -123,7 +124,7 @@ def test_sparkline_global_extremes_drawn_at_the_ends(values, width):
 def test_downsample_bounds_and_keeps(steps, limit, data):
     pts = [(s, s * 10, float(s % 17)) for s in sorted(steps)]
     keep = data.draw(hs.lists(hs.sampled_from(pts), max_size=2))
-    out = g.downsample(pts, limit, keep)
+    out = downsample(pts, limit, keep)
     assert out == sorted(out) and set(out) <= set(pts)
     if len(pts) <= limit:
         assert out == pts
@@ -151,25 +152,25 @@ def ntile_sample(steps: list[int], n_slices: int = 2500) -> list[tuple[int, int,
 def test_plan_windows_partition_and_fit(n, stride, offset):
     steps = [offset + i * stride for i in range(n)]
     sample = ntile_sample(steps)
-    est = g.estimate_total(sample)
+    est = estimate_total(sample)
     assert est == n  # one point per step, regular stride: the estimate is exact
-    windows = g.plan_windows(sample, est / len(sample), g.STEP_MIN, g.STEP_MAX)
-    assert windows[0][0] == g.STEP_MIN and windows[-1][1] == g.STEP_MAX
+    windows = plan_windows(sample, est / len(sample), STEP_MIN, STEP_MAX)
+    assert windows[0][0] == STEP_MIN and windows[-1][1] == STEP_MAX
     assert all(a <= b for a, b in windows)
     assert all(b + 1 == a2 for (_, b), (a2, _) in itertools.pairwise(windows))  # no gap, no overlap
     arr = np.array(steps)
     counts = [int(((arr >= a) & (arr <= b)).sum()) for a, b in windows]
     assert sum(counts) == n
-    assert max(counts) < g.SAMPLE_SIZE  # no window has to be split: one request each
-    assert len(windows) <= math.ceil(n / (g.WINDOW_ROWS / 2)) + 1
+    assert max(counts) < SAMPLE_SIZE  # no window has to be split: one request each
+    assert len(windows) <= math.ceil(n / (WINDOW_ROWS / 2)) + 1
 
 
 def test_plan_windows_inside_a_step_window():
     sample = ntile_sample(list(range(1000, 101_000)))
-    windows = g.plan_windows(sample, 40, 1000, 100_999)
+    windows = plan_windows(sample, 40, 1000, 100_999)
     assert windows[0][0] == 1000 and windows[-1][1] == 100_999
 
 
 def test_estimate_total_needs_unique_steps():
-    assert g.estimate_total([(0, 0, 1.0), (0, 1, 1.0), (5, 2, 1.0)]) is None
-    assert g.estimate_total([(0, 0, 1.0), (10, 0, 1.0), (25, 0, 1.0)]) == 6  # stride 5
+    assert estimate_total([(0, 0, 1.0), (0, 1, 1.0), (5, 2, 1.0)]) is None
+    assert estimate_total([(0, 0, 1.0), (10, 0, 1.0), (25, 0, 1.0)]) == 6  # stride 5

@@ -23,6 +23,8 @@ import pytest
 from bulk_seed import seed
 from conftest import SCRIPTS, clean_env, start_server
 
+pytestmark = pytest.mark.slow  # load: eight invocations at once on 20,000 runs
+
 N_RUNS = 20_000
 HIST_POINTS = 2_000
 WORKERS = 2  # how teams run a shared server; each full scan costs the server ~25 s of one core here

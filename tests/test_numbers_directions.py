@@ -75,6 +75,28 @@ def test_reference_table_states_the_same_direction():
     assert dirs.direction("benchmark_volatility") == (False, dirs.KNOWN)
 
 
+def test_reference_tables_are_generated_from_the_registry():
+    """The metric tables of the reference are the registry's (quant/reference.py renders them)."""
+    from mlflow_skill.quant import reference
+
+    text = REFERENCE.read_text()
+    assert reference.rewrite(text) == text, "regenerate: uv run python tests/metrics_reference.py"
+    tabled = {key for line in text.splitlines() for key in re.findall(r"^\| `([a-z0-9_]+)` \|", line)}
+    logged = {m.key for m in dirs.METRICS if m.group != dirs.HISTORIES}
+    assert logged <= tabled
+
+
+def test_former_metric_lists_are_views_of_the_registry():
+    """Units, headline labels and compare presets come from the one registry."""
+    from mlflow_skill.backtest import metrics as bm
+
+    assert bm.PCT_KEYS == dirs.PERCENT_KEYS and "cagr" in bm.PCT_KEYS and "sharpe" not in bm.PCT_KEYS
+    headline = [(m.key, m.label) for m in dirs.preset(dirs.HEADLINE)]
+    assert headline[:3] == [("cagr", "CAGR"), ("cumulative_return", "Cumulative return"), ("sharpe", "Sharpe")]
+    assert all(label for _, label in headline)
+    assert dirs.COMPARE_PRESETS["backtest"][:3] == ["sharpe", "sortino", "cagr"]
+
+
 @pytest.fixture(scope="module")
 def backtests(client):
     """Three logged-looking backtest runs: the shallowest drawdown and the lowest volatility are

@@ -170,6 +170,7 @@ def test_compare_best_children_with_the_backtest_preset(module_run_script, logge
     assert "params.lookback" in rows and "params.variant" in rows
 
 
+@pytest.mark.slow  # a sweep of many variants
 def test_sweep_markdown_is_bounded_for_many_variants(module_run_script, tmp_path):
     rng = np.random.default_rng(5)
     index = pd.bdate_range("2015-01-01", periods=2520)  # ten years of daily bars

@@ -26,6 +26,8 @@ import pytest
 
 from conftest import SCRIPTS, UV, clean_env, unique
 
+pytestmark = pytest.mark.slow  # kills: SIGTERM, SIGINT and SIGKILL at random moments of real writes
+
 SCRIPT = "log_backtest"
 BARS = 3000
 

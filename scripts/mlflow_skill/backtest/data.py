@@ -1,6 +1,6 @@
 """Reading a backtest's input: CSV or Parquet, the date and value columns, numbers and dates
-checked cell by cell, prices turned into returns, a benchmark aligned, and the number of bars
-per year inferred from the calendar. Nothing here talks to the store: every check runs before
+checked cell by cell, prices turned into returns, a benchmark aligned (the number of bars per
+year is inferred in annualisation.py). Nothing here talks to the store: every check runs before
 a run is created.
 """
 
@@ -11,7 +11,9 @@ import hashlib
 import math
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlflow_skill.core.errors import UsageError
 from mlflow_skill.core.formatting import truncate
@@ -435,7 +437,23 @@ def undated_index(count: int, ppy: float):
     return pd.DatetimeIndex([pd.Timestamp("1970-01-01") + i * step for i in range(count)])
 
 
-def load_inputs(args, notes: list[str]) -> dict:
+@dataclass
+class Inputs:
+    """One backtest's series, read and checked: the returns (and the benchmark's, on the same bars)
+    on UTC instants, the file's own wall-clock times of those bars, and where they came from."""
+
+    returns: Any  # pandas Series: the return of each bar
+    file: Path
+    column: str
+    benchmark: Any = None  # pandas Series on the same bars, or None
+    benchmark_file: Path | None = None
+    benchmark_column: str | None = None
+    date_column: str | None = None
+    dated: bool = True  # False: stand-in times (--periods-per-year on undated rows)
+    local_index: Any = None  # pandas DatetimeIndex: the bars' times as the file states them
+
+
+def load_inputs(args, notes: list[str]) -> Inputs:
     """Read --returns (and the benchmark) into aligned pandas Series; every refusal happens here."""
     import pandas as pd
 
@@ -458,31 +476,23 @@ def load_inputs(args, notes: list[str]) -> dict:
         )
     dates.name = date_col or "bar"
     local_of = pd.Series(local.values, index=dates.values)
-    returns = to_series(
-        table,
-        dates,
-        parse_numbers(table, value_col, "--returns", args.percent),
-        value_col,
-        "--returns",
-        args.prices,
-        notes,
-        "returns",
-    )
+    values = parse_numbers(table, value_col, "--returns", args.percent)
+    returns = to_series(table, dates, values, value_col, "--returns", args.prices, notes, "returns")
     returns.name = "returns"
-    data = {
-        "returns": returns,
-        "benchmark": None,
-        "file": table.path,
-        "column": value_col,
-        "date_column": date_col,
-        "dated": date_col is not None,
-        "benchmark_file": None,
-        "benchmark_column": None,
-    }
-    bench = None
+    inputs = Inputs(returns, table.path, value_col, date_column=date_col, dated=date_col is not None)
+    _load_benchmark(args, inputs, table, dates, (sep, decimal), notes)
+    if inputs.benchmark is not None:
+        inputs.returns, inputs.benchmark = align_benchmark(inputs.returns, inputs.benchmark, notes)
+    inputs.local_index = pd.DatetimeIndex(local_of.reindex(inputs.returns.index).to_numpy())
+    return inputs
+
+
+def _load_benchmark(args, inputs: Inputs, table: Table, dates, fmt: tuple, notes: list[str]) -> None:
+    """The benchmark's returns, from --benchmark FILE or a --benchmark-column of the returns file
+    (not yet aligned on the strategy's bars)."""
     bench_prices = args.benchmark_prices or (args.prices and not args.benchmark)
     if args.benchmark:
-        btable = read_table(args.benchmark, "--benchmark", sep, decimal)
+        btable = read_table(args.benchmark, "--benchmark", *fmt)
         bdate = pick_date_column(btable, None, "--benchmark")
         bcol = pick_value_column(
             btable, args.benchmark_column, {bdate}, "--benchmark", "benchmark", "--benchmark-column"
@@ -490,20 +500,17 @@ def load_inputs(args, notes: list[str]) -> dict:
         bdates, _ = parse_dates(btable, bdate, "--benchmark")
         bdates.name = bdate
         bvalues = parse_numbers(btable, bcol, "--benchmark", args.percent)
-        bench = to_series(btable, bdates, bvalues, bcol, "--benchmark", bench_prices, notes, "benchmark")
-        data["benchmark_file"], data["benchmark_column"] = btable.path, bcol
+        inputs.benchmark = to_series(btable, bdates, bvalues, bcol, "--benchmark", bench_prices, notes, "benchmark")
+        inputs.benchmark_file, inputs.benchmark_column = btable.path, bcol
     elif args.benchmark_column:
-        if args.benchmark_column == value_col:
+        if args.benchmark_column == inputs.column:
             raise UsageError("--benchmark-column names the returns column itself: pick the benchmark's column")
         pick_value_column(table, args.benchmark_column, set(), "--returns", "benchmark", "--benchmark-column")
         bvalues = parse_numbers(table, args.benchmark_column, "--returns", args.percent)
-        bench = to_series(table, dates, bvalues, args.benchmark_column, "--returns", bench_prices, notes, "benchmark")
-        data["benchmark_column"] = args.benchmark_column
-    if bench is not None:
-        returns, bench = align_benchmark(returns, bench, notes)
-        data["returns"], data["benchmark"] = returns, bench
-    data["local_index"] = pd.DatetimeIndex(local_of.reindex(data["returns"].index).to_numpy())
-    return data
+        inputs.benchmark = to_series(
+            table, dates, bvalues, args.benchmark_column, "--returns", bench_prices, notes, "benchmark"
+        )
+        inputs.benchmark_column = args.benchmark_column
 
 
 def align_benchmark(returns, bench, notes: list[str]):
@@ -541,76 +548,3 @@ def align_benchmark(returns, bench, notes: list[str]):
         raise UsageError("the benchmark and the returns share fewer than 2 usable bars")
     bench_ret.name = "benchmark"
     return returns, bench_ret
-
-
-TOLERANCE = 0.10  # measured bars a year vs the calendar's convention
-MIN_CHECK_DAYS = 90  # shorter spans measure the calendar too roughly (edge weekends, partial weeks)
-MIN_CHECK_BARS = 20
-
-
-def infer_periods_per_year(index, notes: list[str] | None = None) -> tuple[float, str]:
-    """Annualisation from the timestamps (local wall-clock times: weekdays as the data states them):
-    (periods per year, how it was inferred). The convention for the bar spacing (252 trading days,
-    365 calendar days, 52 weeks, ...) is checked against the bars a year the data itself has; when
-    they differ by more than 10 % the measured figure is used, with a note naming the flag."""
-    if len(index) < 2:
-        return 252.0, "default (too few bars to infer)"
-    ppy, how = _convention(index)
-    span_days = float((index[-1] - index[0]).total_seconds()) / 86400.0
-    if span_days < MIN_CHECK_DAYS or len(index) < MIN_CHECK_BARS:
-        return ppy, f"{how} (the data spans {span_days:.3g} days: too short to check against the calendar)"
-    measured = (len(index) - 1) / (span_days / 365.25)
-    gap = measured / ppy - 1.0
-    if abs(gap) <= TOLERANCE:
-        return ppy, f"{how}; the data has {measured:.4g} bars a year, within 10 %"
-    chosen = float(f"{measured:.4g}")
-    if notes is not None:
-        notes.append(
-            f"periods per year: the data has {measured:.4g} bars a year ({len(index)} bars over "
-            f"{span_days / 365.25:.3g} years), "
-            f"{gap:+.0%} from the {ppy:g} of its spacing ({how}): irregular or gappy bars, so the measured {chosen:g} "
-            f"is used; "
-            f"pass --periods-per-year {ppy:g} to use the convention"
-        )
-    return (
-        chosen,
-        f"measured: {len(index) - 1} intervals over {span_days:.4g} days; the convention ({how}) differs by {gap:+.0%}",
-    )
-
-
-def _convention(index) -> tuple[float, str]:
-    import numpy as np
-
-    diffs = np.diff(index.values).astype("timedelta64[s]").astype(float)
-    median_days = float(np.median(diffs)) / 86400.0
-    weekend_share = float((index.day_of_week >= 5).mean())
-    weekends = weekend_share > 0.05
-    if median_days < 0.5:  # intraday
-        per_day = index.normalize().value_counts()
-        bars = float(np.median(per_day.to_numpy()))
-        step = _fmt_step(median_days * 86400)
-        if weekends:
-            return 365.0 * bars, f"intraday {step} bars, {bars:g} per day, weekend bars present: 365 x {bars:g}"
-        return 252.0 * bars, f"intraday {step} bars, {bars:g} per day, no weekend bars: 252 x {bars:g}"
-    if median_days < 3.5:
-        if weekends:
-            return 365.0, f"daily bars incl. weekends ({weekend_share:.0%} on Sat/Sun): 365 calendar days"
-        return 252.0, "daily bars without weekends: 252 trading days"
-    for low, high, ppy, name in (
-        (5, 9, 52.0, "weekly"),
-        (25, 35, 12.0, "monthly"),
-        (80, 100, 4.0, "quarterly"),
-        (350, 380, 1.0, "yearly"),
-    ):
-        if low <= median_days <= high:
-            return ppy, f"{name} bars: {ppy:g}"
-    ppy = round(365.25 / median_days, 2)
-    return ppy, f"irregular bars (median {median_days:.3g} days apart): 365.25 / {median_days:.3g}"
-
-
-def _fmt_step(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:g}h"
-    if seconds >= 60:
-        return f"{seconds / 60:g}min"
-    return f"{seconds:g}s"

@@ -8,61 +8,27 @@ import contextlib
 import math
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Metrics whose value is a fraction shown as percent (the rest are ratios, counts or days).
-# Metrics whose value is a fraction shown as percent (the rest are ratios, counts or days).
-PCT_KEYS = {
-    "time_in_market",
-    "cumulative_return",
-    "cagr",
-    "probabilistic_sharpe_ratio",
-    "probabilistic_sortino_ratio",
-    "probabilistic_adjusted_sortino_ratio",
-    "max_drawdown",
-    "volatility",
-    "volatility_per_period",
-    "risk_adjusted_return",
-    "avg_return",
-    "avg_win",
-    "avg_loss",
-    "expected_return_period",
-    "expected_return_month",
-    "expected_return_year",
-    "kelly_criterion",
-    "value_at_risk",
-    "cvar",
-    "value_at_risk_99",
-    "cvar_99",
-    "cvar_historical",
-    "return_mtd",
-    "return_3m",
-    "return_6m",
-    "return_ytd",
-    "return_1y",
-    "cagr_3y",
-    "cagr_5y",
-    "cagr_10y",
-    "best_period",
-    "worst_period",
-    "best_month",
-    "worst_month",
-    "best_quarter",
-    "worst_quarter",
-    "best_year",
-    "worst_year",
-    "avg_drawdown",
-    "current_drawdown",
-    "avg_up_month",
-    "avg_down_month",
-    "win_rate",
-    "win_rate_month",
-    "win_rate_quarter",
-    "win_rate_year",
-    "alpha",
-    "correlation",
-}
+from mlflow_skill.quant import catalog
+
+# Metrics whose value is a fraction shown as percent (the rest are ratios, counts or days): a
+# view of the metric registry
+PCT_KEYS = catalog.PERCENT_KEYS
+
+
+@dataclass
+class MetricSet:
+    """One series' metrics: the defined values, the undefined keys (named, not logged), why
+    some were left out, notes saying so, and facts for the histories and tags."""
+
+    metrics: dict[str, float]
+    undefined: list[str]
+    reasons: dict[str, str]
+    notes: list[str]
+    facts: dict[str, Any]  # the drawdown series; the worst drawdown's start, valley and end
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,10 +351,10 @@ def omissions(s, metrics: dict[str, float], dated: bool) -> dict[str, str]:
     return {k: v for k, v in reasons.items() if k in metrics}
 
 
-def compute(qs, data: dict, rf: float, ppy: float) -> dict:
-    """-> metrics (defined), undefined (names), reasons {name: why left out}, notes, facts."""
+def compute(qs, data, rf: float, ppy: float) -> MetricSet:
+    """Every metric of `data` (a data.Inputs), the undefined ones named and the reasons given."""
     s, b = local_axis(data)
-    dated = data.get("dated", True)
+    dated = data.dated
     with warnings.catch_warnings(), _np_quiet():
         warnings.simplefilter("ignore")
         metrics, facts = series_metrics(qs, s, rf, ppy)
@@ -406,13 +372,7 @@ def compute(qs, data: dict, rf: float, ppy: float) -> dict:
         metrics[key] = math.nan
     defined = {k: v for k, v in metrics.items() if math.isfinite(v)}
     undefined = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-    return {
-        "metrics": defined,
-        "undefined": undefined,
-        "reasons": reasons,
-        "notes": reason_notes(reasons),
-        "facts": facts,
-    }
+    return MetricSet(defined, undefined, reasons, reason_notes(reasons), facts)
 
 
 def _flat_values(s) -> dict[str, float]:
@@ -430,11 +390,11 @@ def reason_notes(reasons: dict[str, str]) -> list[str]:
     return [f"left out ({why}): {', '.join(sorted(keys))}" for why, keys in grouped.items()]
 
 
-def local_axis(data: dict):
-    """The series on the file's own wall-clock times (months and years as the data states them),
-    when those are usable as an index; else on UTC instants."""
-    s, b = data["returns"], data["benchmark"]
-    local = data.get("local_index")
+def local_axis(data):
+    """The series of `data` (a data.Inputs) on the file's own wall-clock times (months and years as
+    the data states them), when those are usable as an index; else on UTC instants."""
+    s, b = data.returns, data.benchmark
+    local = data.local_index
     if local is None or len(local) != len(s) or local.equals(s.index):
         return s, b
     if not (local.is_unique and local.is_monotonic_increasing):
@@ -450,7 +410,7 @@ def _np_quiet():
         yield
 
 
-def write_tearsheet(qs, data: dict, rf: float, ppy: float, title: str, path: Path) -> None:
+def write_tearsheet(qs, data, rf: float, ppy: float, title: str, path: Path) -> None:
     """QuantStats' HTML tearsheet, offline: benchmark passed as a Series (never a ticker to
     download), Agg backend, output to a file (never a browser download)."""
     import logging
@@ -464,8 +424,8 @@ def write_tearsheet(qs, data: dict, rf: float, ppy: float, title: str, path: Pat
     with warnings.catch_warnings(), _np_quiet(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")
         qs.reports.html(
-            data["returns"].copy(),
-            benchmark=data["benchmark"].copy() if data["benchmark"] is not None else None,
+            data.returns.copy(),
+            benchmark=data.benchmark.copy() if data.benchmark is not None else None,
             rf=rf,
             title=title,
             output=str(path),

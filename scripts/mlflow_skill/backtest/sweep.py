@@ -1,9 +1,10 @@
-"""Parameter sweeps for log_backtest.py: several strategy variants (columns of one file, or one file
+"""The sweep model for log_backtest.py: several strategy variants (columns of one file, or one file
 each) scored on ONE common evaluation window with the benchmark aligned the same way for all,
 ranked with the probabilistic and deflated Sharpe ratios, and drawn as one equity-curve picture.
 
-Reading and validation reuse _backtest_data (every refusal before anything is logged); metrics
-reuse _backtest_metrics.compute, once per variant, in one process.
+Reading and validation reuse backtest/data.py (every refusal before anything is logged); metrics
+reuse backtest/metrics.compute, once per variant, in one process (sweepjob.py). Logging the sweep
+is sweeplog.py's part, printing it render.py's.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_skill.backtest import data as bd
+from mlflow_skill.backtest.metrics import MetricSet
 from mlflow_skill.core.errors import UsageError
-from mlflow_skill.core.formatting import fmt_num, json_safe, to_csv, truncate
-from mlflow_skill.core.values import parse_key_values
+from mlflow_skill.core.formatting import to_csv
 from mlflow_skill.quant import sharpe as sharpe_stats
 
 MAX_VARIANTS = 1000
-RANKING_SHOWN = 10  # rows of the ranking in the markdown output; the artifact holds every row
 PNG_LABELLED = 5  # variants named in the picture's legend (the best by Sharpe); the rest drawn thin
 
 
@@ -35,7 +35,7 @@ class Variant:
     file: Path
     column: str
     params: dict[str, str] = field(default_factory=dict)
-    result: dict | None = None  # _backtest_metrics.compute(...) on the common window
+    result: MetricSet | None = None  # metrics.compute(...) on the common window
 
 
 @dataclass
@@ -234,13 +234,13 @@ def ranking(sweep: Sweep, ppy: float, trials: int | None = None) -> tuple[list[d
     bars = len(sweep.variants[0].returns)
     trials_list = []
     for v in sweep.variants:
-        m = v.result["metrics"]
+        m = v.result.metrics
         if all(k in m for k in ("sharpe", "skew", "kurtosis")):
             trials_list.append(sharpe_stats.Trial(v.name, m["sharpe"], ppy, bars, m["skew"], m["kurtosis"]))
     ranked = sharpe_stats.rank(trials_list, trials)
     rows = []
     for v in sweep.variants:
-        m = v.result["metrics"]
+        m = v.result.metrics
         rows.append(
             {
                 "variant": v.name,
@@ -317,189 +317,3 @@ def equity_png(sweep: Sweep, rows: list[dict], path: Path, title: str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-# ---------------------------------------------------------------------------------------------
-# The sweep's summary (the parent run's params, tags, metrics) and its view
-# ---------------------------------------------------------------------------------------------
-def sweep_summary(args, sweep: Sweep, name: str, fp: str, periods: tuple[float, str], notes: list[str]) -> dict:
-    """The parent run's params, tags and facts; its metrics come with the ranking (add_ranking)."""
-    ppy, how = periods
-    files = ", ".join(sorted({f.name for f in sweep.files}))
-    params = {
-        "data.files": truncate(files, 5000),
-        "data.columns": args.columns or "(one per file)",
-        "data.start": sweep.start.isoformat(),
-        "data.end": sweep.end.isoformat(),
-        "data.periods": str(len(sweep.variants[0].returns)),
-        "data.periods_per_year": f"{ppy:g}",
-        "data.risk_free": f"{args.risk_free:g}",
-        "sweep.variants": str(len(sweep.variants)),
-        "sweep.trials": str(args.trials or len(sweep.variants)),
-        **(
-            {"data.benchmark": args.benchmark and Path(args.benchmark).name or args.benchmark_column}
-            if sweep.benchmark is not None
-            else {}
-        ),
-    }
-    tags = {
-        **parse_key_values(args.tag, "--tag"),
-        "backtest.sweep": f"{len(sweep.variants)} variants",
-        "backtest.periods_per_year": f"{ppy:g} ({how})",
-    }
-    return {
-        "dry_run": bool(args.dry_run),
-        "action": None,
-        "experiment": args.experiment,
-        "experiment_id": None,
-        "experiment_status": None,
-        "run_name": name,
-        "run_id": None,
-        "status": None,
-        "url": None,
-        "fingerprint": fp,
-        "previous": None,
-        "notes": notes,
-        "params": params,
-        "tags": tags,
-        "metrics": {},
-        "histories": {},
-        "artifacts": [],
-        "requests": {},
-        "periods_per_year": ppy,
-        "periods_per_year_how": how,
-        "window": {
-            "start": sweep.start.isoformat(),
-            "end": sweep.end.isoformat(),
-            "bars": len(sweep.variants[0].returns),
-            "shared_bars": sweep.bars_total,
-            "last_to_start": sweep.last_to_start,
-        },
-        "deflated_sharpe": None,
-    }
-
-
-def add_ranking(summary: dict, rows: list[dict], ranked, trials_flag: int | None) -> None:
-    """The parent's metrics (variants, the winner's Sharpe, PSR, DSR) and the deflated-Sharpe facts."""
-    best = rows[0]
-    summary["metrics"] = {"sweep_variants": float(len(rows)), "sweep_trials": float(ranked.trials)}
-    for key in ("sharpe", "psr", "dsr"):
-        if best.get(key) is not None and math.isfinite(best[key]):
-            summary["metrics"][f"best_{key}"] = float(best[key])
-    trials_how = (
-        f"N = {ranked.trials} given by --trials"
-        if trials_flag
-        else f"N = {ranked.trials}: the variants in this sweep "
-        "(variants tried but not logged are not counted: pass --trials N)"
-    )
-    summary["deflated_sharpe"] = {
-        "trials": ranked.trials,
-        "trials_counted_as": trials_how,
-        "sharpe_variance_per_bar": ranked.variance,
-        "sr0_per_bar": ranked.sr0,
-        "winner": best["variant"],
-        "winner_dsr": best.get("dsr"),
-        "verdict": sharpe_stats.verdict(best.get("dsr") if best.get("dsr") is not None else math.nan),
-    }
-
-
-def sweep_view(job: dict, prog: str) -> Any:
-    from mlflow_skill.cli.view import Table, View
-
-    s, rows = job["summary"], job["rows"]
-    params = list(dict.fromkeys(k for r in rows for k in r if k.startswith("param.")))
-    headers = [
-        "rank",
-        "variant",
-        *[p.removeprefix("param.") for p in params],
-        "sharpe",
-        "PSR",
-        "DSR",
-        "CAGR",
-        "max DD",
-        "run",
-    ]
-    pct = lambda v: "" if v is None or not math.isfinite(v) else f"{v * 100:.1f} %"  # noqa: E731
-    shown = [
-        [
-            r["rank"],
-            r["variant"],
-            *[r.get(p, "") for p in params],
-            fmt_num(r["sharpe"]),
-            fmt_num(r["psr"], 3),
-            fmt_num(r["dsr"], 3),
-            pct(r["cagr"]),
-            pct(r["max_drawdown"]),
-            (r["run_id"] or "")[:8],
-        ]
-        for r in rows[:RANKING_SHOWN]
-    ]
-    raw = [
-        [
-            r["rank"],
-            r["variant"],
-            *[r.get(p) for p in params],
-            r["sharpe"],
-            r["psr"],
-            r["dsr"],
-            r["cagr"],
-            r["max_drawdown"],
-            r["run_id"],
-        ]
-        for r in rows
-    ]
-    w, d = s["window"], s["deflated_sharpe"]
-    return View(
-        data=json_safe({**s, "ranking": rows}),
-        lines=[
-            *_sweep_headline(s),
-            "",
-            f"- window: {w['start'][:19]} to {w['end'][:19]}, {w['bars']} bars, the same for every variant"
-            + (
-                f" (from where {w['last_to_start']} starts; {w['shared_bars']} bars shared)"
-                if w["bars"] < w["shared_bars"]
-                else ""
-            ),
-            f"- periods per year: {fmt_num(s['periods_per_year'])} ({s['periods_per_year_how']})",
-            *[f"- note: {n}" for n in s["notes"]],
-            f"- winner {d['winner']}: {d['verdict']}; deflated Sharpe with {d['trials_counted_as']}",
-            "",
-        ],
-        table=Table(headers, shown, raw),
-        after=_sweep_after(s, rows, prog),
-    )
-
-
-def _sweep_headline(s: dict) -> list[str]:
-    where = f"in experiment **{s['experiment']}**" + (f" (id {s['experiment_id']})" if s["experiment_id"] else "")
-    if s["dry_run"]:
-        return [f"Dry run: sweep **{s['run_name']}**, {s['params']['sweep.variants']} variants, nothing logged"]
-    if s["action"] == "already_logged":
-        return [
-            f"Already logged: sweep **{s['run_name']}** (id {s['run_id']}) {where}: {s['status']}; nothing written "
-            "(same data, variants, window and settings; --force-new logs another)"
-        ]
-    return [
-        f"Logged sweep **{s['run_name']}** (id {s['run_id']}) {where}: {s['params']['sweep.variants']} child runs, "
-        f"{s['status']}"
-    ]
-
-
-def _sweep_after(s: dict, rows: list[dict], prog: str) -> list[str]:
-    lines = [""]
-    if len(rows) > RANKING_SHOWN:
-        lines.append(
-            f"- top {RANKING_SHOWN} of {len(rows)} variants by Sharpe; every row: --format json, or the parent's "
-            f"backtest/ranking.csv"
-        )
-    if s["artifacts"]:
-        lines.append(
-            f"- parent artifacts: {', '.join(s['artifacts'])} (ranking table, one picture of every equity curve)"
-        )
-    top = [r["run_id"] for r in rows[:3] if r["run_id"]]
-    if len(top) >= 2:
-        lines.append(
-            f"- compare the best: `{prog.replace('log_backtest.py', 'query_experiments.py')} compare {' '.join(top)} "
-            f"--preset backtest`"
-        )
-    return lines

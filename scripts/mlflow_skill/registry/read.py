@@ -24,15 +24,14 @@ from mlflow_skill.core.formatting import (
     json_safe,
     truncate,
 )
+from mlflow_skill.runs.targets import MODEL_URI, PROG
 from mlflow_skill.store import lookups
 from mlflow_skill.store.transport import Store
 
-PROG = "uv run scripts/query_experiments.py"
 RM = f"{lookups.API}/registered-models"
 MV = f"{lookups.API}/model-versions"
 PROMPT_TAG = "mlflow.prompt.is_prompt"  # MLflow 3 keeps prompts in the registry: hidden like MlflowClient does
 NO_STAGE = ("", "None", None)
-MODEL_URI = "models:/"
 NAME_SCAN_LIMIT = 2_000  # registered-model names read to suggest close ones
 
 
@@ -281,6 +280,31 @@ def run_command(run_id: str) -> str:
 # =============================================================================================
 # Commands
 # =============================================================================================
+MODELS_DESCRIPTION = """Registered models (read-only): latest version, aliases (champion→v3), legacy stages where a
+server still has them, tags, description, last update; paged. --filter takes MLflow's registry
+grammar (name LIKE 'fraud%', tags.team = 'risk'); prompts (MLflow 3) are left out unless the
+filter names tags.`mlflow.prompt.is_prompt`. --order-by: name, creation_timestamp or
+last_updated_timestamp, with ASC/DESC.
+
+Examples:
+  uv run scripts/query_experiments.py models
+  uv run scripts/query_experiments.py models --filter "name LIKE 'fraud%'" --order-by "last_updated_timestamp DESC"
+  uv run scripts/query_experiments.py models --filter "tags.team = 'risk'" --format json"""
+
+MODEL_DESCRIPTION = """One registered model: its versions newest first (version, aliases, stage, status, source run
+and its run name, key metrics of that run, created, description), bounded by --max-results and
+paged; --alias NAME or --version N shows one version in full: its run's params and metrics, the
+source and artifact URIs, and the `run` command for its run. Unknown model, alias or version:
+exit 3 with the close names. Anywhere a run id is taken (run, compare, returns, artifacts), models:/NAME@ALIAS or
+models:/NAME/VERSION names that version's source run.
+
+Examples:
+  uv run scripts/query_experiments.py model fraud-detector
+  uv run scripts/query_experiments.py model fraud-detector --alias champion
+  uv run scripts/query_experiments.py model fraud-detector --version 3 --format json
+  uv run scripts/query_experiments.py compare models:/fraud-detector@champion models:/fraud-detector@challenger"""
+
+
 def cmd_models(ctx: Context) -> int:
     args = ctx.args
     if not 1 <= args.max_results <= 1000:

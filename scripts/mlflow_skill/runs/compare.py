@@ -1,5 +1,6 @@
 """Comparing runs: side by side with only what differs, the asked-for metrics with the better
 value marked by each metric's direction, and the deflated Sharpe ratio of a ranking of backtests.
+query_experiments.py's `compare` command is at the end.
 """
 
 from __future__ import annotations
@@ -7,28 +8,18 @@ from __future__ import annotations
 import argparse
 import math
 
+from mlflow_skill.cli.frame import Context, run_ids
 from mlflow_skill.cli.view import Table, View
+from mlflow_skill.core.errors import UsageError
 from mlflow_skill.core.formatting import fmt_num, json_safe, md_table, truncate
 from mlflow_skill.quant import catalog
 from mlflow_skill.quant import sharpe as sharpe_stats
 from mlflow_skill.runs import columns as rc
+from mlflow_skill.runs.targets import RunRefResolver, run_id_of
 from mlflow_skill.store import lookups
 
-COMPARE_PRESETS = {  # --preset NAME -> the metrics --metrics would name
-    "backtest": [
-        "sharpe",
-        "sortino",
-        "cagr",
-        "cumulative_return",
-        "max_drawdown",
-        "volatility",
-        "calmar",
-        "win_rate",
-        "profit_factor",
-        "alpha",
-        "beta",
-    ],
-}
+# --preset NAME -> the metrics --metrics would name: the metric registry's compare presets
+COMPARE_PRESETS = catalog.COMPARE_PRESETS
 
 
 def compare_metrics(args: argparse.Namespace) -> list[str] | None:
@@ -192,3 +183,42 @@ def add_deflated_sharpe(view: View, shown: list[dict], every: list[dict], trials
         "psr": json_safe(ranking.psr),
         "dsr": json_safe(ranking.dsr),
     }
+
+
+# =============================================================================================
+# The command
+# =============================================================================================
+COMPARE_DESCRIPTION = """Several runs side by side: by default only the fields that differ (params, metrics,
+tags, status, times) plus a count of identical ones; --all shows everything. --metrics a,b
+(or --preset backtest) shows just those metrics, every one of them, plus the params that differ.
+The better value of each metric is in bold, by the metric's direction (known for everything
+log_backtest.py logs, guessed from the name otherwise and said so). A run can be named by a
+model version: models:/NAME@alias or models:/NAME/VERSION.
+
+Examples:
+  uv run scripts/query_experiments.py compare RUN_ID_A RUN_ID_B
+  uv run scripts/query_experiments.py compare RUN_ID_A RUN_ID_B --preset backtest
+  uv run scripts/query_experiments.py compare --run-id RUN_ID_A --run-id RUN_ID_B --metrics sharpe,cagr,max_drawdown
+  uv run scripts/query_experiments.py compare RUN_ID_A RUN_ID_B RUN_ID_C --all"""
+
+
+def cmd_compare(ctx: Context, resolve_ref: RunRefResolver) -> int:
+    refs = run_ids(ctx.args)
+    ids = list(dict.fromkeys(run_id_of(ctx, ref, resolve_ref) for ref in refs))
+    if len(ids) < 2:
+        raise UsageError(
+            "compare needs at least two different runs: RUN_ID RUN_ID (or --run-id, or models:/NAME@alias)"
+        )
+    runs = [lookups.get_run(ctx.store, rid) for rid in ids]
+    exp_names = {}
+    for run in runs:
+        eid = run["info"]["experiment_id"]
+        if eid not in exp_names:
+            exp_names[eid] = lookups.get_experiment(ctx.store, eid)["name"]
+    rows = compare_rows(runs, exp_names, ctx.args.all_tags)
+    wanted = compare_metrics(ctx.args)
+    if wanted is not None:
+        rows = pick_metric_rows(rows, wanted)
+    mark_better(rows)
+    ctx.emit(compare_view(runs, rows, ctx.args.all or wanted is not None))
+    return 0

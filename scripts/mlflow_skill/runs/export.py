@@ -1,5 +1,6 @@
 """Exporting runs to CSV or JSON: compact rows built as runs stream past (no raw JSON kept, so
-memory stays near one page), columns in a stable order. Pure: the caller fetches and writes.
+memory stays near one page), columns in a stable order. The shaping is pure; `cmd_export` (the
+`export` command of query_experiments.py, at the end) fetches the runs and writes the file.
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mlflow_skill.cli.frame import Context, check_output_target
+from mlflow_skill.cli.view import Table, View
 from mlflow_skill.core.errors import UsageError
-from mlflow_skill.core.formatting import iso_time
+from mlflow_skill.core.files import write_atomic
+from mlflow_skill.core.formatting import fmt_bytes, iso_time
 from mlflow_skill.core.values import to_float
+from mlflow_skill.runs import columns as rc
+from mlflow_skill.runs import search as rs
+from mlflow_skill.runs.targets import query_for
 
 EXPORT_FIXED = ["run_id", "run_name", "experiment_id", "experiment", "status", "start_time", "end_time"]
 
@@ -100,3 +107,52 @@ def render_json_rows(rows: list[list], columns: dict[str, int]) -> str:
 def _json_number(value: Any) -> float | None:
     number = to_float(value)
     return None if math.isnan(number) or math.isinf(number) else number
+
+
+# =============================================================================================
+# The command
+# =============================================================================================
+EXPORT_DESCRIPTION = """Every matching run (all pages; --page-size runs per request, default 2000, max 50000) to a
+CSV or JSON file, written atomically. The file format comes from the extension (.csv/.json),
+else from --format csv|json. Columns: run_id, run_name, experiment_id, experiment, status,
+start_time, end_time, metrics.*, params.*, tags.* (non-system; --all-tags for mlflow.*).
+An existing file is never replaced without --force. Rows come in server order (per OR group).
+
+Examples:
+  uv run scripts/query_experiments.py export --experiment btc-momentum --output runs.csv
+  uv run scripts/query_experiments.py export --filter "metrics.sharpe > 1" --output best.json --force"""
+
+
+def cmd_export(ctx: Context) -> int:
+    args = ctx.args
+    target = Path(args.output)
+    kind = export_kind(target, ctx.fmt)
+    check_output_target(args)  # fail before fetching thousands of runs
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1 (leave it out for every run)")
+    if not 1 <= args.page_size <= 50_000:
+        raise UsageError("--page-size must be between 1 and 50000 (the server's maximum)")
+    query = query_for(ctx, args.order_by)
+    rows, index = collect_rows(
+        rs.iter_runs(ctx.store, query, args.limit, args.page_size), rc.exp_name_map(query), args.all_tags
+    )
+    data = render_csv(rows, index) if kind == "csv" else render_json_rows(rows, index)
+    count = len(rows)
+    del rows
+    write_atomic(target, data, force=args.force)
+    summary = {
+        "path": str(target),
+        "format": kind,
+        "runs": count,
+        "columns": len(index),
+        "bytes": target.stat().st_size,
+        "client_side": query.notes(),
+    }
+    line = (
+        f"Exported {count} runs {rc.scope_line(query)} to {target} ({kind.upper()}, {len(index)} columns, "
+        f"{fmt_bytes(summary['bytes'])})"
+    )
+    headers = ["path", "format", "runs", "columns", "bytes"]
+    table = Table(headers, [], [[summary[h] for h in headers]])  # CSV: the summary as one row
+    ctx.emit(View(data=summary, lines=[line, *query.notes()], table=table))
+    return 0

@@ -35,10 +35,10 @@ from mlflow_skill.quant import catalog
 from mlflow_skill.runs import columns as rc
 from mlflow_skill.runs import liveness
 from mlflow_skill.runs import search as rs
+from mlflow_skill.runs.targets import PROG
 from mlflow_skill.store import lookups
 from mlflow_skill.store.transport import Store
 
-PROG = "uv run scripts/query_experiments.py"
 HISTORY_PROG = "uv run scripts/get_metric_history.py"
 BULK_INTERVAL = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
 RUNS_PER_CALL = 100  # the server's maximum run_ids per bulk-interval request
@@ -402,6 +402,26 @@ def diverging_finding(run: dict, metric: str, d: dict, limit: float) -> Finding:
 # =============================================================================================
 # The command
 # =============================================================================================
+HEALTH_DESCRIPTION = """What deserves a look in an experiment, each finding with its reason and the command to dig in:
+  stale       RUNNING runs with no write (start, metric timestamps) for longer than --stale (default 1h)
+  failed      FAILED and KILLED runs (counted; the newest listed with their error tags)
+  non_finite  metrics whose last value is NaN or infinite
+  diverging   loss-like metrics whose last value is far above the run's minimum: last - min >
+              --diverge x max(first - min, |min|), from a history sampled on the server (at most
+              200 points per run, 100 runs per request; --history-runs bounds the runs read)
+  outlier     key metrics far from the siblings' median: robust z = 0.6745 (x - median) / MAD
+              beyond --z (default 3.5), among at least 5 runs of the same experiment
+  duplicate   runs with identical params and different results, with the spread
+Without --experiment every active experiment is checked, each run against its own experiment's runs.
+Key metrics: --metric, else those at least half the runs have. Shows the worst --top per kind
+and counts the rest; --format json lists every finding.
+
+Examples:
+  uv run scripts/query_experiments.py health --experiment mnist
+  uv run scripts/query_experiments.py health --experiment mnist --stale 30m --metric val_loss --top 10
+  uv run scripts/query_experiments.py health --experiment mnist --filter "params.model = 'cnn'" --format json"""
+
+
 def rules_from(args) -> Rules:
     stale_ms = parse_duration_ms(args.stale, "--stale")
     if args.z <= 0 or args.diverge <= 0:

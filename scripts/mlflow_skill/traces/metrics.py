@@ -8,13 +8,15 @@ Buckets are aligned as the server aligns them: floor(timestamp / interval) * int
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlflow_skill.core.errors import NotFoundError, ServerError, UsageError
 from mlflow_skill.core.formatting import fmt_duration
-from mlflow_skill.core.values import percentile
+from mlflow_skill.core.values import parse_key_values, percentile
 from mlflow_skill.store.transport import NotMlflowError, Store
 from mlflow_skill.traces import api as tr
+from mlflow_skill.traces.filters import sql_literal
 
 METRICS_PATH = "/api/3.0/mlflow/traces/metrics"
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
@@ -84,16 +86,38 @@ def bucket_starts(start_ms: int, end_ms: int, every_ms: int) -> list[int]:
     return [first + i * every_ms for i in range(max(0, count))]
 
 
-def empty_bucket(start: int) -> dict:
-    return {
-        "start_ms": start,
-        "traces": 0,
-        "errors": 0,
-        "error_rate": None,
-        "p50_ms": None,
-        "p95_ms": None,
-        "tokens": None,
-    }
+@dataclass
+class Bucket:
+    """One time bucket of one series; its fields, in order, are the JSON keys of a bucket."""
+
+    start_ms: int
+    traces: int = 0
+    errors: int = 0
+    error_rate: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    tokens: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def client_bucket(start: int, members: list[dict]) -> Bucket:
+    """A bucket aggregated from the trace summaries that started in it."""
+    bucket = Bucket(start)
+    if not members:
+        return bucket
+    durations = [m["duration_ms"] for m in members if m["duration_ms"] is not None]
+    tokens = [
+        m["tokens"]["total_tokens"] for m in members if m["tokens"] and m["tokens"].get("total_tokens") is not None
+    ]
+    bucket.traces = len(members)
+    bucket.errors = sum(1 for m in members if m["status"] == "ERROR")
+    bucket.error_rate = bucket.errors / len(members)
+    bucket.p50_ms = percentile(durations, 50)
+    bucket.p95_ms = percentile(durations, 95)
+    bucket.tokens = sum(tokens) if tokens else None
+    return bucket
 
 
 def client_buckets(rows: list[dict], starts: list[int], every_ms: int) -> list[dict]:
@@ -106,34 +130,13 @@ def client_buckets(rows: list[dict], starts: list[int], every_ms: int) -> list[d
         key = ts // every_ms * every_ms
         if key in members:
             members[key].append(r)
-    out = []
-    for start in starts:
-        group = members[start]
-        b = empty_bucket(start)
-        if group:
-            durations = [m["duration_ms"] for m in group if m["duration_ms"] is not None]
-            tokens = [
-                m["tokens"]["total_tokens"]
-                for m in group
-                if m["tokens"] and m["tokens"].get("total_tokens") is not None
-            ]
-            errors = sum(1 for m in group if m["status"] == "ERROR")
-            b.update(
-                traces=len(group),
-                errors=errors,
-                error_rate=errors / len(group),
-                p50_ms=percentile(durations, 50),
-                p95_ms=percentile(durations, 95),
-                tokens=sum(tokens) if tokens else None,
-            )
-        out.append(b)
-    return out
+    return [client_bucket(start, members[start]).as_dict() for start in starts]
 
 
 # ---------------------------------------------------------------------------------------------
 # The server-side endpoint
 # ---------------------------------------------------------------------------------------------
-def server_filters(args, parse_key_values) -> list[str] | None:
+def server_filters(args) -> list[str] | None:
     """The endpoint's filters for these flags (equality on status, tags and metadata only), or
     None when a flag asks for more than it can filter."""
     if any(getattr(args, a, None) for a in ("filter", "text", "span_name", "slower_than", "assessment", "run_id")):
@@ -149,7 +152,7 @@ def server_filters(args, parse_key_values) -> list[str] | None:
         pairs.append(("metadata", key, value))
     filters = [f"trace.status = '{args.status}'"] if args.status else []
     for kind, key, value in pairs:
-        literal, exact = tr.sql_literal(value)
+        literal, exact = sql_literal(value)
         if not exact or "`" in key:
             return None
         filters.append(f"trace.{kind}.`{key}` = {literal}")
@@ -175,6 +178,62 @@ def query(store: Store, body: dict) -> list[dict]:
             return points
 
 
+VALUE_METRICS = (  # asked per bucket after the counts: metric name, aggregations
+    (
+        "latency",
+        [
+            {"aggregation_type": "PERCENTILE", "percentile_value": 50},
+            {"aggregation_type": "PERCENTILE", "percentile_value": 95},
+        ],
+    ),
+    ("total_tokens", [{"aggregation_type": "SUM"}]),
+)
+
+
+@dataclass
+class BucketGrid:
+    """The endpoint's data points gathered into buckets, by group value then bucket start."""
+
+    cells: dict[str, dict[int, Bucket]] = field(default_factory=dict)
+
+    def cell(self, group: str, start: int) -> Bucket:
+        return self.cells.setdefault(group, {}).setdefault(start, Bucket(start))
+
+    def add_counts(self, points: list[dict], group: str | None) -> None:
+        """trace_count points, split by status (and name): traces and errors per bucket."""
+        for p in points:
+            d = p.get("dimensions", {})
+            gkey = (
+                d.get("trace_name", "") if group == "name" else d.get("trace_status", "") if group == "status" else ""
+            )
+            bucket = self.cell(gkey, tr.pb_timestamp_ms(d.get("time_bucket")))
+            n = int(p["values"].get("COUNT", 0))
+            bucket.traces += n
+            bucket.errors += n if d.get("trace_status") == "ERROR" else 0
+
+    def add_values(self, points: list[dict], metric: str, group: str | None) -> None:
+        """latency or total_tokens points; group None takes the group from the trace_name dimension."""
+        for p in points:
+            d = p.get("dimensions", {})
+            bucket = self.cell(
+                group if group is not None else d.get("trace_name", ""), tr.pb_timestamp_ms(d.get("time_bucket"))
+            )
+            values = p.get("values", {})
+            if metric == "latency":
+                bucket.p50_ms, bucket.p95_ms = value_of(values, "P50"), value_of(values, "P95")
+            else:
+                bucket.tokens = value_of(values, "SUM")
+
+    def series(self, starts: list[int]) -> dict[str, list[dict]]:
+        out = {}
+        for group, cells in self.cells.items():
+            buckets = [cells.get(s) or Bucket(s) for s in starts]
+            for bucket in buckets:
+                bucket.error_rate = bucket.errors / bucket.traces if bucket.traces else None
+            out[group] = [bucket.as_dict() for bucket in buckets]
+        return out
+
+
 def server_buckets(
     store: Store,
     exp_ids: list[str],
@@ -194,6 +253,7 @@ def server_buckets(
         "end_time_ms": end_ms,
     }
     dim = ["trace_name"] if group == "name" else []
+    grid = BucketGrid()
     counts = query(
         store,
         {
@@ -204,50 +264,20 @@ def server_buckets(
             "dimensions": [*dim, "trace_status"],
         },
     )
-    table: dict[str, dict[int, dict]] = {}
-
-    def cell(gkey: str, bucket: int) -> dict:
-        return table.setdefault(gkey, {}).setdefault(bucket, empty_bucket(bucket))
-
-    for p in counts:
-        d = p.get("dimensions", {})
-        gkey = d.get("trace_name", "") if group == "name" else d.get("trace_status", "") if group == "status" else ""
-        b = cell(gkey, tr.pb_timestamp_ms(d.get("time_bucket")))
-        n = int(p["values"].get("COUNT", 0))
-        b["traces"] += n
-        b["errors"] += n if d.get("trace_status") == "ERROR" else 0
-    splits = [(g, [f"trace.status = '{g}'"]) for g in table] if group == "status" else [(None, [])]
-    for gkey, extra in splits:
-        for metric, aggs in (
-            (
-                "latency",
-                [
-                    {"aggregation_type": "PERCENTILE", "percentile_value": 50},
-                    {"aggregation_type": "PERCENTILE", "percentile_value": 95},
-                ],
-            ),
-            ("total_tokens", [{"aggregation_type": "SUM"}]),
-        ):
-            for p in query(
-                store,
-                {**base, "filters": [*filters, *extra], "metric_name": metric, "aggregations": aggs, "dimensions": dim},
-            ):
-                d = p.get("dimensions", {})
-                b = cell(
-                    gkey if gkey is not None else d.get("trace_name", ""), tr.pb_timestamp_ms(d.get("time_bucket"))
-                )
-                v = p.get("values", {})
-                if metric == "latency":
-                    b["p50_ms"], b["p95_ms"] = value_of(v, "P50"), value_of(v, "P95")
-                else:
-                    b["tokens"] = value_of(v, "SUM")
-    out = {}
-    for gkey, cells in table.items():
-        series = [cells.get(s) or empty_bucket(s) for s in starts]
-        for b in series:
-            b["error_rate"] = b["errors"] / b["traces"] if b["traces"] else None
-        out[gkey] = series
-    return out
+    grid.add_counts(counts, group)
+    # The endpoint splits latency and tokens by name but not by status: one query per status.
+    splits = [(g, [f"trace.status = '{g}'"]) for g in grid.cells] if group == "status" else [(None, [])]
+    for split, extra in splits:
+        for metric, aggs in VALUE_METRICS:
+            body = {
+                **base,
+                "filters": [*filters, *extra],
+                "metric_name": metric,
+                "aggregations": aggs,
+                "dimensions": dim,
+            }
+            grid.add_values(query(store, body), metric, split)
+    return grid.series(starts)
 
 
 def value_of(values: dict, prefix: str) -> Any:
