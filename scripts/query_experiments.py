@@ -60,25 +60,34 @@ Examples:
 
 import argparse
 import functools
+import importlib
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
 
 from mlflow_skill.cli.frame import Context, add_output_args, add_run_ids, add_subcommand, make_parser, run_main
-from mlflow_skill.registry import read as registry
-from mlflow_skill.runs import compare as cmp
-from mlflow_skill.runs import describe, export, failed, health, listing, rankings, returns
-from mlflow_skill.runs import search as rs
-from mlflow_skill.runs.targets import RunRefResolver
 
 SCRIPT = "query_experiments.py"
 PROG = f"uv run scripts/{SCRIPT}"
 FORMATS = ("markdown", "json", "csv")
+UNFINISHED_HELP = (
+    "include RUNNING, FAILED and KILLED runs (default: FINISHED only; the output says how many were skipped)"
+)
 
 
-def with_model_refs(handler: Callable[[Context, RunRefResolver], int]) -> Callable[[Context], int]:
-    """A command that takes run ids also takes models:/NAME@alias: the registry, which the runs
-    domain may not import, resolves those."""
-    return functools.partial(handler, resolve_ref=registry.resolve_run_ref)
+def resolve_model_ref(*args, **kwargs):
+    """models:/NAME@alias -> a run id. The registry, which the runs domain may not import, resolves
+    it; imported only when a call names a model."""
+    from mlflow_skill.registry import read as registry
+
+    return registry.resolve_run_ref(*args, **kwargs)
+
+
+def search_module() -> ModuleType:
+    from mlflow_skill.runs import search
+
+    return search
 
 
 def _add_search_args(p: argparse.ArgumentParser, order: bool = True, view: bool = True) -> None:
@@ -95,7 +104,9 @@ def _add_search_args(p: argparse.ArgumentParser, order: bool = True, view: bool 
             "--order-by", action="append", metavar="KEY [ASC|DESC]", help='e.g. "metrics.sharpe DESC"; repeatable'
         )
     if view:
-        p.add_argument("--view", choices=rs.VIEWS, default="active", help="active (default), deleted or all runs")
+        p.add_argument(
+            "--view", choices=search_module().VIEWS, default="active", help="active (default), deleted or all runs"
+        )
 
 
 def _add_paging(p: argparse.ArgumentParser, default: int = 25) -> None:
@@ -103,21 +114,8 @@ def _add_paging(p: argparse.ArgumentParser, default: int = 25) -> None:
     p.add_argument("--page-token", help="continue from a previous page (the output prints the exact command)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(__doc__, prog=PROG, formats=FORMATS)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def add(name: str, handler: Callable[[Context], int], help_text: str, description: str) -> argparse.ArgumentParser:
-        return add_subcommand(sub, name, handler, help_text, description, FORMATS)
-
-    for add_group in (_parse_listings, _parse_analyses, _parse_files, _parse_registry_and_health):
-        add_group(add)
-    return parser
-
-
-def _parse_listings(add) -> None:
-    p = add("experiments", listing.cmd_experiments, "list experiments", listing.EXPERIMENTS_DESCRIPTION)
-    p.add_argument("--view", choices=rs.VIEWS, default="active", help="active (default), deleted or all")
+def _experiments_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
+    p.add_argument("--view", choices=search_module().VIEWS, default="active", help="active (default), deleted or all")
     p.add_argument("--name-like", metavar="TEXT", help="names containing TEXT (case-insensitive)")
     p.add_argument("--filter", "-f", help="MLflow experiment filter, e.g. \"tags.team = 'quant'\"")
     p.add_argument("--order-by", action="append", help='e.g. "last_update_time DESC"; repeatable')
@@ -125,18 +123,21 @@ def _parse_listings(add) -> None:
     p.add_argument("--count-limit", type=int, default=1000, help="stop counting at this many (default 1000)")
     _add_paging(p)
 
-    p = add("runs", listing.cmd_runs, "search runs", listing.RUNS_DESCRIPTION)
+
+def _runs_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     _add_search_args(p)
     p.add_argument(
         "--columns", "-c", help="extra columns, comma separated: metrics.K,params.K,tags.K,start_time,duration,..."
     )
     _add_paging(p)
 
-    p = add("run", with_model_refs(describe.cmd_run), "describe one run", describe.RUN_DESCRIPTION)
+
+def _run_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     add_run_ids(p, help_text="run id, or a model version: models:/NAME@alias, models:/NAME/VERSION")
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
 
-    p = add("compare", with_model_refs(cmp.cmd_compare), "compare runs side by side", cmp.COMPARE_DESCRIPTION)
+
+def _compare_args(p: argparse.ArgumentParser, compare: ModuleType) -> None:
     add_run_ids(p, many=True, help_text="run ids, or model versions: models:/NAME@alias, models:/NAME/VERSION")
     p.add_argument(
         "--metrics",
@@ -147,20 +148,14 @@ def _parse_listings(add) -> None:
     )
     p.add_argument(
         "--preset",
-        choices=sorted(cmp.COMPARE_PRESETS),
-        help="a named metric set: backtest = " + ",".join(cmp.COMPARE_PRESETS["backtest"]),
+        choices=sorted(compare.COMPARE_PRESETS),
+        help="a named metric set: backtest = " + ",".join(compare.COMPARE_PRESETS["backtest"]),
     )
     p.add_argument("--all", action="store_true", help="show identical fields too")
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
 
 
-UNFINISHED_HELP = (
-    "include RUNNING, FAILED and KILLED runs (default: FINISHED only; the output says how many were skipped)"
-)
-
-
-def _parse_analyses(add) -> None:
-    p = add("best", rankings.cmd_best, "top N runs by a metric", rankings.BEST_DESCRIPTION)
+def _best_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     _add_search_args(p, order=False)
     p.add_argument("--metric", "-m", required=True, help="metric key")
     direction = p.add_mutually_exclusive_group()
@@ -173,7 +168,8 @@ def _parse_analyses(add) -> None:
     p.add_argument("--columns", "-c", help="extra columns, comma separated")
     p.add_argument("--include-unfinished", action="store_true", help=UNFINISHED_HELP)
 
-    p = add("overfit", rankings.cmd_overfit, "train/test gap above a threshold", rankings.OVERFIT_DESCRIPTION)
+
+def _overfit_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     _add_search_args(p, order=False)
     p.add_argument("--train", required=True, help="train metric key, e.g. train_loss")
     p.add_argument("--test", required=True, help="test/validation metric key, e.g. val_loss")
@@ -185,12 +181,8 @@ def _parse_analyses(add) -> None:
     p.add_argument("--max-results", "-n", type=int, default=25, help="rows shown (default 25)")
     p.add_argument("--include-unfinished", action="store_true", help=UNFINISHED_HELP)
 
-    p = add(
-        "failed",
-        failed.cmd_failed,
-        "failed or killed runs with error tags, and stale RUNNING runs",
-        failed.FAILED_DESCRIPTION,
-    )
+
+def _failed_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     _add_search_args(p)
     p.add_argument("--columns", "-c", help="extra columns, comma separated")
     p.add_argument(
@@ -201,7 +193,8 @@ def _parse_analyses(add) -> None:
     )
     _add_paging(p)
 
-    p = add("aggregate", rankings.cmd_aggregate, "group runs and summarise metrics", rankings.AGGREGATE_DESCRIPTION)
+
+def _aggregate_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     _add_search_args(p, order=False)
     p.add_argument("--group-by", "-g", action="append", required=True, help="params.K,tags.K,...; repeatable")
     p.add_argument(
@@ -211,35 +204,27 @@ def _parse_analyses(add) -> None:
     p.add_argument("--include-unfinished", action="store_true", help=UNFINISHED_HELP)
 
 
-def _parse_files(add) -> None:
-    p = add("export", export.cmd_export, "all matching runs to CSV or JSON", export.EXPORT_DESCRIPTION)
+def _export_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     _add_search_args(p)
     add_output_args(p, required=True, what="every matching run (.csv or .json)")
     p.add_argument("--all-tags", action="store_true", help="include mlflow.* system tags")
-    p.add_argument(
-        "--page-size", type=int, default=rs.SCAN_PAGE, help=f"runs per request (default {rs.SCAN_PAGE}, max 50000)"
-    )
+    page = search_module().SCAN_PAGE
+    p.add_argument("--page-size", type=int, default=page, help=f"runs per request (default {page}, max 50000)")
     p.add_argument("--limit", type=int, help="stop after this many runs (default: all)")
 
-    p = add(
-        "returns",
-        with_model_refs(returns.cmd_returns),
-        "a backtest's monthly and yearly returns, worst drawdowns",
-        returns.RETURNS_DESCRIPTION,
-    )
+
+def _returns_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     add_run_ids(p, help_text="a run logged by log_backtest.py (or models:/NAME@alias)")
     p.add_argument("--drawdowns", type=int, default=5, help="worst drawdowns shown (default 5)")
 
-    p = add(
-        "artifacts", with_model_refs(describe.cmd_artifacts), "list a run's artifacts", describe.ARTIFACTS_DESCRIPTION
-    )
+
+def _artifacts_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     add_run_ids(p)
     p.add_argument("--path", "-p", help="folder inside the run's artifacts")
     p.add_argument("--max-results", "-n", type=int, default=100, help="entries shown (default 100)")
 
 
-def _parse_registry_and_health(add) -> None:
-    p = add("models", registry.cmd_models, "registered models (read-only)", registry.MODELS_DESCRIPTION)
+def _models_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     p.add_argument(
         "--filter", "-f", help="MLflow registry filter, e.g. \"name LIKE 'fraud%%'\" or \"tags.team = 'risk'\""
     )
@@ -248,7 +233,8 @@ def _parse_registry_and_health(add) -> None:
     )
     _add_paging(p)
 
-    p = add("model", registry.cmd_model, "one registered model's versions, or one version", registry.MODEL_DESCRIPTION)
+
+def _model_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     p.add_argument("name", metavar="NAME", help="registered model name")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--alias", "-a", help="one version by alias, e.g. champion")
@@ -256,12 +242,8 @@ def _parse_registry_and_health(add) -> None:
     p.add_argument("--metric", "-m", action="append", help="metrics to show per version (default: the most common 3)")
     _add_paging(p, default=20)
 
-    p = add(
-        "health",
-        health.cmd_health,
-        "stale, failed, NaN, diverging, outlying or duplicated runs",
-        health.HEALTH_DESCRIPTION,
-    )
+
+def _health_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     _add_search_args(p, order=False, view=False)
     p.add_argument(
         "--stale",
@@ -288,12 +270,101 @@ def _parse_registry_and_health(add) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: where its handler and --help description live (a module under mlflow_skill,
+    imported only when the call uses it), its one-line help, and its arguments."""
+
+    module: str
+    handler: str
+    description: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser, ModuleType], None]
+    model_refs: bool = False  # takes models:/NAME@alias where it takes a run id
+
+
+COMMANDS = {
+    "experiments": Command(
+        "runs.listing", "cmd_experiments", "EXPERIMENTS_DESCRIPTION", "list experiments", _experiments_args
+    ),
+    "runs": Command("runs.listing", "cmd_runs", "RUNS_DESCRIPTION", "search runs", _runs_args),
+    "run": Command("runs.describe", "cmd_run", "RUN_DESCRIPTION", "describe one run", _run_args, True),
+    "compare": Command(
+        "runs.compare", "cmd_compare", "COMPARE_DESCRIPTION", "compare runs side by side", _compare_args, True
+    ),
+    "best": Command("runs.rankings", "cmd_best", "BEST_DESCRIPTION", "top N runs by a metric", _best_args),
+    "overfit": Command(
+        "runs.rankings", "cmd_overfit", "OVERFIT_DESCRIPTION", "train/test gap above a threshold", _overfit_args
+    ),
+    "failed": Command(
+        "runs.failed",
+        "cmd_failed",
+        "FAILED_DESCRIPTION",
+        "failed or killed runs with error tags, and stale RUNNING runs",
+        _failed_args,
+    ),
+    "aggregate": Command(
+        "runs.rankings", "cmd_aggregate", "AGGREGATE_DESCRIPTION", "group runs and summarise metrics", _aggregate_args
+    ),
+    "export": Command(
+        "runs.export", "cmd_export", "EXPORT_DESCRIPTION", "all matching runs to CSV or JSON", _export_args
+    ),
+    "returns": Command(
+        "runs.returns",
+        "cmd_returns",
+        "RETURNS_DESCRIPTION",
+        "a backtest's monthly and yearly returns, worst drawdowns",
+        _returns_args,
+        True,
+    ),
+    "artifacts": Command(
+        "runs.describe", "cmd_artifacts", "ARTIFACTS_DESCRIPTION", "list a run's artifacts", _artifacts_args, True
+    ),
+    "models": Command(
+        "registry.read", "cmd_models", "MODELS_DESCRIPTION", "registered models (read-only)", _models_args
+    ),
+    "model": Command(
+        "registry.read",
+        "cmd_model",
+        "MODEL_DESCRIPTION",
+        "one registered model's versions, or one version",
+        _model_args,
+    ),
+    "health": Command(
+        "runs.health",
+        "cmd_health",
+        "HEALTH_DESCRIPTION",
+        "stale, failed, NaN, diverging, outlying or duplicated runs",
+        _health_args,
+    ),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that subcommand is built and its module imported (what one
+    call needs: building all of them cost an agent tens of milliseconds on every call)."""
+    parser = make_parser(__doc__, prog=PROG, formats=FORMATS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, spec in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        module = importlib.import_module(f"mlflow_skill.{spec.module}")
+        handler = getattr(module, spec.handler)
+        if spec.model_refs:
+            handler = functools.partial(handler, resolve_ref=resolve_model_ref)
+        p = add_subcommand(sub, name, handler, spec.help, getattr(module, spec.description), FORMATS)
+        spec.arguments(p, module)
+    return parser
+
+
 def command(ctx: Context) -> int:
     return ctx.args.handler(ctx)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main(build_parser(), command, argv, SCRIPT)
+    args = sys.argv[1:] if argv is None else argv
+    only = args[0] if args and args[0] in COMMANDS else None  # a misspelt command gets the whole parser
+    return run_main(build_parser(only), command, argv, SCRIPT)
 
 
 if __name__ == "__main__":

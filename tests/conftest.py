@@ -77,6 +77,9 @@ def start_server(tmp: Path, auth: bool = False, workers: int = 1, backend_uri: s
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # MLflow 3.x starts a job runner and about ten huey consumer processes per server (GenAI jobs the
+    # skill never uses): on 2 cores they cost more than the tests themselves.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     cmd = [
         sys.executable,
         "-m",

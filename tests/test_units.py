@@ -221,3 +221,33 @@ def test_view_renders_three_formats_from_one_shape():
     assert render_markdown(empty) == "T\nnothing here"
     with pytest.raises(UsageError):
         render_csv(View(data={}))
+
+
+MINIMAL_ARGS = {  # the least each subcommand parses
+    "run": ["r1"],
+    "compare": ["r1", "r2"],
+    "best": ["--metric", "m"],
+    "overfit": ["--train", "a", "--test", "b"],
+    "aggregate": ["-g", "params.a", "-m", "m"],
+    "export": ["--output", "o.csv"],
+    "returns": ["r1"],
+    "artifacts": ["r1"],
+    "model": ["name"],
+}
+
+
+def test_query_experiments_builds_only_the_command_a_call_names():
+    """main() builds just the subcommand named first; COMMANDS names every one the full parser has,
+    and each parses alone."""
+    from conftest import load_script
+
+    q = load_script("query_experiments")
+
+    def choices(parser):
+        return list(next(a for a in parser._actions if a.dest == "command").choices)
+
+    assert choices(q.build_parser()) == list(q.COMMANDS)
+    for name in q.COMMANDS:
+        only = q.build_parser(name)
+        assert choices(only) == [name]
+        assert only.parse_args([name, *MINIMAL_ARGS.get(name, [])]).command == name
