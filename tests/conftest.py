@@ -126,7 +126,31 @@ def start_server(tmp: Path, auth: bool = False, workers: int = 1, backend_uri: s
             timeout=10,
         )
         resp.raise_for_status()
+        for user, password in ((ADMIN_USER, ADMIN_PASSWORD), (READER_USER, READER_PASSWORD)):
+            set_password_hash(server, user, password)
     return server
+
+
+# werkzeug's default (scrypt) costs the basic-auth server about 0.2 s per request on these
+# machines; the same check with a cheap PBKDF2 hash takes milliseconds. Real servers keep theirs.
+FAST_PASSWORD_HASH = "pbkdf2:sha256:1000"
+
+
+def set_password_hash(server: Server, username: str, password: str, is_admin: bool | None = None) -> None:
+    """Store `password` for `username` in the basic-auth database with the cheap hash (a new user
+    unless it exists; MLflow's API would refuse passwords under 12 characters)."""
+    import sqlite3
+
+    from werkzeug.security import generate_password_hash
+
+    hashed = generate_password_hash(password, method=FAST_PASSWORD_HASH)
+    with sqlite3.connect(server.tmp / "basic_auth.db") as db:
+        updated = db.execute("UPDATE users SET password_hash = ? WHERE username = ?", (hashed, username)).rowcount
+        if not updated:
+            db.execute(
+                "INSERT INTO users (username, password_hash, is_admin) VALUES (?, ?, ?)",
+                (username, hashed, int(bool(is_admin))),
+            )
 
 
 # Integration suites that run against both backends: the sqlite server (quick loop) and the

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import base64
 import shlex
-import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from conftest import ADMIN_PASSWORD, ADMIN_USER, unique
+from conftest import ADMIN_PASSWORD, ADMIN_USER, set_password_hash, unique
 from faultproxy import FaultProxy
 from reliability import credentials_env
 
@@ -27,15 +26,8 @@ NO_RETRY = {"MLFLOW_SKILL_HTTP_RETRIES": "0"}
 
 
 def add_user(auth_server, username: str, password: str) -> None:
-    """A user with any password, bypassing MLflow's 12-character rule (MLflow's own hash)."""
-    from werkzeug.security import generate_password_hash
-
-    with sqlite3.connect(auth_server.tmp / "basic_auth.db") as db:
-        db.execute("DELETE FROM users WHERE username = ?", (username,))
-        db.execute(
-            "INSERT INTO users (username, password_hash, is_admin) VALUES (?, ?, 0)",
-            (username, generate_password_hash(password)),
-        )
+    """A user with any password, bypassing MLflow's 12-character rule."""
+    set_password_hash(auth_server, username, password)
 
 
 def fragments(password: str, username: str = ADMIN_USER) -> set[str]:
