@@ -3,11 +3,13 @@
 Ten years of daily bars (2,520), N moving-average-like variants (seeded) as columns of one file,
 a local tracking server (sqlite, proxied artifacts) started here. Both sides log the same runs:
 metrics, params, histories resampled to 250 points, returns/metrics/periods artifacts, no
-tearsheet. Target: the sweep at most 0.3x the N separate calls. One round (separate calls take
-minutes); pass --repeat for medians.
+tearsheet. The sweep also does what separate calls cannot: it reads the experiment's trial ledger,
+computes PBO (CSCV, 16 blocks) and every child's DSR and MinTRL, logs `dsr` on each child and the
+certificate on the parent (--oos-from holds bars out as well). Target: the sweep at most 0.3x the N
+separate calls (exit 1 above it). One round (separate calls take minutes); pass --repeat for medians.
 
 Usage:
-  cd /work/main && uv run python bench/bench_sweep.py [--variants 20] [--bars 2520] [--repeat 1]
+  uv run python bench/bench_sweep.py [--variants 20] [--bars 2520] [--repeat 1] [--oos-from 0.8]
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def main() -> int:
     parser.add_argument("--variants", type=int, default=20)
     parser.add_argument("--bars", type=int, default=2520)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--oos-from", help="hold out bars in the sweep (DATE or FRACTION), e.g. 0.8")
     opts = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     csv = write_sweep(tmp, opts.variants, opts.bars)
@@ -58,10 +61,12 @@ def main() -> int:
         sweeps, separates = [], []
         for round_no in range(opts.repeat):
             exp = f"bench-sweep-{round_no}"
-            elapsed, _, _ = timed(
-                [*uv, "--returns", str(csv), "--columns", "v_*", "--experiment", exp, "--force-new"], env
+            held_out = ["--oos-from", opts.oos_from] if opts.oos_from else []
+            elapsed, _, out = timed(
+                [*uv, "--returns", str(csv), "--columns", "v_*", "--experiment", exp, "--force-new", *held_out], env
             )
             sweeps.append(elapsed)
+            assert "probability of backtest overfitting" in out, out[-2000:]
             total = 0.0
             for i in range(opts.variants):
                 elapsed, _, _ = timed(
@@ -89,7 +94,7 @@ def main() -> int:
         print(f"| per variant in the sweep | {sweep / opts.variants:.2f} | | |")
     finally:
         server.stop()
-    return 0
+    return 0 if sweep / separate <= 0.3 else 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 # /// script
 # requires-python = ">=3.11"
 # dependencies = [
-#     "mlflow-skinny>=3.7",
+#     "mlflow-skinny>=3.7,<3.19",
 #     "sqlalchemy>=1.4,<3",
 #     "alembic>=1.8,!=1.10.0,<2",
 #     "flask>=2.2,<4",
@@ -43,6 +43,7 @@ from mlflow_skill.core.errors import EXIT_OK
 from mlflow_skill.core.formatting import truncate
 from mlflow_skill.core.values import parse_key_values
 from mlflow_skill.store import lookups
+from mlflow_skill.writes.common import refuse_if_read_only
 
 SCRIPT = "create_experiment.py"
 
@@ -61,6 +62,7 @@ def build_parser():
 def command(ctx: Context) -> int:
     args = ctx.args
     tags = parse_key_values(args.tag, "--tag")
+    refuse_if_read_only(ctx.settings, f"{SCRIPT} (experiment {args.name!r})")
     experiment, status = lookups.ensure_experiment(
         ctx.store,
         args.name,

@@ -1,7 +1,7 @@
 # /// script
 # requires-python = ">=3.11"
 # dependencies = [
-#     "mlflow-skinny>=3.7",
+#     "mlflow-skinny>=3.7,<3.19",
 #     "sqlalchemy>=1.4,<3",
 #     "alembic>=1.8,!=1.10.0,<2",
 #     "flask>=2.2,<4",
@@ -23,6 +23,9 @@ Usage:
   uv run scripts/get_metric_history.py --run-id ID [ID ...] [--metrics a,b] [--steps START:END]
                                        [--max-points N] [--exact] [--full [--output FILE [--force]]]
                                        [--plot FILE.png [--force]] [--format markdown|json|csv]
+  uv run scripts/get_metric_history.py --run-id ID [ID ...] [--metrics a,b] --follow [--every SECONDS]
+                                       [--deadline 2h] [--stall 30m] [--patience STEPS] [--diverge X]
+                                       [--fail-on-anomaly]
 
 Default view, per metric: number of points, step range, time range (when the points carry
 distinct timestamps, e.g. a backtest's bars), first and last value, min and max with the step
@@ -50,6 +53,22 @@ max, labelled exact or sample; matplotlib is imported only then.
 Several --run-id: one table per metric with the runs side by side, aligned by step, plus one
 summary line per run.
 
+--follow: stay with a RUNNING run until it ends, then print one summary (a few KB however long the
+run): per metric the last step and value, the best so far, the trend over the last 20 points, and
+the default view's figures. The first read is the default view's; each poll after it (every
+--every seconds, default 10, backing off to 4x that while nothing moves; never more than one
+request a second per run) reads the status and latest metrics, then only the points logged
+since. A progress line goes to stderr at most every 30 s (or --every if longer); stdout carries
+only the summary. Anomalies are named as they appear: a NaN or infinite value; divergence of a
+loss-like metric (the rule of `query_experiments.py health`: last - min > --diverge x max(first -
+min, |min|)); a plateau (no better value for --patience steps); a stall (RUNNING with no write for
+--stall, default 1h: no longer waited for); the run ending FAILED or KILLED. --fail-on-anomaly
+returns at the first one with exit code 7. A sweep's parent (its children carry the tag
+mlflow.parentRunId), or several --run-id values, are followed together: the summary names the
+leader, the laggards and the runs behind in steps. --deadline bounds the whole wait: exit 4 at
+the deadline, saying what is still going. A server that stops answering is said once and retried
+(3 polls, each with the usual retries), then exit 4.
+
 Examples:
   uv run scripts/get_metric_history.py --run-id 0b6660...          # every metric of the run
   uv run scripts/get_metric_history.py --run-id 0b6660... --metrics loss,val_loss --steps 1000:5000
@@ -57,6 +76,8 @@ Examples:
   uv run scripts/get_metric_history.py --run-id 0b6660... --metrics loss --full --output loss.csv
   uv run scripts/get_metric_history.py --run-id RUN_A RUN_B --metrics val_loss --plot val_loss.png
   uv run scripts/get_metric_history.py --run-id 0b6660... --metrics loss --format json
+  uv run scripts/get_metric_history.py --run-id 0b6660... --metrics loss,val_loss --follow --fail-on-anomaly
+  uv run scripts/get_metric_history.py --run-id SWEEP_PARENT --metrics val_loss --follow --deadline 2h
 """
 
 from __future__ import annotations
@@ -67,7 +88,7 @@ from mlflow_skill.cli.frame import Context, make_parser, run_main
 from mlflow_skill.core.errors import EXIT_OK
 from mlflow_skill.history.load import experiment_label, load_all
 from mlflow_skill.history.plot import plot_png
-from mlflow_skill.history.request import SCRIPT, check_args, choose_metrics
+from mlflow_skill.history.request import SCRIPT, check_args, check_not_following, choose_metrics
 from mlflow_skill.history.shape import shape
 from mlflow_skill.history.views import build_view, write_points
 from mlflow_skill.store import lookups
@@ -84,11 +105,26 @@ def build_parser():
     parser.add_argument("--output", metavar="FILE", help="with --full: write the points to FILE (.csv or .json)")
     parser.add_argument("--plot", metavar="FILE.png", help="draw the series to a PNG file (runs overlaid)")
     parser.add_argument("--force", action="store_true", help="overwrite --output / --plot if it exists")
+    live = parser.add_argument_group("following a running run (--follow)")
+    live.add_argument("--follow", action="store_true", help="stay with the run(s) until they end, then summarise")
+    live.add_argument("--every", type=float, metavar="SECONDS", help="seconds between polls (default 10, at least 1)")
+    live.add_argument("--deadline", metavar="DURATION", help="stop waiting after this long (e.g. 90s, 30m, 2h): exit 4")
+    live.add_argument(
+        "--stall", metavar="DURATION", help="a RUNNING run with no write this long is stalled (default 1h)"
+    )
+    live.add_argument("--patience", type=int, metavar="STEPS", help="a plateau: no better value for this many steps")
+    live.add_argument("--diverge", type=float, metavar="X", help="divergence limit, as health's (default 1)")
+    live.add_argument("--fail-on-anomaly", action="store_true", help="return at the first anomaly with exit code 7")
     return parser
 
 
 def command(ctx: Context) -> int:
     args = ctx.args
+    check_not_following(args)
+    if args.follow:  # imported only then: the runs' health rules and the anomaly checks
+        from mlflow_skill.history import follow
+
+        return follow.command(ctx)
     request = check_args(args)  # every usage error before the first request
     runs = {r: lookups.get_run(ctx.store, r) for r in request.run_ids}  # fetch
     keys_by_run = {r: sorted(lookups.run_metrics(run)) for r, run in runs.items()}

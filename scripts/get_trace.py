@@ -1,7 +1,7 @@
 # /// script
 # requires-python = ">=3.11"
 # dependencies = [
-#     "mlflow-skinny>=3.7",
+#     "mlflow-skinny>=3.7,<3.19",
 #     "sqlalchemy>=1.4,<3",
 #     "alembic>=1.8,!=1.10.0,<2",
 #     "flask>=2.2,<4",

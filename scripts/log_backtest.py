@@ -1,7 +1,7 @@
 # /// script
 # requires-python = ">=3.11"
 # dependencies = [
-#     "mlflow-skinny>=3.7",
+#     "mlflow-skinny>=3.7,<3.19",
 #     "sqlalchemy>=1.4,<3",
 #     "alembic>=1.8,!=1.10.0,<2",
 #     "flask>=2.2,<4",
@@ -27,7 +27,8 @@ Usage:
                                  [--dry-run] [--no-history] [--no-tearsheet]
                                  [--force-new] [--create-experiment] [--history-points N] [--full-history]
   uv run scripts/log_backtest.py --returns FILE --columns PATTERN | --returns FILE FILE ...   (a sweep)
-                                 [--variant-pattern REGEX] [--variant-params CSV] [--trials N] [...]
+                                 [--variant-pattern REGEX] [--variant-params CSV] [--trials N]
+                                 [--ledger SCOPE] [--oos-from DATE|FRACTION] [--pbo-blocks S] [...]
 
 Input: CSV or Parquet with a date/time column (auto-detected, or --date-column) and one
 returns column (auto-detected when it is the only numeric one, else --column). --prices reads
@@ -69,15 +70,23 @@ with the candidates (exit 3) unless --create-experiment. Above 100,000 bars the 
 take minutes: refused before any work unless --history-points N (resampled; the metrics still
 use every bar), --no-history or --full-history.
 
+Price levels and all-positive percent numbers read as returns are refused, naming --prices or
+--percent. Fewer than 30 bars get a small-sample note.
+
 Sweeps: several variants at once, as columns of one file (--columns 'sma_*') or one file each
 (--returns a.csv b.csv ...). Every variant is scored on ONE common window (from where the last
-variant, and the benchmark, first moves), with the benchmark aligned the same way for all. A
-parent run holds the sweep's facts, the ranking (backtest/ranking.csv and .json: Sharpe, the
-probabilistic and deflated Sharpe ratios with N = the variants, or --trials N) and one picture
-of every equity curve (backtest/equity.png); one child run per variant, named after it, with
-its params from --variant-pattern (named regex groups) or --variant-params (a CSV with a
-`variant` column), histories resampled to 250 points and no tearsheet. Re-running the same sweep
-writes nothing; an interrupted one is completed (finished children are kept).
+variant, and the benchmark, first moves; a variant may start late, with empty cells, and the
+bars each loses are said), with the benchmark aligned the same way for all. A parent run holds
+the sweep's facts, the ranking (backtest/ranking.csv and .json: Sharpe, PSR, MinTRL at 95 %, and
+the deflated Sharpe ratio with N and V from the trial ledger: every backtest run of the
+experiment, failed and deleted ones included, duplicates once; --ledger, --trials N), the
+probability of backtest overfitting (CSCV, --pbo-blocks), backtest/certificate.json and one
+picture of every equity curve (backtest/equity.png); one child run per variant, named after it,
+with psr, dsr and min_trl_years, its params from --variant-pattern (named regex groups) or
+--variant-params (a CSV with a `variant` column), histories resampled to 250 points and no
+tearsheet. --oos-from DATE|FRACTION holds the later bars out: variants are ranked before it and
+the winner's out-of-sample figures reported. Re-running the same sweep writes nothing; an
+interrupted one is completed (finished children are kept).
 
 Examples:
   uv run scripts/log_backtest.py --returns backtest.csv --experiment btc-momentum \\
@@ -90,6 +99,7 @@ Examples:
   uv run scripts/log_backtest.py --returns minute_bars.parquet --history-points 5000 --no-tearsheet
   uv run scripts/log_backtest.py --returns sweep.csv --columns "sma_*" \\
       --variant-pattern "sma_(?P<lookback>\\d+)" --benchmark-column spy --experiment sma-sweep
+  uv run scripts/log_backtest.py --returns sweep.csv --columns "sma_*" --oos-from 2024-01-01 --experiment sma-sweep
 """
 
 from __future__ import annotations
@@ -101,9 +111,48 @@ from mlflow_skill.backtest import logrun, render, sweepjob, sweeplog
 from mlflow_skill.backtest import runwriter as rw
 from mlflow_skill.cli.frame import Context, make_parser, run_main
 from mlflow_skill.core.errors import EXIT_OK, SkillError
+from mlflow_skill.writes.common import refuse_if_read_only
 
 SCRIPT = "log_backtest.py"
 PROG = f"uv run scripts/{SCRIPT}"
+
+
+def add_sweep_args(group) -> None:
+    """The flags only a sweep takes: variant params, the trials and ledger, PBO, out of sample."""
+    group.add_argument(
+        "--variant-pattern",
+        metavar="REGEX",
+        help="sweep params from variant names: 'sma_(?P<lookback>\\d+)' gives lookback=50 for sma_50",
+    )
+    group.add_argument(
+        "--variant-params",
+        metavar="CSV",
+        help="sweep params per variant: a CSV with a `variant` column and one column per param",
+    )
+    group.add_argument(
+        "--trials",
+        type=int,
+        help="sweep: how many variants were tried in all, for the deflated Sharpe ratio (default: the trial ledger)",
+    )
+    group.add_argument(
+        "--ledger",
+        metavar="SCOPE",
+        help="sweep: the trials of the research question: experiment (default: every backtest run of the "
+        "experiment, failed and deleted ones included), sweep (this sweep only) or experiments:NAME,NAME",
+    )
+    group.add_argument(
+        "--oos-from",
+        metavar="DATE|FRACTION",
+        help="sweep: hold out the bars from DATE (or the last 1 - FRACTION of them: 0.7 holds out 30 %%); variants "
+        "are scored and the winner picked before it, its out-of-sample figures reported beside",
+    )
+    group.add_argument(
+        "--pbo-blocks",
+        type=int,
+        default=16,
+        metavar="S",
+        help="sweep: blocks for the probability of backtest overfitting (CSCV; even, default 16)",
+    )
 
 
 def build_parser():
@@ -121,21 +170,7 @@ def build_parser():
         metavar="PATTERN",
         help="a sweep over columns of one file, one variant each: 'sma_*' or 'sma_20,sma_50'",
     )
-    data.add_argument(
-        "--variant-pattern",
-        metavar="REGEX",
-        help="sweep params from variant names: 'sma_(?P<lookback>\\d+)' gives lookback=50 for sma_50",
-    )
-    data.add_argument(
-        "--variant-params",
-        metavar="CSV",
-        help="sweep params per variant: a CSV with a `variant` column and one column per param",
-    )
-    data.add_argument(
-        "--trials",
-        type=int,
-        help="sweep: how many variants were tried in all, for the deflated Sharpe ratio (default: the variants given)",
-    )
+    add_sweep_args(data)
     data.add_argument("--prices", action="store_true", help="the column holds prices (or equity), not returns")
     data.add_argument("--column", help="the returns (or prices) column (default: the only numeric column)")
     data.add_argument("--date-column", help="the date/time column (default: auto-detected)")
@@ -184,6 +219,8 @@ def command(ctx: Context) -> int:
     """prepare (read, compute; every refusal before a run exists) -> log (find or create the run,
     write it) -> shape -> emit. One file is one backtest; several, or --columns, a sweep."""
     args = ctx.args
+    if not args.dry_run:  # a dry run computes and writes nothing: allowed in read-only mode
+        refuse_if_read_only(ctx.settings, f"{SCRIPT} (a backtest run)")
     sweep = sweepjob.is_sweep(args)
     if not sweep:
         args.returns = args.returns[0]

@@ -1,7 +1,7 @@
 # /// script
 # requires-python = ">=3.11"
 # dependencies = [
-#     "mlflow-skinny>=3.7",
+#     "mlflow-skinny>=3.7,<3.19",
 #     "sqlalchemy>=1.4,<3",
 #     "alembic>=1.8,!=1.10.0,<2",
 #     "flask>=2.2,<4",
@@ -163,7 +163,13 @@ def _best_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     direction.add_argument("--min", action="store_true", help="lower is better")
     p.add_argument("--top", type=int, default=5, help="how many (default 5)")
     p.add_argument(
-        "--trials", type=int, help="--metric sharpe: how many variants were tried in all (default: the runs matched)"
+        "--trials", type=int, help="--metric sharpe: how many variants were tried in all (default: the trial ledger)"
+    )
+    p.add_argument(
+        "--ledger",
+        metavar="SCOPE",
+        help="--metric sharpe: the runs that count as trials: experiment (default), sweep, sweep:PARENT_RUN_ID "
+        "or experiments:NAME,NAME",
     )
     p.add_argument("--columns", "-c", help="extra columns, comma separated")
     p.add_argument("--include-unfinished", action="store_true", help=UNFINISHED_HELP)
@@ -211,6 +217,11 @@ def _export_args(p: argparse.ArgumentParser, _: ModuleType) -> None:
     page = search_module().SCAN_PAGE
     p.add_argument("--page-size", type=int, default=page, help=f"runs per request (default {page}, max 50000)")
     p.add_argument("--limit", type=int, help="stop after this many runs (default: all)")
+    p.add_argument(
+        "--spreadsheet-safe",
+        action="store_true",
+        help="CSV: prefix text cells starting with = + - @ with ' so spreadsheets do not run them as formulas",
+    )
 
 
 def _returns_args(p: argparse.ArgumentParser, _: ModuleType) -> None:

@@ -1,7 +1,7 @@
 # /// script
 # requires-python = ">=3.11"
 # dependencies = [
-#     "mlflow-skinny>=3.7",
+#     "mlflow-skinny>=3.7,<3.19",
 #     "sqlalchemy>=1.4,<3",
 #     "alembic>=1.8,!=1.10.0,<2",
 #     "flask>=2.2,<4",
@@ -129,7 +129,7 @@ def build_parser():
     )
     out = parser.add_argument_group("paging and output")
     out.add_argument("--order-by", action="append", metavar="EXPR", help='e.g. "execution_time_ms DESC"; repeatable')
-    out.add_argument("--max-results", type=int, default=25, help="traces per page (default 25, at most 500)")
+    out.add_argument("--max-results", type=int, default=10, help="traces per page (default 10, at most 500)")
     out.add_argument("--page-token", help="token printed by the previous page")
     out.add_argument(
         "--group-by", metavar="KEY", help="session|user|status|name|tag.NAME|metadata.NAME: summarise per group"

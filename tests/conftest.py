@@ -470,3 +470,150 @@ def via_proxy(proxy):
 def unique(prefix: str) -> str:
     """A fresh experiment name, so tests sharing the session server never collide."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# --- Pinned environments and other servers (issue 21): scripts run through `uv run` with extra uv
+# options (`--with DRIVER`), from another folder (the compatibility copy), and MLflow 2.x servers.
+
+
+def run_uv(
+    script: Path,
+    *args,
+    uv_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 900,
+) -> Result:
+    """`uv run [uv_args] script args` in a subprocess with a clean environment plus `env`."""
+    base = clean_env(env_dir=Path(cwd or ROOT))
+    base.setdefault("UV_PYTHON_DOWNLOADS", "never")
+    base.update(env or {})
+    proc = subprocess.run(
+        [UV, "run", "--quiet", *uv_args, str(script), *[str(a) for a in args]],
+        capture_output=True,
+        text=True,
+        env=base,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_v2_server(tmp: Path) -> Server:
+    """`mlflow server` from MLflow 2.22's own environment (tests/mlflow_envs.py), sqlite backend and
+    proxied artifacts, on 127.0.0.1."""
+    from mlflow_envs import mlflow2_python
+
+    python = mlflow2_python()
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    cmd = [str(python), "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}"]
+    cmd += ["--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1", "--port", str(port)]
+    log = tmp / "server.log"
+    proc = subprocess.Popen([*cmd, "--workers", "1"], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    server = Server(uri=f"http://127.0.0.1:{port}", tmp=tmp, proc=proc)
+    try:
+        wait_for_health(server.uri, proc, log)
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def v2_server(tmp_path_factory):
+    """An MLflow 2.22 tracking server (slow tier: its environment is built once, then cached)."""
+    srv = start_v2_server(tmp_path_factory.mktemp("v2_server"))
+    yield srv
+    srv.stop()
+
+
+S3_BUCKET = "mlflow-artifacts"
+S3_SECRET = "S3-secret-sentinel-4d2a"  # a sentinel: tests assert it never appears in output
+
+
+@dataclass
+class ObjectStore:
+    endpoint: str
+    bucket: str
+    client_env: dict[str, str]  # what a client needs to reach the bucket (AWS_* and MLFLOW_S3_ENDPOINT_URL)
+    proc: subprocess.Popen
+
+    def keys(self, prefix: str = "") -> dict[str, int]:
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
+        )
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory):
+    """An S3-compatible server (moto's server mode) on 127.0.0.1 with one bucket."""
+    import boto3
+
+    tmp = tmp_path_factory.mktemp("moto")
+    port = free_port()
+    log = tmp / "moto.log"
+    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    proc = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=log.open("w"), stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(endpoint + "/moto-api/", timeout=2).status_code < 500:
+                break
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"moto_server did not start:\n{log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",  # boto3 never looks for instance credentials off this machine
+        "MLFLOW_S3_ENDPOINT_URL": endpoint,
+    }
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key=S3_SECRET,
+        region_name="us-east-1",
+    ).create_bucket(Bucket=S3_BUCKET)
+    yield ObjectStore(endpoint, S3_BUCKET, env, proc)
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def s3_server(object_store, tmp_path_factory):
+    """`mlflow server` whose artifact root is s3://BUCKET/mlflow without the artifact proxy
+    (--no-serve-artifacts): clients write and read the bucket themselves. The server has no
+    credentials for it, as where only the clients do, so it cannot list artifacts either."""
+    tmp = tmp_path_factory.mktemp("s3_server")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env["MLFLOW_S3_ENDPOINT_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing there: never a real S3
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}"]
+    cmd += ["--default-artifact-root", f"s3://{object_store.bucket}/mlflow", "--no-serve-artifacts"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    log = tmp / "server.log"
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    srv = Server(uri=f"http://127.0.0.1:{port}", tmp=tmp, proc=proc)
+    try:
+        wait_for_health(srv.uri, proc, log)
+    except Exception:
+        srv.stop()
+        raise
+    yield srv
+    srv.stop()

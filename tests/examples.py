@@ -67,7 +67,7 @@ VOLATILE = [
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?(\.\d+)?Z?"), "<time>"),
     (re.compile(r"\b\d+(\.\d+)?\s?(ms|s|m\d\ds)\b"), "<dur>"),
     (re.compile(r"\b\d+(\.\d+)?%"), "<pct>"),
-    (re.compile(r"\b\d+(\.\d+)? (B|KB|MB)\b"), "<size>"),
+    (re.compile(r"\b\d+(\.\d+)? (B|KB|MB|KiB|MiB|GiB)\b"), "<size>"),
     (re.compile(r"(/tmp/|/var/folders/|/private/var/|<tmp>)[^\s|)\"']*"), "<tmp>"),
     # Stack frames (paths, line numbers, source lines) differ between machines and versions.
     (re.compile(r"(Traceback \(most recent call last\):\n)(?:[ \t]+\S.*\n)+"), r"\1  <frames>\n"),

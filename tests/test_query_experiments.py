@@ -394,7 +394,7 @@ def test_compare_shows_only_differences(run_script, seed):
     fields = [line.split("|")[1].strip() for line in res.out.splitlines() if line.startswith("| ")][1:]
     assert "params.lr" in fields and "metrics.acc" in fields and "params.model" in fields
     assert "params.opt" not in fields and "tags.team" not in fields and "status" not in fields
-    assert "identical (" in res.out and "params.opt" in res.out.split("identical (")[1]
+    assert "identical in every run (" in res.out and "params.opt adam" in res.out.split("identical in every run (")[1]
     row = next(line for line in res.out.splitlines() if line.startswith("| params.lr |"))
     assert [x.strip() for x in row.split("|")[2:4]] == ["0.01", "0.1"]
     full = as_json(

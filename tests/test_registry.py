@@ -161,6 +161,16 @@ def test_compare_champion_with_challenger(run_script, reg, client):
         client.get_model_version_by_alias(main, a).run_id for a in ("champion", "challenger")
     ]
     assert {row["field"] for row in data["rows"]} >= {"params.lr", "metrics.val_acc"}
+    assert [r["model_version"] for r in data["runs"]] == [f"{main}@champion v1", f"{main}@challenger v3"]
+    md = run_script("query_experiments", "compare", f"models:/{main}@champion", f"models:/{main}/3", reg["runs"][1])
+    assert md.code == 0, md.err
+    header = next(line for line in md.out.splitlines() if line.startswith("| field |"))
+    assert [h.strip() for h in header.strip("|").split("|")] == [
+        "field",
+        f"train-0 ({main}@champion v1)",
+        f"train-2 ({main} v3)",
+        "train-1",
+    ]
 
 
 @pytest.mark.parametrize("suffix, run_index", [("/3", 2), ("@champion", 0), ("/Production", 0), ("/latest", 2)])

@@ -258,7 +258,7 @@ def test_group_by_session(run_script, traces):
     assert s1["p95_ms"] == pytest.approx(lo + 0.95 * (hi - lo), abs=1)
     md = search(run_script, traces, "--group-by", "status")
     rows = {line.split("|")[1].strip(): line for line in md.out.splitlines() if line.startswith("| ")}
-    assert rows["OK"].split("|")[2].strip() == "4" and rows["ERROR"].split("|")[4].strip() == "100.0%"
+    assert rows["OK"].split("|")[2].strip() == "4" and rows["ERROR"].split("|")[4].strip() == "100%"
     assert "2 groups over 5 traces (1 error)" in md.out
 
 

@@ -110,13 +110,25 @@ def _run(run_id: str, start: int, **metrics) -> dict:
     }
 
 
-def test_sort_runs_missing_values_last_then_start_time_desc_then_id():
-    runs = [_run("b", 1, m=1.0), _run("a", 1, m=1.0), _run("c", 5), _run("d", 2, m=2.0), _run("e", 9, m="NaN")]
+def test_sort_runs_nan_then_missing_last_then_start_time_desc_then_id():
+    runs = [_run("b", 1, m=1.0), _run("a", 1, m=1.0), _run("c", 5), _run("d", 2, m=2.0), _run("e", 0, m="NaN")]
     asc = [r["info"]["run_id"] for r in rs.sort_runs(runs, [rs.parse_order("metrics.m ASC")])]
     desc = [r["info"]["run_id"] for r in rs.sort_runs(runs, [rs.parse_order("metrics.m DESC")])]
-    assert asc == ["a", "b", "d", "e", "c"]  # NaN and missing last, newest first among them
-    assert desc == ["d", "a", "b", "e", "c"]
-    assert [r["info"]["run_id"] for r in rs.sort_runs(runs, [])] == ["e", "c", "d", "a", "b"]
+    assert asc == ["a", "b", "d", "e", "c"]  # NaN (older) before missing (newer), as MLflow's SQL store
+    assert desc == ["d", "a", "b", "e", "c"]  # in both directions
+    assert [r["info"]["run_id"] for r in rs.sort_runs(runs, [])] == ["c", "d", "a", "b", "e"]
+    created = [r["info"]["run_id"] for r in rs.sort_runs(runs, [rs.parse_order("attributes.Created ASC")])]
+    assert created == ["e", "a", "b", "d", "c"]
+
+
+def test_param_numbers_in_double_quotes_and_non_finite_ones():
+    groups, _ = rs.parse_filter('params.lr > "0.005" AND params.color = "red"')
+    assert [c.value for c in groups[0].client] == [0.005] and groups[0].server == ['params.color = "red"']
+    for text in ("params.lr = nan", "params.lr < inf", "params.lr >= '-Infinity'"):
+        with pytest.raises(UsageError, match="finite number"):
+            rs.parse_filter(text)
+    with pytest.raises(UsageError, match="leading, trailing or doubled AND"):
+        rs.parse_filter("metrics.a > 1 AND")
 
 
 def test_order_by_is_validated():
@@ -167,7 +179,7 @@ def test_split_uri_takes_the_whole_password(uri, user, password, base):
 
 def test_secret_query_parameters_are_masked_and_dropped_from_commands():
     uri = "https://h/?access_token=abc123&region=eu"
-    assert redact_uri(uri) == "https://h?access_token=***&region=eu"
+    assert redact_uri(uri) == "https://h?access_token=***&region=***"  # every value masked when shown
     cmd = next_page_command(["runs", "--tracking-uri", "http://al:pw@h:1/x?token=t0k&a=1"], "tok", "q.py")
     assert "pw" not in cmd and "t0k" not in cmd and "al@" not in cmd and "http://h:1/x?a=1" in cmd
     assert cmd.endswith("--page-token tok")

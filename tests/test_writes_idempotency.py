@@ -244,7 +244,7 @@ def test_running_run_with_same_fingerprint(run_script, client, returns_file, wri
         assert_complete(client, runs[0], 120, history=False)
         assert "it was RUNNING, left by a process that is gone" in res.out
     else:
-        assert_clean_error(res, 1, "being logged right now", "--force-new")
+        assert_clean_error(res, 10, "being logged right now", "--force-new")
         assert runs[0].info.status == "RUNNING"
 
 

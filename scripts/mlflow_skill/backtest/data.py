@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlflow_skill.backtest import checks
 from mlflow_skill.core.errors import UsageError
 from mlflow_skill.core.formatting import truncate
 
+BENCH_PRICES = "--benchmark-prices"
 DATE_NAMES = ("date", "datetime", "time", "timestamp", "ts", "dt", "day", "period", "index", "unnamed: 0")
 
 
@@ -288,9 +289,10 @@ def _to_datetime(text, utc: bool):
     return parsed
 
 
-def parse_numbers(table: Table, col: str, flag: str, percent: bool):
+def parse_numbers(table: Table, col: str, flag: str, percent: bool, allow_empty: bool = False):
     """-> float numpy array; '1.5%' strings are 0.015; decimal commas and thousands separators
-    read per the column's style (column_decimal); refuses empty and non-numeric cells by row."""
+    read per the column's style (column_decimal); refuses empty (unless allow_empty: NaN, for a
+    sweep's late starters, checked in to_series) and non-numeric cells by row."""
     import numpy as np
     import pandas as pd
 
@@ -322,14 +324,12 @@ def parse_numbers(table: Table, col: str, flag: str, percent: bool):
         if percent:
             values = values / 100.0
     bad = (~np.isfinite(values)).nonzero()[0]
+    if allow_empty:
+        bad = np.array([pos for pos in bad if not _empty_cell(raw.iloc[pos])], dtype=int)
     if len(bad):
         pos = int(bad[0])
         cell = str(raw.iloc[pos]).strip()
-        what = (
-            "is empty"
-            if cell in ("", "nan", "None", "NaN", "<NA>") and not np.isinf(values[pos])
-            else f"holds {cell!r}, not a finite number"
-        )
+        what = "is empty" if _empty_cell(raw.iloc[pos]) else f"holds {cell!r}, not a finite number"
         hint = "fix or drop that row"
         if what != "is empty" and re.search(r"\d[.,]\d", cell):
             read, other = ("a decimal comma", ".") if decimal == "," else ("a decimal point", ",")
@@ -338,8 +338,27 @@ def parse_numbers(table: Table, col: str, flag: str, percent: bool):
     return values
 
 
-def to_series(table: Table, dates, values, col: str, flag: str, prices: bool, notes: list[str], label: str):
-    """Sorted, duplicate-free returns Series from dates + values (returns or prices)."""
+def _empty_cell(value) -> bool:
+    text = str(value).strip()
+    return text in ("", "nan", "None", "NaN", "<NA>", "NaT")
+
+
+def to_series(
+    table: Table,
+    dates,
+    values,
+    col: str,
+    flag: str,
+    prices: bool,
+    notes: list[str],
+    label: str,
+    percent: bool = False,
+    prices_flag: str = "--prices",
+):
+    """Sorted, duplicate-free returns Series from dates + values (returns or prices). Leading NaN
+    (a sweep variant that starts late: parse_numbers(allow_empty=True)) are dropped; a NaN after
+    the first value is refused by row. Returns that can only be price levels or percent numbers are
+    refused unless `prices` or `percent` says how to read them (checks.refuse_levels)."""
     import numpy as np
     import pandas as pd
 
@@ -357,6 +376,17 @@ def to_series(table: Table, dates, values, col: str, flag: str, prices: bool, no
         )
     vals = values[order]
     index = pd.DatetimeIndex(sorted_dates)
+    missing = ~np.isfinite(vals)
+    if missing.any():
+        first = int(np.argmin(missing)) if not missing.all() else len(vals)
+        gaps = missing[first:].nonzero()[0]
+        if first == len(vals) or len(gaps):
+            pos = int(order[first + gaps[0]]) if first < len(vals) else int(order[0])
+            raise UsageError(
+                f"{flag} {table.path.name} {table.row_name(pos)}, column {col!r} is empty: fix or drop that row "
+                "(in a sweep only a variant's first rows may be empty: it starts late)"
+            )
+        vals, index = vals[first:], index[first:]
     if prices:
         nonpos = (vals <= 0).nonzero()[0]
         if len(nonpos):
@@ -366,6 +396,8 @@ def to_series(table: Table, dates, values, col: str, flag: str, prices: bool, no
             )
         series = pd.Series(vals[1:] / vals[:-1] - 1.0, index=index[1:])
     else:
+        if not percent:
+            checks.refuse_levels(vals, f"{flag} {table.path.name} column {col!r}", prices_flag)
         below = (vals < -1).nonzero()[0]
         if len(below):
             pos = int(order[below[0]])
@@ -379,22 +411,6 @@ def to_series(table: Table, dates, values, col: str, flag: str, prices: bool, no
     if len(series) < 2:
         raise UsageError(f"{flag} {table.path.name} gives {len(series)} return(s): at least 2 are needed")
     return series
-
-
-def check_scale(series, ppy: float, notes: list[str], label: str) -> None:
-    """A note when the returns' statistics are implausible for fractions (0.01 = 1 %): percent
-    numbers read as fractions give a median bar move above 20 % or an annualised volatility above
-    100 % (crypto can reach that: the note says to check, it changes nothing)."""
-    import numpy as np
-
-    vals = series.to_numpy(dtype=float)
-    median = float(np.median(np.abs(vals)))
-    vol = float(np.std(vals, ddof=1)) * math.sqrt(ppy) if len(vals) > 1 else 0.0
-    if median > 0.2 or vol > 1.0:
-        notes.append(
-            f"{label}: median absolute return {median:.3g} per bar, annualised volatility {vol:.0%}: implausible for "
-            "fractional returns (0.01 = 1 %); if the column holds percent numbers (1.5 = 1.5 %), pass --percent"
-        )
 
 
 def sha256(path: Path) -> str:
@@ -477,7 +493,9 @@ def load_inputs(args, notes: list[str]) -> Inputs:
     dates.name = date_col or "bar"
     local_of = pd.Series(local.values, index=dates.values)
     values = parse_numbers(table, value_col, "--returns", args.percent)
-    returns = to_series(table, dates, values, value_col, "--returns", args.prices, notes, "returns")
+    returns = to_series(
+        table, dates, values, value_col, "--returns", args.prices, notes, "returns", percent=args.percent
+    )
     returns.name = "returns"
     inputs = Inputs(returns, table.path, value_col, date_column=date_col, dated=date_col is not None)
     _load_benchmark(args, inputs, table, dates, (sep, decimal), notes)
@@ -500,7 +518,9 @@ def _load_benchmark(args, inputs: Inputs, table: Table, dates, fmt: tuple, notes
         bdates, _ = parse_dates(btable, bdate, "--benchmark")
         bdates.name = bdate
         bvalues = parse_numbers(btable, bcol, "--benchmark", args.percent)
-        inputs.benchmark = to_series(btable, bdates, bvalues, bcol, "--benchmark", bench_prices, notes, "benchmark")
+        inputs.benchmark = to_series(
+            btable, bdates, bvalues, bcol, "--benchmark", bench_prices, notes, "benchmark", args.percent, BENCH_PRICES
+        )
         inputs.benchmark_file, inputs.benchmark_column = btable.path, bcol
     elif args.benchmark_column:
         if args.benchmark_column == inputs.column:
@@ -508,7 +528,16 @@ def _load_benchmark(args, inputs: Inputs, table: Table, dates, fmt: tuple, notes
         pick_value_column(table, args.benchmark_column, set(), "--returns", "benchmark", "--benchmark-column")
         bvalues = parse_numbers(table, args.benchmark_column, "--returns", args.percent)
         inputs.benchmark = to_series(
-            table, dates, bvalues, args.benchmark_column, "--returns", bench_prices, notes, "benchmark"
+            table,
+            dates,
+            bvalues,
+            args.benchmark_column,
+            "--returns",
+            bench_prices,
+            notes,
+            "benchmark",
+            args.percent,
+            BENCH_PRICES,
         )
         inputs.benchmark_column = args.benchmark_column
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow_skill.backtest import annualisation
+from mlflow_skill.backtest import annualisation, checks
 from mlflow_skill.backtest import data as bd
 from mlflow_skill.backtest import metrics as bm
 from mlflow_skill.backtest import periods as bp
@@ -21,6 +21,8 @@ from mlflow_skill.backtest.outcome import RunIdentity, RunOutcome
 from mlflow_skill.backtest.params import BATCH_METRICS, MAX_TAG_VALUE, collect_params
 from mlflow_skill.core.errors import UsageError
 from mlflow_skill.core.formatting import truncate
+from mlflow_skill.quant import ledger as ql
+from mlflow_skill.quant import sharpe as sharpe_stats
 
 FINGERPRINT_VERSION = "1"  # bump when what a run holds changes for the same inputs
 UNDEFINED_TAG = "backtest.undefined_metrics"
@@ -96,12 +98,16 @@ def default_run_name(stem: str) -> str:
 def prepare(args) -> BacktestJob:
     """Everything that needs no server: inputs, metrics, params, tags, the fingerprint."""
     check_args(args)
+    for flag, value in (("--oos-from", args.oos_from), ("--ledger", args.ledger), ("--trials", args.trials)):
+        if value is not None:
+            raise UsageError(f"{flag} is for a sweep (several --returns files, or --columns): drop it for one backtest")
     notes: list[str] = []
     inputs = bd.load_inputs(args, notes)
     history = history_plan(args, len(inputs.returns))
     periods = annualisation.periods_per_year(args, inputs.local_index, notes)
     if not (args.prices or args.percent):
-        bd.check_scale(inputs.returns, periods[0], notes, "returns")
+        checks.check_scale(inputs.returns, periods[0], notes, "returns")
+    notes += filter(None, [checks.small_sample_note(len(inputs.returns), periods[0])])
     qs = bm.import_quantstats()
     run_name = args.run_name or default_run_name(inputs.file.stem)
     return build(args, inputs, periods, qs, history, notes, run_name)
@@ -123,13 +129,18 @@ def build(
     params, user_tags = collect_params(args, inputs, ppy, str(getattr(qs, "__version__", "unknown")))
     params.update(extra_params or {})
     result = bm.compute(qs, inputs, args.risk_free, ppy)
+    tags = run_tags(user_tags, result, periods, len(inputs.returns), history)
+    tags[ql.CONFIG_TAG] = config_fingerprint(args, inputs, params)
+    record, why = track_record(result.metrics, ppy, len(inputs.returns))
+    result.metrics.update(record)
+    tags.update(why)
     return BacktestJob(
         args=args,
         inputs=inputs,
         qs=qs,
         result=result,
         params=params,
-        tags=run_tags(user_tags, result, periods, len(inputs.returns), history),
+        tags=tags,
         history=history,
         periods=periods,
         notes=[*notes, *result.notes],
@@ -137,6 +148,28 @@ def build(
         fingerprint=fingerprint or fingerprint_of(args, inputs, params),
         outcome=RunOutcome(run_name=run_name, experiment=args.experiment),
     )
+
+
+MIN_TRL_TAG = "backtest.min_trl_years"  # why min_trl_years is not logged (infinite or undefined)
+
+
+def track_record(metrics: dict[str, float], ppy: float, bars: int) -> tuple[dict[str, float], dict[str, str]]:
+    """psr (Bailey & López de Prado's PSR against SR = 0) and min_trl_years (the minimum track record
+    length at 95 %, in years), and a tag saying why when MinTRL is infinite or undefined."""
+    if not all(k in metrics for k in ("sharpe", "skew", "kurtosis")):
+        return {}, {}
+    trial = sharpe_stats.Trial("", metrics["sharpe"], ppy, bars, metrics["skew"], metrics["kurtosis"])
+    record = {"psr": sharpe_stats.psr(trial.sr, bars, trial.skew, trial.excess_kurtosis + 3.0)}
+    years = trial.min_trl_years
+    if math.isfinite(years):
+        record["min_trl_years"] = years
+        return {k: v for k, v in record.items() if math.isfinite(v)}, {}
+    why = (
+        "inf: a Sharpe ratio at or below 0 is never significantly above 0, however long the record"
+        if math.isinf(years)
+        else "undefined: the skew and kurtosis make the Sharpe ratio's variance meaningless"
+    )
+    return {k: v for k, v in record.items() if math.isfinite(v)}, {MIN_TRL_TAG: why}
 
 
 def run_tags(
@@ -160,6 +193,12 @@ def run_tags(
             "(equity at each bucket's last bar, each bucket's deepest drawdown)"
         )
     return tags
+
+
+def config_fingerprint(args, inputs: bd.Inputs, params: dict[str, str]) -> str:
+    """The backtest's configuration for the trial ledger (tag backtest.config): the fingerprint
+    without the run name, so the same data and params logged under another name are one trial."""
+    return fingerprint_of(argparse.Namespace(**{**vars(args), "run_name": None}), inputs, params)
 
 
 def fingerprint_of(args, inputs: bd.Inputs, params: dict[str, str]) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlflow_skill.backtest import periods as bp
 from mlflow_skill.quant import catalog
 
 # Metrics whose value is a fraction shown as percent (the rest are ratios, counts or days): a
@@ -184,7 +185,7 @@ def _drawdowns(st, s, rf: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """One drawdown series, one details table (reports._calc_dd's figures)."""
     out: dict[str, Any] = {}
     dd = st.to_drawdown_series(s)
-    details = st.drawdown_details(dd)
+    details = bp.drawdown_details(st, dd)  # a first bar below the start opens a drawdown
     facts: dict[str, Any] = {"drawdown_series": dd}
     if len(details):
         worst = details.sort_values(by="max drawdown", ascending=True).iloc[0]
@@ -230,15 +231,16 @@ def _scalar(value: Any, np) -> float:
 
 def benchmark_metrics(qs, s, b, rf: float, ppy: float) -> dict[str, float]:
     """Metrics relative to the benchmark, as reports.metrics(mode="full") computes them, except
-    information_ratio: annualised here (stats.information_ratio is per bar)."""
+    information_ratio, annualised here (stats.information_ratio is per bar), and alpha: Jensen's
+    alpha on excess returns over --risk-free (stats.greeks ignores rf)."""
     import numpy as np
 
     st = qs.stats
     out: dict[str, float] = {}
     flat = float(np.var(b.to_numpy(), ddof=1)) == 0.0
     greeks = st.greeks(s, b, ppy, prepare_returns=False)  # fills NaN with 0: not for a flat benchmark
-    out["alpha"] = math.nan if flat else float(greeks["alpha"])
     out["beta"] = math.nan if flat else float(greeks["beta"])
+    out["alpha"] = math.nan if flat else jensen_alpha(s, b, out["beta"], rf, ppy)
     out["correlation"] = float(b.corr(s))
     out["r_squared"] = _scalar(_safe(st.r_squared, s, b, prepare_returns=False), np)
     # QuantStats answers 0 where these are undefined (identical series, zero beta): not logged
@@ -248,6 +250,15 @@ def benchmark_metrics(qs, s, b, rf: float, ppy: float) -> dict[str, float]:
     zero_beta = flat or out["beta"] == 0.0
     out["treynor_ratio"] = math.nan if zero_beta else _scalar(_safe(st.treynor_ratio, s, b, ppy, rf), np)
     return out
+
+
+def jensen_alpha(s, b, beta: float, rf: float, ppy: float) -> float:
+    """Jensen's alpha, annualised as QuantStats annualises it (x periods per year, not compounded):
+    (mean(r - rf) - beta * mean(b - rf)) * ppy, rf per bar as QuantStats de-annualises it. Equal to
+    stats.greeks' alpha for --risk-free 0; empyrical's alpha is the same per-bar figure compounded,
+    (1 + alpha_per_bar)^ppy - 1 (references/quantstats-metrics.md, Deviations)."""
+    rf_bar = rf_per_bar(rf, ppy)
+    return (float((s - rf_bar).mean()) - beta * float((b - rf_bar).mean())) * ppy
 
 
 # Metrics that need the returns to vary (a ratio over their spread, their shape)

@@ -2,7 +2,8 @@
 compounded monthly and yearly returns, the worst drawdowns, rolling Sharpe ratio and volatility.
 
 Pure pandas on a returns Series with a DatetimeIndex (log_backtest.py's normalised returns);
-QuantStats' own drawdown table is used for the drawdowns so the figures match its tearsheet.
+QuantStats' own drawdown table is used for the drawdowns so the figures match its tearsheet, with a
+first bar below the starting equity counted as the start of a drawdown (drawdown_details).
 """
 
 from __future__ import annotations
@@ -35,10 +36,24 @@ def monthly_grid(returns) -> dict[str, dict[str, float]]:
     return grid
 
 
+def drawdown_details(stats, drawdown):
+    """QuantStats' drawdown table (start, valley, end, days, depth) of a drawdown series measured
+    from the starting equity, a first bar below the start included. `stats.drawdown_details` only
+    opens a drawdown after a bar AT its peak, so a series under water from its first bar (a loss on
+    bar 1 never recovered) gave an empty table: max drawdown 0. A zero one instant before the first
+    bar (the equity at the start, which to_drawdown_series already measures from) opens it."""
+    import pandas as pd
+
+    if not len(drawdown) or not float(drawdown.iloc[0]) < 0:
+        return stats.drawdown_details(drawdown)
+    start = pd.Series([0.0], index=[drawdown.index[0] - pd.Timedelta(microseconds=1)])
+    return stats.drawdown_details(pd.concat([start, drawdown]))
+
+
 def worst_drawdowns(qs, returns, limit: int = WORST_DRAWDOWNS) -> list[dict[str, Any]]:
     """The deepest drawdowns: start, valley, end (None while still under water), depth, days."""
     drawdown = qs.stats.to_drawdown_series(returns)
-    details = qs.stats.drawdown_details(drawdown)
+    details = drawdown_details(qs.stats, drawdown)
     if not len(details):
         return []
     details = details.sort_values(by="max drawdown", ascending=True).head(limit)

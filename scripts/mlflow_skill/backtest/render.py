@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from mlflow_skill.backtest import sweep as sw
 from mlflow_skill.backtest.job import HISTORY_TAG, UNDEFINED_TAG, BacktestJob
 from mlflow_skill.backtest.outcome import Action, RunOutcome
 from mlflow_skill.backtest.runstore import FINGERPRINT_TAG
@@ -79,9 +80,36 @@ def sweep_summary(job: SweepJob) -> dict:
             "bars": len(sweep.variants[0].returns),
             "shared_bars": sweep.bars_total,
             "last_to_start": sweep.last_to_start,
+            "dropped_bars": {v.name: v.dropped for v in sweep.variants},
         },
+        "out_of_sample": out_of_sample(job),
         "deflated_sharpe": dataclasses.asdict(job.deflated_sharpe) if job.deflated_sharpe else None,
+        "pbo": job.overfitting.as_dict() if job.overfitting else None,
         "ranking": job.rows,
+    }
+
+
+def out_of_sample(job: SweepJob) -> dict | None:
+    """The held-out bars and the in-sample winner's figures on both sides, with its out-of-sample rank."""
+    oos = job.sweep.oos
+    if oos is None or not job.rows:
+        return None
+    best = job.rows[0]
+    by_oos = sorted(
+        (r for r in job.rows if r.get("oos_sharpe") is not None),
+        key=lambda r: -r["oos_sharpe"],
+    )
+    rank = next((i for i, r in enumerate(by_oos, 1) if r["variant"] == best["variant"]), None)
+    return {
+        "start": oos.start.isoformat(),
+        "end": oos.end.isoformat(),
+        "bars": oos.bars,
+        "how": oos.how,
+        "winner": best["variant"],
+        "in_sample": {k: best.get(k) for k in ("sharpe", "cagr", "max_drawdown")},
+        "out_of_sample": {k.removeprefix("oos_"): best.get(k) for k in sw.OOS_KEYS},
+        "winner_oos_rank": rank,
+        "variants": len(by_oos),
     }
 
 
@@ -192,8 +220,10 @@ def sweep_view(job: SweepJob, prog: str) -> View:
         "sharpe",
         "PSR",
         "DSR",
+        "MinTRL (y)",
         "CAGR",
         "max DD",
+        *(["OOS sharpe"] if s["out_of_sample"] else []),
         "run",
     ]
     shown = [
@@ -204,32 +234,75 @@ def sweep_view(job: SweepJob, prog: str) -> View:
             fmt_num(r["sharpe"]),
             fmt_num(r["psr"], 3),
             fmt_num(r["dsr"], 3),
+            _years(r.get("min_trl_years")),
             _pct(r["cagr"]),
             _pct(r["max_drawdown"]),
+            *([fmt_num(r.get("oos_sharpe"))] if s["out_of_sample"] else []),
             (r["run_id"] or "")[:8],
         ]
         for r in rows[:RANKING_SHOWN]
     ]
-    keys = ["sharpe", "psr", "dsr", "cagr", "max_drawdown", "run_id"]
-    raw = [[r["rank"], r["variant"], *[r.get(p) for p in params], *[r[k] for k in keys]] for r in rows]
+    keys = ["sharpe", "psr", "dsr", "min_trl_years", "cagr", "max_drawdown"]
+    keys += ["oos_sharpe", "run_id"] if s["out_of_sample"] else ["run_id"]
+    raw = [[r["rank"], r["variant"], *[r.get(p) for p in params], *[r.get(k) for k in keys]] for r in rows]
+    return View(
+        data=json_safe(s),
+        lines=[*_sweep_headline(s), "", *_sweep_facts(s), ""],
+        table=Table(headers, shown, raw),
+        after=_sweep_after(s, rows, prog),
+    )
+
+
+def _years(value: float | None) -> str:
+    if value is None:
+        return ""
+    return "never" if math.isinf(value) else fmt_num(value, 3)
+
+
+def _sweep_facts(s: dict) -> list[str]:
+    """The window (and what each variant lost to it), the periods, notes, the deflated Sharpe with
+    its ledger, PBO and the out-of-sample report."""
     w, d = s["window"], s["deflated_sharpe"]
     window = f"- window: {w['start'][:19]} to {w['end'][:19]}, {w['bars']} bars, the same for every variant"
     if w["bars"] < w["shared_bars"]:
         window += f" (from where {w['last_to_start']} starts; {w['shared_bars']} bars shared)"
-    return View(
-        data=json_safe(s),
-        lines=[
-            *_sweep_headline(s),
-            "",
-            window,
-            f"- periods per year: {fmt_num(s['periods_per_year'])} ({s['periods_per_year_how']})",
-            *[f"- note: {n}" for n in s["notes"]],
-            f"- winner {d['winner']}: {d['verdict']}; deflated Sharpe with {d['trials_counted_as']}",
-            "",
-        ],
-        table=Table(headers, shown, raw),
-        after=_sweep_after(s, rows, prog),
-    )
+    lines = [window]
+    dropped = {k: n for k, n in w["dropped_bars"].items() if n}
+    if dropped:
+        listed = ", ".join(f"{k} {n}" for k, n in list(dropped.items())[:8])
+        more = f", and {len(dropped) - 8} more (--format json)" if len(dropped) > 8 else ""
+        lines.append(f"- bars of each variant's own data left out of the common window: {listed}{more}")
+    lines.append(f"- periods per year: {fmt_num(s['periods_per_year'])} ({s['periods_per_year_how']})")
+    lines += [f"- note: {n}" for n in s["notes"]]
+    lines.append(f"- winner {d['winner']}: {d['verdict']}; deflated Sharpe with {d['trials_counted_as']}")
+    lines += _pbo_lines(s["pbo"]) + _oos_lines(s["out_of_sample"])
+    return lines
+
+
+def _pbo_lines(pbo: dict | None) -> list[str]:
+    if not pbo:
+        return []
+    if pbo.get("pbo") is None:
+        return [f"- PBO not computed: {pbo.get('reason')}"]
+    return [
+        f"- probability of backtest overfitting (CSCV, {pbo['blocks']} blocks, {pbo['splits']:,} splits): "
+        f"**{fmt_num(pbo['pbo'], 3)}**, the share of splits where the in-sample winner falls at or below the "
+        f"out-of-sample median; degradation slope {fmt_num(pbo['degradation_slope'], 3)} (out-of-sample on "
+        f"in-sample Sharpe), P(loss out of sample) {fmt_num(pbo['prob_oos_loss'], 3)}"
+    ]
+
+
+def _oos_lines(oos: dict | None) -> list[str]:
+    if not oos:
+        return []
+    ins, out = oos["in_sample"], oos["out_of_sample"]
+    return [
+        f"- out of sample ({oos['how']}): {oos['start'][:10]} to {oos['end'][:10]}, {oos['bars']} bars, never used "
+        f"to pick; the in-sample winner {oos['winner']}: Sharpe {fmt_num(ins['sharpe'], 3)} in sample, "
+        f"{fmt_num(out['sharpe'], 3)} out; CAGR {_pct(ins['cagr'])} / {_pct(out['cagr'])}; max drawdown "
+        f"{_pct(ins['max_drawdown'])} / {_pct(out['max_drawdown'])}; out-of-sample rank {oos['winner_oos_rank']} "
+        f"of {oos['variants']} by Sharpe"
+    ]
 
 
 def _pct(value: float | None) -> str:
@@ -245,10 +318,13 @@ def _sweep_headline(s: dict) -> list[str]:
             f"Already logged: sweep **{s['run_name']}** (id {s['run_id']}) {where}: {s['status']}; nothing written "
             "(same data, variants, window and settings; --force-new logs another)"
         ]
-    return [
+    lines = [
         f"Logged sweep **{s['run_name']}** (id {s['run_id']}) {where}: {s['params']['sweep.variants']} child runs, "
         f"{s['status']}"
     ]
+    if s.get("experiment_status") in ("created", "restored"):
+        lines += ["", f"- experiment **{s['experiment']}** {s['experiment_status']} by this call"]
+    return lines
 
 
 def _sweep_after(s: dict, rows: list[dict], prog: str) -> list[str]:

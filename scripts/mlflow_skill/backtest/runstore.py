@@ -16,9 +16,10 @@ from mlflow_skill.backtest.outcome import Action, Previous, RunIdentity, RunOutc
 from mlflow_skill.backtest.params import BATCH_METRICS, BATCH_PARAMS_TAGS, MAX_TAG_VALUE
 from mlflow_skill.cli.frame import Context
 from mlflow_skill.core.config import Settings
-from mlflow_skill.core.errors import EXIT_ERROR, ConnectionFailure, NotFoundError, ServerError, SkillError
-from mlflow_skill.store import lookups
-from mlflow_skill.store.transport import HttpStore, RequestUnanswered, Store, quiet_mlflow_logging
+from mlflow_skill.core.errors import EXIT_BUSY, ConnectionFailure, NotFoundError, ServerError, SkillError
+from mlflow_skill.store import lookups, objectstore
+from mlflow_skill.store.database import quiet_mlflow_logging
+from mlflow_skill.store.transport import HttpStore, RequestUnanswered, Store
 
 ARTIFACT_DIR = "backtest"
 ERROR_TAG = "backtest.error"
@@ -75,7 +76,7 @@ def refuse_live_writer(existing: dict | None) -> None:
             f"run {existing['info']['run_id']} with the same fingerprint is being logged right now "
             f"({lookups.run_tags(existing).get(rw.WRITER_TAG, 'another process')}): wait for it to finish and re-run, "
             "or pass --force-new to log a separate run",
-            exit_code=EXIT_ERROR,
+            exit_code=EXIT_BUSY,
         )
 
 
@@ -179,6 +180,9 @@ def start_run(
     ctx: Context, experiment: dict, existing: dict | None, identity: RunIdentity, outcome: RunOutcome, notes: list[str]
 ) -> dict:
     """The run to write: `existing` reopened, or a new one; the outcome says which, RUNNING."""
+    root = (existing or {}).get("info", {}).get("artifact_uri") or experiment.get("artifact_location")
+    where = f"experiment {experiment.get('name')!r}"
+    objectstore.require_driver(root, "log_backtest.py", where, "no run was started")  # before any run is touched
     if existing is not None:
         run = reopen(ctx.store, existing, identity, outcome)
     else:

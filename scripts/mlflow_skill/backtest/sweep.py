@@ -22,6 +22,7 @@ from mlflow_skill.backtest import data as bd
 from mlflow_skill.backtest.metrics import MetricSet
 from mlflow_skill.core.errors import UsageError
 from mlflow_skill.core.formatting import to_csv
+from mlflow_skill.quant import ledger as ql
 from mlflow_skill.quant import sharpe as sharpe_stats
 
 MAX_VARIANTS = 1000
@@ -31,11 +32,23 @@ PNG_LABELLED = 5  # variants named in the picture's legend (the best by Sharpe);
 @dataclass
 class Variant:
     name: str
-    returns: Any  # pandas Series, returns per bar, on the common window
+    returns: Any  # pandas Series, returns per bar, on the common window (in sample with --oos-from)
     file: Path
     column: str
     params: dict[str, str] = field(default_factory=dict)
     result: MetricSet | None = None  # metrics.compute(...) on the common window
+    oos_returns: Any = None  # pandas Series on the out-of-sample bars (--oos-from), else None
+    dropped: int = 0  # bars of its own data outside the common window (a late starter drops none)
+
+
+@dataclass(frozen=True)
+class OutOfSample:
+    """The bars held out of sample by --oos-from: never used to score or pick a variant."""
+
+    start: Any
+    end: Any
+    bars: int
+    how: str
 
 
 @dataclass
@@ -48,6 +61,7 @@ class Sweep:
     bars_total: int
     files: list[Path]
     last_to_start: str | None = None
+    oos: OutOfSample | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,17 +154,67 @@ def load(args, notes: list[str]) -> Sweep:
     window = index[(index >= start) & (index <= end)]
     if len(window) < 2:
         raise UsageError("the common window (where every variant has started) has fewer than 2 bars")
-    variants = [Variant(n, series[n].reindex(window), *sources[n], params=params[n]) for n in names]
+    local_window = pd.DatetimeIndex(local.reindex(window).to_numpy())
+    held_out, oos = window[:0], None
+    if getattr(args, "oos_from", None):
+        cut, how = split_point(window, local_window, args.oos_from)
+        held_out, window, local_window = window[cut:], window[:cut], local_window[:cut]
+        oos = OutOfSample(held_out[0], held_out[-1], len(held_out), how)
+    variants = [
+        Variant(
+            n,
+            series[n].reindex(window),
+            *sources[n],
+            params=params[n],
+            oos_returns=series[n].reindex(held_out) if oos else None,
+            dropped=len(series[n]) - len(window) - len(held_out),
+        )
+        for n in names
+    ]
     return Sweep(
         variants=variants,
         benchmark=bench.reindex(window) if bench is not None else None,
-        local_index=pd.DatetimeIndex(local.reindex(window).to_numpy()),
+        local_index=local_window,
         start=window[0],
         end=window[-1],
         bars_total=len(index),
         files=files,
         last_to_start=last,
+        oos=oos,
     )
+
+
+def split_point(window, local_window, spec: str) -> tuple[int, str]:
+    """--oos-from DATE (the first bar at or after it, on the file's own dates) or FRACTION (0.7: the
+    last 30 % of the window's bars) -> (position of the first out-of-sample bar, how it was chosen)."""
+    import pandas as pd
+
+    try:
+        fraction = float(spec)
+    except ValueError:
+        fraction = None
+    if fraction is not None and not 0 < fraction < 1 and not re.fullmatch(r"\d{4}", spec.strip()):
+        raise UsageError(f"--oos-from {spec}: a fraction is between 0 and 1 (0.7: the last 30 % out of sample)")
+    if fraction is not None and 0 < fraction < 1:
+        cut, how = (
+            int(round(len(window) * fraction)),
+            f"--oos-from {spec}: the last {round((1 - fraction) * 100, 1):g} % of the bars",
+        )
+    else:
+        try:
+            when = pd.Timestamp(spec)
+        except ValueError:
+            raise UsageError(f"--oos-from {spec!r}: pass a date (2023-01-01) or a fraction (0.7)") from None
+        axis = local_window if local_window.is_monotonic_increasing else window
+        if when.tzinfo is not None:
+            when, axis = when.tz_convert("UTC").tz_localize(None), window
+        cut, how = int(axis.searchsorted(when, side="left")), f"--oos-from {spec}"
+    if cut < 2 or len(window) - cut < 2:
+        raise UsageError(
+            f"--oos-from {spec} leaves {cut} bars in sample and {len(window) - cut} out of sample of the common window "
+            f"({window[0].date()} to {window[-1].date()}): each side needs at least 2"
+        )
+    return cut, how
 
 
 def _read_variants(args, sep, decimal, notes: list[str]):
@@ -179,8 +243,8 @@ def _read_variants(args, sep, decimal, notes: list[str]):
         for name, col in columns.items():
             if name in series:
                 raise UsageError(f"two variants are named {name!r}: rename a file or column")
-            values = bd.parse_numbers(table, col, "--returns", args.percent)
-            s = bd.to_series(table, dates, values, col, "--returns", args.prices, notes, name)
+            values = bd.parse_numbers(table, col, "--returns", args.percent, allow_empty=True)
+            s = bd.to_series(table, dates, values, col, "--returns", args.prices, notes, name, percent=args.percent)
             s.name = name
             series[name] = s
             sources[name] = (table.path, col)
@@ -214,6 +278,8 @@ def _benchmark(args, sep, decimal, index, notes: list[str]):
         args.benchmark_prices or (args.prices and not args.benchmark),
         notes,
         "benchmark",
+        args.percent,
+        bd.BENCH_PRICES,
     )
     # align_benchmark on an always-moving stand-in: only the benchmark's own start can cut the bars
     _, aligned = bd.align_benchmark(pd.Series(1.0, index=index), bench, [])
@@ -228,19 +294,23 @@ def _first_move(series):
 # ---------------------------------------------------------------------------------------------
 # Scoring and ranking
 # ---------------------------------------------------------------------------------------------
-def ranking(sweep: Sweep, ppy: float, trials: int | None = None) -> tuple[list[dict], sharpe_stats.Ranking]:
-    """Variants by Sharpe ratio (best first) with PSR and DSR; N = the variants in the sweep
-    unless --trials says more were tried."""
+def ranking(
+    sweep: Sweep, ppy: float, ledger: ql.Ledger, trials: int | None = None
+) -> tuple[list[dict], sharpe_stats.Ranking]:
+    """Variants by Sharpe ratio (best first) with PSR, MinTRL and the DSR against the trial ledger:
+    N = its configurations (or --trials N), V = the variance of their Sharpe ratios."""
+    count = trials or ledger.trials
     bars = len(sweep.variants[0].returns)
-    trials_list = []
+    ranked = sharpe_stats.Ranking(count, ledger.variance_per_bar(ppy), 0.0, {}, {})
+    ranked.sr0 = sharpe_stats.expected_max_sharpe(count, ranked.variance)
+    rows, min_trl = [], {}
     for v in sweep.variants:
         m = v.result.metrics
         if all(k in m for k in ("sharpe", "skew", "kurtosis")):
-            trials_list.append(sharpe_stats.Trial(v.name, m["sharpe"], ppy, bars, m["skew"], m["kurtosis"]))
-    ranked = sharpe_stats.rank(trials_list, trials)
-    rows = []
-    for v in sweep.variants:
-        m = v.result.metrics
+            trial = sharpe_stats.Trial(v.name, m["sharpe"], ppy, bars, m["skew"], m["kurtosis"])
+            deflated = ql.deflate(trial, count, ledger.variance_annual)
+            ranked.psr[v.name], ranked.dsr[v.name] = deflated.psr, deflated.dsr
+            min_trl[v.name] = deflated.min_trl_years
         rows.append(
             {
                 "variant": v.name,
@@ -248,11 +318,9 @@ def ranking(sweep: Sweep, ppy: float, trials: int | None = None) -> tuple[list[d
                 "sharpe": m.get("sharpe"),
                 "psr": ranked.psr.get(v.name),
                 "dsr": ranked.dsr.get(v.name),
-                "cagr": m.get("cagr"),
-                "max_drawdown": m.get("max_drawdown"),
-                "volatility": m.get("volatility"),
-                "sortino": m.get("sortino"),
-                "calmar": m.get("calmar"),
+                "min_trl_years": min_trl.get(v.name),
+                **{k: m.get(k) for k in ("cagr", "max_drawdown", "volatility", "sortino", "calmar")},
+                **({k: m.get(k) for k in OOS_KEYS} if sweep.oos else {}),
                 "run_id": None,
             }
         )
@@ -260,6 +328,9 @@ def ranking(sweep: Sweep, ppy: float, trials: int | None = None) -> tuple[list[d
     for rank_no, row in enumerate(rows, 1):
         row["rank"] = rank_no
     return rows, ranked
+
+
+OOS_KEYS = ("oos_sharpe", "oos_cagr", "oos_max_drawdown", "oos_cumulative_return")
 
 
 def ranking_csv(rows: list[dict]) -> str:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from mlflow_skill.cli.view import View, render_csv, render_json, render_markdown
 from mlflow_skill.core.config import Settings, resolve_settings
-from mlflow_skill.core.errors import EXIT_CODES_HELP, EXIT_ERROR, SkillError, UsageError
-from mlflow_skill.core.formatting import safe_text, truncate
+from mlflow_skill.core.errors import EXIT_CODES_HELP, EXIT_ERROR, EXIT_USAGE, SkillError, UsageError
+from mlflow_skill.core.formatting import safe_block, truncate
 from mlflow_skill.core.secrets import (
     ScrubbingStream,
     register_basic_auth,
@@ -40,7 +40,7 @@ def add_common_args(parser: argparse.ArgumentParser, formats: tuple[str, ...] = 
     group = parser.add_argument_group("connection and output")
     group.add_argument("--tracking-uri", help="tracking store (default: environment, .env.local, or ./mlflow.db)")
     group.add_argument(
-        "--timeout", type=float, default=None, help="seconds to wait for the server per request (default 30)"
+        "--timeout", type=float, default=None, help="seconds a request may take, its whole answer included (default 30)"
     )
     group.add_argument("--format", choices=formats, default="markdown", help="output format (default markdown)")
     group.add_argument("--debug", action="store_true", help="show tracebacks and HTTP details on errors")
@@ -109,12 +109,13 @@ def add_output_args(p: argparse.ArgumentParser, required: bool = False, what: st
 
 
 def check_output_target(args: argparse.Namespace) -> None:
-    """Fail before any work when --output would replace a file without --force."""
-    from pathlib import Path
+    """Fail before any work when --output could not be written: a file there without --force, a
+    folder, a folder that is missing or not writable."""
+    from mlflow_skill.core.files import check_writable
 
     target = getattr(args, "output", None)
-    if target and Path(target).exists() and not getattr(args, "force", False):
-        raise UsageError(f"{target} exists: pass --force to overwrite it, or choose another --output")
+    if target:
+        check_writable(target, getattr(args, "force", False))
 
 
 @dataclass
@@ -132,7 +133,15 @@ class Context:
     def store(self) -> Store:
         if self._store is None:
             self._store = open_store(self.settings)
+            self._store.on_slow = self.tell_waiting
         return self._store
+
+    def tell_waiting(self, call: str) -> None:
+        """One line on stderr, once, when a call has waited a few seconds (stdout stays clean)."""
+        diag(
+            f"waiting for {self.settings.display_uri} to answer {call} "
+            f"(up to {self.settings.timeout:g}s; --timeout changes it)"
+        )
 
     @property
     def fmt(self) -> str:
@@ -152,7 +161,7 @@ class Context:
             body = view
         self.emitted = True
         if self.fmt == "markdown":  # for a terminal: store-supplied ANSI escapes shown, not obeyed
-            sys.stdout.write(safe_text(self.header() + "\n\n" + body.rstrip("\n") + "\n"))
+            sys.stdout.write(safe_block(self.header() + "\n\n" + body.rstrip("\n") + "\n"))
         else:
             diag(self.header())
             sys.stdout.write(body if body.endswith("\n") else body + "\n")
@@ -224,11 +233,17 @@ def run_main(
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # a bug: one line unless --debug
+    except Exception as exc:  # a bug: one line unless --debug; or a file the user named that cannot be used
         if debug:
             import traceback
 
             traceback.print_exc()
+        if isinstance(exc, OSError) and exc.filename is not None:
+            diag(
+                f"error: cannot use {exc.filename} ({exc.strerror or type(exc).__name__}): check the path and its "
+                "permissions, or name another file"
+            )
+            return EXIT_USAGE
         if ctx is not None and not ctx.emitted:
             diag(ctx.header())
         diag(

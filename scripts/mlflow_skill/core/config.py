@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
 
 from mlflow_skill.core.errors import UsageError
 from mlflow_skill.core.secrets import (
-    MASK,
     is_secret_query_key,
+    masked_query,
     redact_store_uri,
     split_uri,
 )
@@ -49,6 +49,9 @@ DEFAULT_TIMEOUT = 30.0
 
 
 DEFAULT_RETRIES = 2
+
+
+DEFAULT_MAX_ANSWER_MB = 256.0  # the decoded size of one answer a script accepts (MiB)
 
 
 SECRET_VARS = (
@@ -97,13 +100,37 @@ def dotenv_layers(folders: list[tuple[Path, str]]) -> list[Layer]:
     for folder, label in folders:
         for name in DOTENV_NAMES:
             path = folder / name
-            if not path.is_file():
-                continue
-            from dotenv import dotenv_values  # only when such a file exists
-
-            values = {k: v for k, v in dotenv_values(path).items() if v is not None}
-            layers.append(Layer(f"{name} in the {label} {folder}", values, path))
+            if path.is_file():
+                layers.append(Layer(f"{name} in the {label} {folder}", read_dotenv(path), path))
     return layers
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """A .env file's values through python-dotenv's parser, read as UTF-8 (a file that is not
+    is refused naming it). ${VAR} references are resolved here, in one pass: dotenv's own pass
+    copies every earlier value once per line (50,000 lines took 40 s)."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): save it as UTF-8, "
+            "or move it out of the way"
+        ) from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read {path} ({exc.strerror}): fix its permissions, or move it out of the way"
+        ) from None
+    import io
+
+    from dotenv import dotenv_values  # only when such a file exists
+    from dotenv.variables import parse_variables
+
+    values: dict[str, str] = {}
+    environ = ChainMap(values, os.environ)  # dotenv's order: the file's earlier values, then the process's
+    for key, value in dotenv_values(stream=io.StringIO(text), interpolate=False).items():
+        if value is not None:
+            values[key] = "".join(atom.resolve(environ) for atom in parse_variables(value)) if "${" in value else value
+    return values
 
 
 @dataclass(frozen=True)
@@ -123,12 +150,14 @@ class Settings:
     client_cert_path: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    max_answer_mb: float = DEFAULT_MAX_ANSWER_MB  # MLFLOW_SKILL_MAX_ANSWER_MB: a bigger answer is refused
     embedded: bool = False
     auth_plugin: str | None = None  # MLFLOW_TRACKING_AUTH
     aws_sigv4: bool = False
     allow_file_store: bool = False
     experiment_id: str | None = None  # MLFLOW_EXPERIMENT_ID: default experiment where a script takes one
     experiment_name: str | None = None  # MLFLOW_EXPERIMENT_NAME
+    read_only: bool = False  # MLFLOW_SKILL_READ_ONLY: every write refuses (exit 8) before anything is sent
     secrets: tuple[str, ...] = field(default=(), repr=False)
     origins: Mapping[str, str] = field(default_factory=dict)  # setting -> where it came from
 
@@ -144,13 +173,10 @@ class Settings:
     def display_uri(self) -> str:
         if not self.is_http:
             return redact_store_uri(self.tracking_uri)
-        if self.query_params:
-            shown = [(k, MASK if is_secret_query_key(k) else v) for k, v in self.query_params]
-            return f"{self.tracking_uri}?{urlencode(shown, safe='*')}"
-        return self.tracking_uri
+        return self.tracking_uri + masked_query(self.query_params)  # every value masked, sent unchanged
 
     def store_line(self) -> str:
-        return f"store: {self.display_uri} ({self.source})"
+        return f"store: {self.display_uri} ({self.source})" + (", read-only" if self.read_only else "")
 
     def origin(self, setting: str) -> str:
         return self.origins.get(setting, "not set")
@@ -350,6 +376,15 @@ def _transport_settings(layers: list[Layer], timeout: float | None, origins: dic
             raise UsageError(
                 f"MLFLOW_SKILL_HTTP_RETRIES must be 0 or more, got {retries_text!r} ({origins['retries']})"
             )
+    cap_text, origins["max_answer_mb"] = first("MLFLOW_SKILL_MAX_ANSWER_MB")
+    max_answer_mb = DEFAULT_MAX_ANSWER_MB
+    if cap_text:
+        max_answer_mb = _number(cap_text, "MLFLOW_SKILL_MAX_ANSWER_MB", origins["max_answer_mb"], float)
+        if not (math.isfinite(max_answer_mb) and max_answer_mb > 0):
+            raise UsageError(
+                f"MLFLOW_SKILL_MAX_ANSWER_MB must be a positive number of MiB, got {cap_text!r} "
+                f"({origins['max_answer_mb']})"
+            )
     values = {
         var: first(var)
         for var in (
@@ -361,6 +396,7 @@ def _transport_settings(layers: list[Layer], timeout: float | None, origins: dic
             "MLFLOW_ALLOW_FILE_STORE",
             "MLFLOW_EXPERIMENT_ID",
             "MLFLOW_EXPERIMENT_NAME",
+            "MLFLOW_SKILL_READ_ONLY",
         )
     }
     for var, (value, where) in values.items():
@@ -372,9 +408,11 @@ def _transport_settings(layers: list[Layer], timeout: float | None, origins: dic
         "client_cert_path": values["MLFLOW_TRACKING_CLIENT_CERT_PATH"][0],
         "timeout": float(timeout),
         "retries": retries,
+        "max_answer_mb": max_answer_mb,
         "auth_plugin": values["MLFLOW_TRACKING_AUTH"][0],
         "aws_sigv4": _truthy(values["MLFLOW_TRACKING_AWS_SIGV4"][0]),
         "allow_file_store": _truthy(values["MLFLOW_ALLOW_FILE_STORE"][0]),
         "experiment_id": values["MLFLOW_EXPERIMENT_ID"][0],
         "experiment_name": values["MLFLOW_EXPERIMENT_NAME"][0],
+        "read_only": _truthy(values["MLFLOW_SKILL_READ_ONLY"][0]),
     }

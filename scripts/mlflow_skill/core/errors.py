@@ -23,9 +23,24 @@ EXIT_AUTH = 5  # 401 wrong/missing credentials, 403 missing permission
 EXIT_SERVER = 6  # the server failed (5xx) or answered something unexpected
 
 
+EXIT_ANOMALY = 7  # get_metric_history.py --follow --fail-on-anomaly: an anomaly in a followed run
+
+
+EXIT_REFUSED = 8  # refused: read-only mode (MLFLOW_SKILL_READ_ONLY), or a promotion gate not met
+
+
+EXIT_SERVER_TOO_OLD = 9  # the tracking server's MLflow lacks the feature (e.g. MLflow 2.x and traces)
+
+
+EXIT_BUSY = 10  # another process is writing the same run right now: wait for it and re-run
+
+
 EXIT_CODES_HELP = (
     "exit codes: 0 ok, 2 usage or bad input, 3 not found, 4 cannot reach the server, "
-    "5 authentication or permission, 6 server error, 1 unexpected (rerun with --debug)"
+    "5 authentication or permission, 6 server error, 7 anomaly while following a run, "
+    "8 refused (read-only mode or a promotion gate), 9 the server's MLflow is too old for the feature, "
+    "10 busy (another process writes the same run now), "
+    "1 unexpected (rerun with --debug)"
 )
 
 
@@ -58,3 +73,28 @@ class AuthError(SkillError):
 
 class ServerError(SkillError):
     exit_code = EXIT_SERVER
+
+
+class AnomalyFound(SkillError):
+    """--follow --fail-on-anomaly: the first anomaly in a followed run (NaN, divergence, ...)."""
+
+    exit_code = EXIT_ANOMALY
+
+
+class RefusedError(SkillError):
+    """A write refused on purpose, before anything was sent: read-only mode, or a promotion gate."""
+
+    exit_code = EXIT_REFUSED
+
+
+class ServerTooOld(SkillError):
+    """The tracking server speaks MLflow, but a version without the feature asked for."""
+
+    exit_code = EXIT_SERVER_TOO_OLD
+
+
+class BusyError(SkillError):
+    """Another process is writing the very same thing right now (two identical commands started
+    together): not a bug; waiting for it and re-running settles it."""
+
+    exit_code = EXIT_BUSY

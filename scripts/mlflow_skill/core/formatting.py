@@ -89,13 +89,29 @@ def fmt_duration(ms: Any) -> str:
     return f"{hours // 24}d{hours % 24:02d}h"
 
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidirectional controls (U+202A-U+202E, U+2066-U+2069, the marks U+200E/U+200F/U+061C) reorder
+# what a terminal shows; U+2028/U+2029 break lines for many readers. None is ever ours.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_FIELD_RE = re.compile(f"[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f\\u2028\\u2029{_BIDI}]")  # all but tab
+_BLOCK_RE = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\u2028\\u2029{_BIDI}]")  # also keeps newlines
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines() breaks at
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return "\\n" if code == 10 else f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def safe_text(text: Any) -> str:
-    """Store-supplied text for a terminal: control characters (ANSI escapes, carriage returns)
-    shown as \\x1b-style escapes, so a hostile name cannot rewrite the screen."""
-    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    """One store-supplied field for a terminal: control characters (ANSI escapes, carriage
+    returns, newlines) and bidi controls shown as \\x1b-, \\n- and \\u202e-style escapes, so a
+    hostile name can neither rewrite the screen nor start a line of its own."""
+    return _FIELD_RE.sub(_escaped, str(text))
+
+
+def safe_block(text: Any) -> str:
+    """Whole output (lines of our own): as safe_text, but its newlines stay line breaks."""
+    return _BLOCK_RE.sub(_escaped, str(text))
 
 
 def md_escape(text: Any) -> str:
@@ -146,14 +162,35 @@ def json_safe(value: Any) -> Any:
 
 
 def fmt_bytes(size: Any) -> str:
+    """Binary steps with binary names: 123,456 B -> '120.6 KiB' (1 KiB = 1,024 B), never 'KB'."""
     if size in (None, ""):
         return ""
     size = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
-    return f"{size:.1f} GB"
+    return f"{size:.1f} GiB"
+
+
+def fmt_percent(fraction: Any, decimals: int = 1) -> str:
+    """A fraction as a percent that keeps its meaning: 0.625 -> '62.5%' (not '62%'), 2/3 -> '66.7%',
+    0.5 -> '50%'; a value that would round to 0 or 100 without being it reads '<0.1%' / '>99.9%'."""
+    if fraction is None or fraction == "":
+        return ""
+    value = float(fraction)
+    if math.isnan(value):
+        return "NaN"
+    pct = value * 100
+    step = 10**-decimals
+    if 0 < pct < step:
+        return f"<{step:.{decimals}f}%"
+    if 100 - step < pct < 100:
+        return f">{100 - step:.{decimals}f}%"
+    text = f"{pct:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text}%"
 
 
 def preview(value: Any, width: int = 60) -> str:

@@ -1,5 +1,7 @@
-"""Secrets: masking for diagnostics (registered values, Authorization headers, userinfo) and URIs
-shown without credentials or secret query values. Masking works on structure; data is never rewritten.
+"""Secrets: masking for diagnostics (registered values, Authorization headers, userinfo, query
+strings of URLs) and URIs shown without credentials and with every query value masked (a query
+parameter's name does not say reliably whether it is a secret; on the wire every value is kept).
+Masking works on structure; data is never rewritten.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
-from mlflow_skill.core.formatting import safe_text
+from mlflow_skill.core.formatting import safe_block
 
 MASK = "***"
 
@@ -53,11 +55,18 @@ def clear_secrets() -> None:
     _SECRETS.clear()
 
 
+# the query string of a URL in a diagnostic (`http://h/x?a=1&b=2`, urllib3's `url: /api/...?a=1`)
+_URL_QUERY_RE = re.compile(r"(?i)((?:\b[a-z][a-z0-9+.-]*://|\burl: /)[^\s?#'\"<>]*\?)([^\s#'\"<>)]+)")
+_QUERY_VALUE_RE = re.compile(r"=[^&;]*")
+
+
 def scrub(text: str) -> str:
-    """Mask secrets in a diagnostic: Authorization header values, userinfo in URIs, and every
-    registered secret where it stands as a token of its own (longest first)."""
+    """Mask secrets in a diagnostic: Authorization header values, userinfo in URIs, every value
+    in a URL's query string, and every registered secret where it stands as a token of its own
+    (longest first)."""
     text = _AUTH_HEADER_RE.sub(lambda m: m.group(1) + MASK, text)
     text = _USERINFO_RE.sub(lambda m: m.group(1) + MASK + "@", text)
+    text = _URL_QUERY_RE.sub(lambda m: m.group(1) + _QUERY_VALUE_RE.sub("=" + MASK, m.group(2)), text)
     for secret in sorted(_SECRETS, key=len, reverse=True):
         if secret in text:
             text = _replace_token(text, secret)
@@ -79,7 +88,7 @@ class ScrubbingStream(io.TextIOBase):
         self._inner = inner
 
     def write(self, text):  # type: ignore[override]
-        self._inner.write(safe_text(scrub(text)))
+        self._inner.write(safe_block(scrub(text)))
         return len(text)
 
     def flush(self):
@@ -93,12 +102,15 @@ class ScrubbingStream(io.TextIOBase):
         return getattr(self._inner, "encoding", "utf-8")
 
 
-# Query-string parameters that carry credentials: their values are masked wherever a URI is shown.
+# Query-string parameters that carry credentials: registered as secrets (masked wherever they
+# appear) and left out of the commands the scripts print. Every query value is masked where a URI
+# is shown, whatever its name.
 SECRET_QUERY_KEYS = (
     "token",
     "access_token",
     "accesstoken",
     "api_key",
+    "api-key",
     "apikey",
     "key",
     "secret",
@@ -108,11 +120,23 @@ SECRET_QUERY_KEYS = (
     "sig",
     "signature",
     "auth",
+    "authorization",
     "code",
     "client_secret",
     "sas",
+    "jwt",
+    "pat",
+    "session",
+    "sessionid",
+    "sid",
+    "ticket",
+    "credential",
+    "credentials",
     "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
 )
+_SECRET_KEY_ENDINGS = ("token", "secret", "password", "_key", "-key", "apikey", "jwt", "session", "signature")
 
 
 @dataclass(frozen=True)
@@ -130,14 +154,18 @@ class UriParts:
         return f"{self.scheme}://{self.host}{self.path}".rstrip("/")
 
     def display(self) -> str:
-        """For people: no userinfo at all, secret query values masked."""
-        shown = [(k, MASK if is_secret_query_key(k) else v) for k, v in self.query]
-        return self.base + (f"?{urlencode(shown, safe='*')}" if shown else "")
+        """For people: no userinfo at all, every query value masked."""
+        return self.base + masked_query(self.query)
+
+
+def masked_query(pairs) -> str:
+    """`?name=***&other=***`, or "" without parameters: names shown, values never."""
+    return f"?{urlencode([(k, MASK) for k, _ in pairs], safe='*')}" if pairs else ""
 
 
 def is_secret_query_key(key: str) -> bool:
     key = key.lower()
-    return key in SECRET_QUERY_KEYS or key.endswith(("token", "secret", "password", "_key", "apikey"))
+    return key in SECRET_QUERY_KEYS or key.endswith(_SECRET_KEY_ENDINGS)
 
 
 def split_uri(uri: str) -> UriParts | None:
@@ -191,18 +219,17 @@ def redact_uri(uri: str) -> str:
 
 
 def redact_store_uri(uri: str) -> str:
-    """A database URI as people may see it: `user:***@` instead of the password, secret query
-    values masked; other URIs (sqlite paths) exactly as written."""
+    """A database URI as people may see it: `user:***@` instead of the password, every query
+    value masked; other URIs (sqlite paths) exactly as written."""
     parts = split_uri(uri)
-    if parts is None or not (parts.password or any(is_secret_query_key(k) for k, _ in parts.query)):
+    if parts is None or not (parts.password or parts.query):
         return uri
     user = (
         f"{quote(parts.username or '', safe='')}:{MASK}@"
         if parts.password
         else (f"{quote(parts.username, safe='')}@" if parts.username else "")
     )
-    shown = [(k, MASK if is_secret_query_key(k) else v) for k, v in parts.query]
-    return f"{parts.scheme}://{user}{parts.host}{parts.path}" + (f"?{urlencode(shown, safe='*')}" if shown else "")
+    return f"{parts.scheme}://{user}{parts.host}{parts.path}" + masked_query(parts.query)
 
 
 def uri_without_secrets(uri: str) -> str:

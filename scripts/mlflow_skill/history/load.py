@@ -65,10 +65,13 @@ def fetch_all(store: Store, run_id: str, key: str, window: Window | None) -> lis
     """Every point through get-history's pages (no step filter there: the window is applied here)."""
     points: list[Point] = []
     params: dict[str, Any] = {"run_id": run_id, "metric_key": key, "max_results": HISTORY_PAGE}
+    guard = lookups.PageGuard(store, HISTORY)  # a server whose pages never end: exit 6
     while True:
         page = store.get(HISTORY, params, what=f"metric {key}")
-        points.extend(parse_point(m) for m in page.get("metrics", []) or [])
+        items = page.get("metrics", []) or []
+        points.extend(parse_point(m) for m in items)
         token = page.get("next_page_token")
+        guard.check(items, token, HISTORY_PAGE)
         if not token:
             break
         params["page_token"] = token

@@ -32,7 +32,7 @@ def plot_png(path: str, sh: Shaped, force: bool) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Title": f"{SCRIPT} --plot", "Description": "\n".join(labels)})
     plt.close(fig)
-    return str(write_atomic(path, buf.getvalue(), force=force).resolve())
+    return str(write_atomic(path, buf.getvalue(), force=force, flag="--plot").resolve())
 
 
 def extreme_label(summ: Summary, which: str, run_name: str) -> str | None:

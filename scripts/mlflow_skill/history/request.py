@@ -16,6 +16,7 @@ from mlflow_skill.history.series import STEP_MAX, STEP_MIN, Window
 
 SCRIPT = "get_metric_history.py"
 DEFAULT_METRIC_CAP = 12  # metrics shown when --metrics is not given
+FOLLOW_ONLY = ("every", "deadline", "stall", "patience", "diverge", "fail_on_anomaly")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,12 @@ def check_args(args) -> Request:
     if not run_ids:
         raise UsageError("--run-id is empty")
     return Request(window, wanted, run_ids)
+
+
+def check_not_following(args) -> None:
+    given = [f"--{name.replace('_', '-')}" for name in FOLLOW_ONLY if getattr(args, name, None) not in (None, False)]
+    if given and not args.follow:
+        raise UsageError(f"{', '.join(given)} only apply to a follow: add --follow")
 
 
 def choose_metrics(

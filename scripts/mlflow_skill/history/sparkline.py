@@ -59,4 +59,6 @@ def spark_char(v: float | None, lo: float, hi: float) -> str:
         return SPARK_CHARS[-1] if v > 0 else SPARK_CHARS[0]
     if hi == lo:
         return SPARK_CHARS[3]
-    return SPARK_CHARS[min(len(SPARK_CHARS) - 1, int((v - lo) / (hi - lo) * len(SPARK_CHARS)))]
+    # Halves first: near ±1.8e308, hi - lo (and v - lo) overflow to inf, and inf / inf is NaN.
+    fraction = (v / 2 - lo / 2) / (hi / 2 - lo / 2)
+    return SPARK_CHARS[max(0, min(len(SPARK_CHARS) - 1, int(fraction * len(SPARK_CHARS))))]

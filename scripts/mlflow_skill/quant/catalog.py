@@ -38,6 +38,7 @@ RATIO_AS_PERCENT = Unit("ratio", percent=True)  # correlation: QuantStats' repor
 BARS = Unit("bars", percent=False)
 DAYS = Unit("days", percent=False)
 COUNT = Unit("count", percent=False)
+YEARS = Unit("years", percent=False)
 
 # Groups: the reference's sections (each table there is one group); histories are prose there
 RETURNS = "returns"
@@ -46,6 +47,7 @@ RISK = "risk"
 TRADES = "trades"
 DRAWDOWNS = "drawdowns"
 BENCHMARK = "benchmark"
+TRUST = "trust"  # PSR, DSR, MinTRL, PBO, out-of-sample: how far a winner can be trusted
 HISTORIES = "histories"
 
 HEADLINE = "headline"  # log_backtest.py's markdown table (the benchmark group's only with a benchmark)
@@ -374,7 +376,7 @@ _BENCHMARK = (
         PERCENT,
         HIGHER,
         "Alpha (`stats.greeks`)",
-        "annualised excess mean return not explained by beta",
+        "Jensen's alpha: mean excess return over --risk-free not explained by beta, × periods (see Deviations)",
         label="Alpha (ann.)",
         headline=13,
         backtest=10,
@@ -414,6 +416,26 @@ _BENCHMARK = (
         "(cumulative return − rf) / beta; the report shows it ×100 with a % sign",
     ),
 )
+_P = "a sweep's parent: "  # the keys only a sweep's parent run holds
+_OOS = " on the held-out bars (--oos-from; a parent: the winner's)"
+_TRUST = (
+    _m("psr", FRACTION, HIGHER, "(the published formula)", "probabilistic Sharpe ratio: P(true Sharpe > 0)"),
+    _m("dsr", FRACTION, HIGHER, "(not in QuantStats)", "deflated Sharpe ratio, N and V from the trial ledger"),
+    _m("min_trl_years", YEARS, LOWER, "(not in QuantStats)", "minimum track record length at 95 % (inf: not logged)"),
+    _m("oos_sharpe", RATIO, HIGHER, "Sharpe", "Sharpe ratio" + _OOS),
+    _m("oos_cagr", PERCENT, HIGHER, "CAGR﹪", "CAGR" + _OOS),
+    _m("oos_max_drawdown", PERCENT, HIGHER, "Max Drawdown", "max drawdown" + _OOS),
+    _m("oos_cumulative_return", PERCENT, HIGHER, "Cumulative Return", "cumulative return" + _OOS),
+    _m("best_sharpe", RATIO, HIGHER, "Sharpe", _P + "the winner's Sharpe ratio"),
+    _m("best_psr", FRACTION, HIGHER, "(see `psr`)", _P + "the winner's PSR"),
+    _m("best_dsr", FRACTION, HIGHER, "(see `dsr`)", _P + "the winner's deflated Sharpe ratio"),
+    _m("best_min_trl_years", YEARS, LOWER, "(see `min_trl_years`)", _P + "the winner's MinTRL"),
+    _m("sweep_variants", COUNT, NEITHER, "(not in QuantStats)", _P + "variants in the sweep"),
+    _m("sweep_trials", COUNT, NEITHER, "(not in QuantStats)", _P + "N: the ledger's configurations, or --trials"),
+    _m("pbo", FRACTION, LOWER, "(not in QuantStats)", _P + "probability of backtest overfitting (CSCV)"),
+    _m("pbo_degradation_slope", RATIO, HIGHER, "(not in QuantStats)", _P + "slope of OOS on IS Sharpe (CSCV)"),
+    _m("pbo_prob_oos_loss", FRACTION, LOWER, "(not in QuantStats)", _P + "share of CSCV splits lost out of sample"),
+)
 _HISTORIES = (
     _m("equity_curve", RATIO, HIGHER, "", "growth of 1, compounded, one step per bar"),
     _m("drawdown", FRACTION, HIGHER, "`stats.to_drawdown_series`", "drawdown at each bar (<= 0)"),
@@ -429,6 +451,7 @@ METRICS: tuple[Metric, ...] = (
     *_in(TRADES, _TRADES),
     *_in(DRAWDOWNS, _DRAWDOWNS),
     *_in(BENCHMARK, _BENCHMARK),
+    *_in(TRUST, _TRUST),
     *_in(HISTORIES, _HISTORIES),
 )
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}

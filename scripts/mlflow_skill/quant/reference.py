@@ -22,6 +22,7 @@ TABLE_GROUPS = (
     catalog.TRADES,
     catalog.DRAWDOWNS,
     catalog.BENCHMARK,
+    catalog.TRUST,
 )  # the histories are described in prose
 BLOCK_RE = re.compile(r"^<!-- metrics-table (?P<group>\w+) -->\n.*?^<!-- /metrics-table -->$", re.M | re.S)
 

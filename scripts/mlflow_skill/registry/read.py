@@ -24,7 +24,7 @@ from mlflow_skill.core.formatting import (
     json_safe,
     truncate,
 )
-from mlflow_skill.runs.targets import MODEL_URI, PROG
+from mlflow_skill.runs.targets import MODEL_URI, PROG, ModelRunId
 from mlflow_skill.store import lookups
 from mlflow_skill.store.transport import Store
 
@@ -189,7 +189,11 @@ def resolve_run_ref(store: Store, ref: str) -> str:
             f"{ref} is version {mv['version']} of {mv['name']!r}, which has no source run (registered from "
             f"{mv.get('source') or 'an unknown source'}): nothing to read as a run"
         )
-    return mv["run_id"]
+    name, kind, value = parsed
+    named = f"{name}@{value} v{mv['version']}" if kind == "alias" else f"{name} v{mv['version']}"
+    if kind == "stage":
+        named += f" ({value})"
+    return ModelRunId(mv["run_id"], named)
 
 
 def quote_value(text: str) -> str:

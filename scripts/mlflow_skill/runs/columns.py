@@ -17,8 +17,10 @@ from mlflow_skill.core.formatting import (
     fmt_value,
     iso_time,
     json_safe,
+    safe_text,
     truncate,
 )
+from mlflow_skill.quant import catalog
 from mlflow_skill.runs.search import ATTRIBUTES, Page, Query, sort_value, split_key
 from mlflow_skill.store import lookups
 
@@ -112,7 +114,44 @@ def raw_cell(value: Any, col: Column) -> Any:
     return value
 
 
-def table_columns(query: Query, runs: list[dict], extra: list[Column], with_experiment: bool) -> list[Column]:
+DEFAULT_METRICS = 4  # metric columns of a page of training runs: the most common ones
+HEADLINE_METRICS = 6  # of a page of backtests: the first of log_backtest.py's headline figures
+BACKTEST_SIGNATURE = ("sharpe", "cagr", "max_drawdown")  # metrics every log_backtest.py run has
+
+
+def is_backtest(run: dict) -> bool:
+    """A run logged by log_backtest.py: its backtest.* tags, or failing those its QuantStats metrics."""
+    if any(key.startswith("backtest.") for key in lookups.run_tags(run)):
+        return True
+    return set(BACKTEST_SIGNATURE) <= set(lookups.run_metrics(run))
+
+
+def default_metrics(runs: list[dict]) -> tuple[list[Column], str]:
+    """The metric columns of a page nobody asked columns of, and a line saying which they are:
+    backtests show their headline figures (quant.catalog), other runs their most common metrics."""
+    counts = Counter(m["key"] for r in runs for m in r.get("data", {}).get("metrics", []) or [])
+    if not counts:
+        return [], ""
+    if sum(is_backtest(r) for r in runs) * 2 > len(runs):
+        headline = [m.key for m in catalog.preset(catalog.HEADLINE) if m.key in counts][:HEADLINE_METRICS]
+        if headline:
+            return [Column("metrics", k) for k in headline], (
+                f"metrics: the backtest headline, {len(headline)} of {len(counts)} logged; --columns metrics.KEY adds "
+                "others"
+            )
+    common = [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:DEFAULT_METRICS]]
+    if len(counts) <= len(common):
+        return [Column("metrics", k) for k in common], ""
+    return [Column("metrics", k) for k in common], (
+        f"metrics: the {len(common)} most common of {len(counts)} logged; --columns metrics.KEY adds others"
+    )
+
+
+def table_columns(
+    query: Query, runs: list[dict], extra: list[Column], with_experiment: bool
+) -> tuple[list[Column], str]:
+    """The table's columns, and a line saying which metrics were chosen when nobody named any."""
+    note = ""
     cols = [
         Column("attr", "run_name"),
         Column("attr", "run_id"),
@@ -124,13 +163,12 @@ def table_columns(query: Query, runs: list[dict], extra: list[Column], with_expe
     named = [Column(kind, key) for kind, key in query.refs if kind in ("metrics", "params", "tags")]
     named += [Column(o.kind, o.key) for o in query.order if o.kind in ("metrics", "params", "tags")]
     named += [Column("attr", key) for kind, key in query.refs if kind == "attr" and key in ATTRIBUTES]
-    if not named and not extra:  # nothing asked for: the metrics most runs on the page have
-        counts = Counter(m["key"] for r in runs for m in r.get("data", {}).get("metrics", []) or [])
-        named = [Column("metrics", k) for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:4]]
+    if not named and not extra:  # nothing asked for: headline figures of backtests, else the common metrics
+        named, note = default_metrics(runs)
     for col in [*named, *extra]:
         if col not in cols:
             cols.append(col)
-    return cols
+    return cols, note
 
 
 def run_record(run: dict, exp_names: dict[str, str], all_tags: bool = False) -> dict:
@@ -165,7 +203,7 @@ def scope_line(query: Query) -> str:
     if not exps:
         return "no experiments to search"
     if len(exps) <= 3:
-        scope = ", ".join(f"**{e['name']}** (id {e['experiment_id']})" for e in exps)
+        scope = ", ".join(f"**{safe_text(e['name'])}** (id {e['experiment_id']})" for e in exps)
     else:
         scope = f"{len(exps)} experiments"
     view = {"ACTIVE_ONLY": "", "DELETED_ONLY": ", deleted runs", "ALL": ", active and deleted runs"}[query.view]
@@ -191,7 +229,7 @@ def runs_view(
 ) -> View:
     """A page of runs (shared by runs, best and failed): the table, what ran where, the next page."""
     names = exp_name_map(query)
-    cols = table_columns(query, page.runs, extra_cols, len(query.experiments) > 1)
+    cols, columns_note = table_columns(query, page.runs, extra_cols, len(query.experiments) > 1)
     data = {
         "experiments": [{"id": e["experiment_id"], "name": e["name"]} for e in query.experiments],
         "server_filters": [g.server_filter for g in query.groups],
@@ -210,7 +248,11 @@ def runs_view(
     lines += [*query.notes(), ""]
     if page.runs:
         last = page.first + len(page.runs) - 1
-        lines.append(f"runs {page.first}–{last}{f' of {page.total}' if page.total is not None else ''}:")
+        lines.append(
+            f"runs {page.first}–{last}{f' of {page.total}' if page.total is not None else ''}"
+            + (f" ({columns_note})" if columns_note else "")
+            + ":"
+        )
     return View(
         data=data,
         lines=lines,

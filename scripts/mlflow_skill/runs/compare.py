@@ -15,7 +15,8 @@ from mlflow_skill.core.formatting import fmt_num, json_safe, md_table, truncate
 from mlflow_skill.quant import catalog
 from mlflow_skill.quant import sharpe as sharpe_stats
 from mlflow_skill.runs import columns as rc
-from mlflow_skill.runs.targets import RunRefResolver, run_id_of
+from mlflow_skill.runs.skipped import Skipped, details
+from mlflow_skill.runs.targets import RunRefResolver, model_version_of, run_id_of
 from mlflow_skill.store import lookups
 
 # --preset NAME -> the metrics --metrics would name: the metric registry's compare presets
@@ -41,10 +42,16 @@ def pick_metric_rows(rows: list[dict], wanted: list[str]) -> list[dict]:
 
 
 def mark_better(rows: list[dict]) -> None:
-    """Bold the better value of each metric row, by the metric's direction (known or guessed)."""
+    """Bold the better value of each metric row, by the metric's direction (known or guessed);
+    NaN and values a run never logged are counted on the row (`skipped`)."""
     for row in rows:
         if not row["field"].startswith("metrics."):
             continue
+        lacking = Skipped()
+        for value in row["cells"]:
+            lacking.usable(value)
+        if lacking.total:
+            row["skipped"] = lacking
         metric = row["field"].removeprefix("metrics.")
         higher, how = catalog.direction(metric)
         values = [v if isinstance(v, (int, float)) and math.isfinite(v) else None for v in row["raw"]]
@@ -57,34 +64,36 @@ def mark_better(rows: list[dict]) -> None:
         row["shown"] = [f"**{s}**" if i in row["better"] else s for i, s in enumerate(row["shown"])]
 
 
-def compare_view(runs: list[dict], rows: list[dict], show_all: bool) -> View:
+def compare_view(runs: list[dict], rows: list[dict], show_all: bool, ids: list[str], absent: list[str]) -> View:
+    """The rows that differ (every row with --all); identical ones named with their common value."""
     differing = [row for row in rows if not row["same"]]
     shown = rows if show_all else differing
-    same = [row["field"] for row in rows if row["same"]]
-    headers = ["field", *compare_headers(runs)]
+    same = [row for row in rows if row["same"]]
+    headers = ["field", *compare_headers(runs, ids)]
     after = []
     if same and not show_all:
-        after = ["", f"identical ({len(same)}, --all shows them): " + truncate(", ".join(same), 300)]
-    guessed = [row["field"] for row in shown if "guessed" in row.get("direction", "")]
-    if any("better" in row for row in shown):
-        after += [
-            "",
-            "**bold**: the better value, by each metric's direction (references/quantstats-metrics.md)"
-            + (f"; guessed from the name for {', '.join(guessed)}" if guessed else ""),
-        ]
+        common = ", ".join(f"{row['field']} {row['shown'][0] or '(none)'}" for row in same)
+        after = ["", f"identical in every run ({len(same)}, --all shows them as rows): " + truncate(common, 300)]
+    after += value_notes(shown, absent)
     return View(
         data={
-            "runs": [{"run_id": r["info"]["run_id"], "run_name": lookups.run_name(r)} for r in runs],
+            "runs": [
+                {"run_id": r["info"]["run_id"], "run_name": lookups.run_name(r), "model_version": model_version_of(i)}
+                for r, i in zip(runs, ids, strict=False)
+            ],
             "rows": [
                 {
                     "field": row["field"],
                     "values": json_safe(row["raw"]),
                     "same": row["same"],
                     **({"better": row["better"], "direction": row["direction"]} if "better" in row else {}),
+                    **({"skipped": row["skipped"].record()} if "skipped" in row else {}),
                 }
                 for row in shown
             ],
-            "identical": len(rows) - len(differing),
+            "identical": len(same),
+            "identical_fields": [row["field"] for row in same],
+            "metrics_in_no_run": absent,
         },
         lines=[f"Comparing {len(runs)} runs: {len(differing)} fields differ, {len(same)} identical", ""],
         table=Table(
@@ -95,10 +104,35 @@ def compare_view(runs: list[dict], rows: list[dict], show_all: bool) -> View:
     )
 
 
-def compare_headers(runs: list[dict]) -> list[str]:
+def value_notes(shown: list[dict], absent: list[str]) -> list[str]:
+    """What the bold marks mean, and the metric values they skipped (NaN, never logged)."""
+    notes = []
+    guessed = [row["field"] for row in shown if "guessed" in row.get("direction", "")]
+    if any("better" in row for row in shown):
+        notes.append(
+            "**bold**: the better value, by each metric's direction (references/quantstats-metrics.md)"
+            + (f"; guessed from the name for {', '.join(guessed)}" if guessed else "")
+        )
+    lacking = details({row["field"]: row["skipped"] for row in shown if "skipped" in row})
+    if lacking:
+        notes.append(f"not compared (NaN, or not logged by that run): {lacking}")
+    if absent:
+        notes.append(f"asked for, logged by no run: {', '.join(absent)}")
+    return ["", *notes] if notes else []
+
+
+def compare_headers(runs: list[dict], ids: list[str]) -> list[str]:
+    """Run names; a run named by a model version URI also by the version (`train (churn@champion v3)`)."""
     names = [lookups.run_name(r) or "(no name)" for r in runs]
     dupes = {n for n in names if names.count(n) > 1}
-    return [f"{n} ({r['info']['run_id'][:8]})" if n in dupes else n for n, r in zip(names, runs, strict=False)]
+    headers = []
+    for name, run, run_id in zip(names, runs, ids, strict=False):
+        version = model_version_of(run_id)
+        if version:
+            headers.append(f"{name} ({version})")
+        else:
+            headers.append(f"{name} ({run['info']['run_id'][:8]})" if name in dupes else name)
+    return headers
 
 
 def compare_rows(runs: list[dict], exp_names: dict[str, str], all_tags: bool) -> list[dict]:
@@ -122,7 +156,9 @@ def compare_rows(runs: list[dict], exp_names: dict[str, str], all_tags: bool) ->
         same = label not in ("run id", "start", "duration") and all(v == same_raw[0] for v in same_raw)
         if label in ("start", "duration"):
             same = all(s == shown[0] for s in shown)
-        rows.append({"field": label, "raw": [rc.raw_cell(v, col) for v in raw], "shown": shown, "same": same})
+        rows.append(
+            {"field": label, "raw": [rc.raw_cell(v, col) for v in raw], "shown": shown, "same": same, "cells": raw}
+        )
     return rows
 
 
@@ -188,12 +224,13 @@ def add_deflated_sharpe(view: View, shown: list[dict], every: list[dict], trials
 # =============================================================================================
 # The command
 # =============================================================================================
-COMPARE_DESCRIPTION = """Several runs side by side: by default only the fields that differ (params, metrics,
-tags, status, times) plus a count of identical ones; --all shows everything. --metrics a,b
-(or --preset backtest) shows just those metrics, every one of them, plus the params that differ.
-The better value of each metric is in bold, by the metric's direction (known for everything
-log_backtest.py logs, guessed from the name otherwise and said so). A run can be named by a
-model version: models:/NAME@alias or models:/NAME/VERSION.
+COMPARE_DESCRIPTION = """Several runs side by side: only the fields that differ (params, metrics, tags, status,
+times); the identical ones are named below the table with their common value; --all shows every
+field as a row. --metrics a,b (or --preset backtest) narrows the metrics to those, plus the params
+that differ; asked-for metrics no run logged are named. The better value of each metric is in
+bold, by the metric's direction (known for everything log_backtest.py logs, guessed from the name
+otherwise and said so); NaN and values a run never logged are counted apart. A run can be named by
+a model version: models:/NAME@alias or models:/NAME/VERSION (the column header then names it).
 
 Examples:
   uv run scripts/query_experiments.py compare RUN_ID_A RUN_ID_B
@@ -214,11 +251,14 @@ def cmd_compare(ctx: Context, resolve_ref: RunRefResolver) -> int:
     for run in runs:
         eid = run["info"]["experiment_id"]
         if eid not in exp_names:
-            exp_names[eid] = lookups.get_experiment(ctx.store, eid)["name"]
+            exp_names[eid] = lookups.get_experiment(ctx.store, eid, deleted_ok=True)["name"]
     rows = compare_rows(runs, exp_names, ctx.args.all_tags)
     wanted = compare_metrics(ctx.args)
+    absent = []
     if wanted is not None:
+        logged = {row["field"] for row in rows}
+        absent = [m for m in wanted if f"metrics.{m}" not in logged]
         rows = pick_metric_rows(rows, wanted)
     mark_better(rows)
-    ctx.emit(compare_view(runs, rows, ctx.args.all or wanted is not None))
+    ctx.emit(compare_view(runs, rows, ctx.args.all, ids, absent))
     return 0

@@ -4,6 +4,7 @@ children, top-level artifacts, in a few dense lines) and `artifacts` (a run's ar
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from mlflow_skill.cli.frame import Context, one_run_id
@@ -23,7 +24,7 @@ from mlflow_skill.core.values import to_float
 from mlflow_skill.runs import columns as rc
 from mlflow_skill.runs import search as rs
 from mlflow_skill.runs.targets import PROG, RunRefResolver, run_id_of
-from mlflow_skill.store import lookups
+from mlflow_skill.store import lookups, objectstore
 from mlflow_skill.store.transport import Store
 
 RUN_DESCRIPTION = """Describe one run compactly: info, every param, latest metric values (with their step when
@@ -46,7 +47,7 @@ def cmd_run(ctx: Context, resolve_ref: RunRefResolver) -> int:
         raise UsageError("`run` describes one run: use --format markdown or json")
     run = lookups.get_run(ctx.store, run_id_of(ctx, one_run_id(ctx.args), resolve_ref))
     info = run["info"]
-    experiment = lookups.get_experiment(ctx.store, info["experiment_id"])
+    experiment = lookups.get_experiment(ctx.store, info["experiment_id"], deleted_ok=True)
     parent_id = lookups.run_tags(run).get("mlflow.parentRunId")
     parent = _maybe_run(ctx.store, parent_id) if parent_id else None
     children = ctx.store.post(
@@ -55,10 +56,11 @@ def cmd_run(ctx: Context, resolve_ref: RunRefResolver) -> int:
             "experiment_ids": [info["experiment_id"]],
             "filter": f"tags.mlflow.parentRunId = '{info['run_id']}'",
             "max_results": 25,
+            "order_by": ["attributes.run_name ASC"],
             "run_view_type": "ALL",
         },
     )
-    artifacts = ctx.store.get(f"{lookups.API}/artifacts/list", {"run_id": info["run_id"]}).get("files", [])
+    artifacts = objectstore.list_run_artifacts(ctx.store, info["run_id"]).get("files", [])
     result = shape_run(run, experiment, parent, parent_id, children, artifacts, ctx.args.all_tags)
     ctx.emit(View(data=result, lines=[render_run(result)]))
     return 0
@@ -109,15 +111,21 @@ def shape_run(run, experiment, parent, parent_id, children, artifacts, all_tags)
         "parent": {"run_id": parent_id, "run_name": lookups.run_name(parent) if parent else None}
         if parent_id
         else None,
-        "children": [
-            {"run_id": ch["info"]["run_id"], "run_name": lookups.run_name(ch)} for ch in children.get("runs", [])
-        ],
+        "children": sorted(
+            ({"run_id": ch["info"]["run_id"], "run_name": lookups.run_name(ch)} for ch in children.get("runs", [])),
+            key=lambda ch: (natural_key(ch["run_name"]), ch["run_id"]),
+        ),
         "more_children": bool(children.get("next_page_token")),
         "artifacts": [
             {"path": a["path"], "is_dir": bool(a.get("is_dir")), "size": a.get("file_size")} for a in artifacts
         ],
         "artifact_uri": info.get("artifact_uri"),
     }
+
+
+def natural_key(name: str | None) -> list:
+    """'child-10' after 'child-2': digit runs compared as numbers."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name or "") if part]
 
 
 def render_run(r: dict) -> str:
@@ -181,7 +189,7 @@ def cmd_artifacts(ctx: Context, resolve_ref: RunRefResolver) -> int:
     if args.path:
         params["path"] = args.path.strip("/")
     try:
-        answer = ctx.store.get(f"{lookups.API}/artifacts/list", params)
+        answer = objectstore.list_run_artifacts(ctx.store, run_id, params.get("path"))  # s3:// without a proxy too
     except NotFoundError:
         lookups.get_run(ctx.store, run_id)  # an unknown run gets the standard message
         raise NotFoundError(

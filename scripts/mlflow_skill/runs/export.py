@@ -78,16 +78,33 @@ def ordered_columns(columns: dict[str, int]) -> list[tuple[str, int]]:
     return fixed + rest
 
 
-def render_csv(rows: list[list], columns: dict[str, int]) -> str:
+def render_csv(rows: list[list], columns: dict[str, int], spreadsheet_safe: bool = False) -> str:
     order = ordered_columns(columns)
     idxs = [i for _, i in order]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([name for name, _ in order])
+    writer.writerow([defused(name) if spreadsheet_safe else name for name, _ in order])
     for row in rows:
         n = len(row)
-        writer.writerow([("" if (i >= n or row[i] is None) else row[i]) for i in idxs])
+        cells = [("" if (i >= n or row[i] is None) else row[i]) for i in idxs]
+        writer.writerow([defused(c) for c in cells] if spreadsheet_safe else cells)
     return buf.getvalue()
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defused(cell: Any) -> Any:
+    """--spreadsheet-safe: a text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR
+    first) gets a leading ' (shown by no spreadsheet, kept by CSV readers); numbers such as -0.5
+    stay numbers. Off by default: the file then matches MLflow's own export byte for byte."""
+    if not isinstance(cell, str) or not cell.startswith(FORMULA_STARTS):
+        return cell
+    try:
+        float(cell)
+        return cell
+    except ValueError:
+        return "'" + cell
 
 
 def render_json_rows(rows: list[list], columns: dict[str, int]) -> str:
@@ -117,16 +134,23 @@ CSV or JSON file, written atomically. The file format comes from the extension (
 else from --format csv|json. Columns: run_id, run_name, experiment_id, experiment, status,
 start_time, end_time, metrics.*, params.*, tags.* (non-system; --all-tags for mlflow.*).
 An existing file is never replaced without --force. Rows come in server order (per OR group).
+Cells are written as the store holds them, as MLflow's own export does; --spreadsheet-safe (CSV
+only) prefixes text cells that start with = + - @ with ' so Excel, LibreOffice or Google Sheets
+show them instead of running them as formulas (numbers such as -0.5 are left alone).
 
 Examples:
   uv run scripts/query_experiments.py export --experiment btc-momentum --output runs.csv
-  uv run scripts/query_experiments.py export --filter "metrics.sharpe > 1" --output best.json --force"""
+  uv run scripts/query_experiments.py export --filter "metrics.sharpe > 1" --output best.json --force
+  uv run scripts/query_experiments.py export --experiment btc-momentum --output runs.csv --spreadsheet-safe"""
 
 
 def cmd_export(ctx: Context) -> int:
     args = ctx.args
     target = Path(args.output)
     kind = export_kind(target, ctx.fmt)
+    spreadsheet_safe = getattr(args, "spreadsheet_safe", False)
+    if spreadsheet_safe and kind != "csv":
+        raise UsageError("--spreadsheet-safe applies to CSV files: name the --output .csv, or leave the flag out")
     check_output_target(args)  # fail before fetching thousands of runs
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1 (leave it out for every run)")
@@ -136,7 +160,7 @@ def cmd_export(ctx: Context) -> int:
     rows, index = collect_rows(
         rs.iter_runs(ctx.store, query, args.limit, args.page_size), rc.exp_name_map(query), args.all_tags
     )
-    data = render_csv(rows, index) if kind == "csv" else render_json_rows(rows, index)
+    data = render_csv(rows, index, spreadsheet_safe) if kind == "csv" else render_json_rows(rows, index)
     count = len(rows)
     del rows
     write_atomic(target, data, force=args.force)

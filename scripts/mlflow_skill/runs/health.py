@@ -8,7 +8,8 @@ Checks (all on the runs one search returns, except divergence, which samples his
   diverging   loss-like metrics whose last value is far above the run's minimum, read from a
               server-sampled history (get-history-bulk-interval: 100 runs per request)
   outlier     a run's key metric far from its siblings' median (robust z-score: median/MAD)
-  duplicate   runs with identical params and different results, with the spread
+  duplicate   FINISHED runs with identical params and different results, with the spread (unfinished
+              runs with the same params are listed apart: their results are not comparable)
 Pure shaping except `cmd_health`, `fetch_runs` and `sample_histories`.
 """
 
@@ -27,6 +28,7 @@ from mlflow_skill.core.errors import NotFoundError, UsageError
 from mlflow_skill.core.formatting import (
     fmt_duration,
     fmt_num,
+    fmt_percent,
     json_safe,
     truncate,
 )
@@ -35,6 +37,7 @@ from mlflow_skill.quant import catalog
 from mlflow_skill.runs import columns as rc
 from mlflow_skill.runs import liveness
 from mlflow_skill.runs import search as rs
+from mlflow_skill.runs.skipped import Skipped, skipped_line
 from mlflow_skill.runs.targets import PROG
 from mlflow_skill.store import lookups
 from mlflow_skill.store.transport import Store
@@ -216,11 +219,13 @@ def robust_z(values: list[float]) -> tuple[float, float, str] | None:
     return None
 
 
-def check_outliers(runs: list[dict], metrics: list[str], z_limit: float) -> list[Finding]:
+def check_outliers(runs: list[dict], metrics: list[str], z_limit: float, skips: dict[str, Skipped]) -> list[Finding]:
+    """Outliers per metric; the values left out (NaN, infinite, never logged) are counted in `skips`."""
     out = []
     for metric in metrics:
+        lacking = skips.setdefault(metric, Skipped())
         have = [(run, lookups.run_metrics(run).get(metric)) for run in runs]
-        have = [(run, v) for run, v in have if finite(v)]
+        have = [(run, v) for run, v in have if lacking.usable(v, skip_infinite=True)]
         if len(have) < MIN_SIBLINGS:
             continue
         stats = robust_z([v for _, v in have])
@@ -256,7 +261,9 @@ def check_outliers(runs: list[dict], metrics: list[str], z_limit: float) -> list
     return out
 
 
-def check_duplicates(runs: list[dict]) -> list[Finding]:
+def check_duplicates(runs: list[dict], twins: list[dict]) -> list[Finding]:
+    """FINISHED runs with identical params and different results; unfinished runs sharing a
+    configuration with another run go to `twins` (a FAILED run's metrics are not a result)."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         params = lookups.run_params(run)
@@ -266,17 +273,26 @@ def check_duplicates(runs: list[dict]) -> list[Finding]:
     for key, members in groups.items():
         if len(members) < 2:
             continue
-        spread = widest_spread(members)
+        config = truncate(", ".join(f"{k}={v}" for k, v in key), 70)
+        finished = [r for r in members if r["info"].get("status") == "FINISHED"]
+        unfinished = [r for r in members if r["info"].get("status") != "FINISHED"]
+        if unfinished:
+            twins.append(twin_record(config, finished, unfinished))
+        spread = widest_spread(finished) if len(finished) >= 2 else None
         if spread is None:
             continue
         metric, lo, hi, rel, n_metrics = spread
-        config = truncate(", ".join(f"{k}={v}" for k, v in key), 70)
         reason = (
-            f"{len(members)} runs with identical params ({config}) differ: {metric} {fmt_num(lo)}–{fmt_num(hi)} "
-            f"(spread {fmt_num(hi - lo)}, {rel:.0%} of |median|)"
+            f"{len(finished)} FINISHED runs with identical params ({config}) differ: {metric} "
+            f"{fmt_num(lo)}–{fmt_num(hi)} (spread {fmt_num(hi - lo)}, {fmt_percent(rel)} of |median|)"
             + (f"; {n_metrics - 1} more metrics differ" if n_metrics > 1 else "")
+            + (
+                f"; {len(unfinished)} unfinished twin{'s' if len(unfinished) > 1 else ''} left out"
+                if unfinished
+                else ""
+            )
         )
-        ids = [rid(r) for r in members]
+        ids = [rid(r) for r in finished]
         out.append(
             Finding(
                 "duplicate",
@@ -284,13 +300,36 @@ def check_duplicates(runs: list[dict]) -> list[Finding]:
                 reason,
                 f"{PROG} compare {' '.join(ids[:4])}",
                 ids,
-                name_of(members[0]),
+                name_of(finished[0]),
                 metric,
                 hi - lo,
                 {"params": dict(key), "min": lo, "max": hi, "relative_spread": rel},
             )
         )
     return out
+
+
+def twin_record(config: str, finished: list[dict], unfinished: list[dict]) -> dict:
+    return {
+        "params": config,
+        "finished": [rid(r) for r in finished],
+        "unfinished": [
+            {"run_id": rid(r), "run_name": name_of(r), "status": r["info"].get("status")} for r in unfinished
+        ],
+    }
+
+
+def twins_lines(twins: list[dict], top: int) -> list[str]:
+    """Unfinished runs that share their params with other runs, one line per configuration."""
+    if not twins:
+        return []
+    lines = ["", f"unfinished runs with the params of other runs ({len(twins)} configurations; not compared):"]
+    for twin in twins[:top]:
+        names = ", ".join(f"{truncate(u['run_name'], 30)} {u['status']} ({u['run_id']})" for u in twin["unfinished"])
+        lines.append(f"- {twin['params']}: {names}; {len(twin['finished'])} FINISHED")
+    if len(twins) > top:
+        lines.append(f"- … {len(twins) - top} more: raise --top, or --format json")
+    return lines
 
 
 def widest_spread(members: list[dict]) -> tuple[str, float, float, float, int] | None:
@@ -411,7 +450,8 @@ HEALTH_DESCRIPTION = """What deserves a look in an experiment, each finding with
               200 points per run, 100 runs per request; --history-runs bounds the runs read)
   outlier     key metrics far from the siblings' median: robust z = 0.6745 (x - median) / MAD
               beyond --z (default 3.5), among at least 5 runs of the same experiment
-  duplicate   runs with identical params and different results, with the spread
+  duplicate   FINISHED runs with identical params and different results, with the spread;
+              unfinished runs sharing those params are listed apart, not compared
 Without --experiment every active experiment is checked, each run against its own experiment's runs.
 Key metrics: --metric, else those at least half the runs have. Shows the worst --top per kind
 and counts the rest; --format json lists every finding.
@@ -446,11 +486,19 @@ def cmd_health(ctx: Context) -> int:
     findings = check_stale(runs, rules.stale_ms, int(time.time() * 1000)) + check_failed(runs) + check_non_finite(runs)
     findings += check_diverging(ctx.store, runs, rules, notes)
     checked: dict[str, list[str]] = {}
+    skips: dict[str, Skipped] = {}
+    twins: list[dict] = []
     for exp_id, siblings in by_experiment(runs).items():
         metrics = key_metrics(siblings, rules.metrics)
         checked[exp_id] = metrics
-        findings += check_outliers(siblings, metrics, rules.z) + check_duplicates(siblings)
-    ctx.emit(health_view(ctx, query, runs, truncated, findings, checked, rules, notes))
+        findings += check_outliers(siblings, metrics, rules.z, skips) + check_duplicates(siblings, twins)
+    skipped = skipped_line("the outlier check", skips)
+    notes += [skipped] if skipped else []
+    view = health_view(ctx, query, runs, truncated, findings, checked, rules, notes)
+    view.data["outlier_skipped"] = {metric: s.record() for metric, s in skips.items()}
+    view.data["unfinished_twins"] = twins
+    view.after = twins_lines(twins, ctx.args.top) + view.after
+    ctx.emit(view)
     return 0
 
 

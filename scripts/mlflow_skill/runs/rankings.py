@@ -16,8 +16,9 @@ from mlflow_skill.core.errors import UsageError
 from mlflow_skill.core.formatting import fmt_num, json_safe, safe_text, truncate
 from mlflow_skill.quant import catalog
 from mlflow_skill.runs import columns as rc
-from mlflow_skill.runs import compare as cmp
+from mlflow_skill.runs import ledger
 from mlflow_skill.runs import search as rs
+from mlflow_skill.runs.skipped import Skipped, details, skipped_line
 from mlflow_skill.runs.targets import PROG, query_for
 from mlflow_skill.store import lookups
 
@@ -25,9 +26,13 @@ BEST_DESCRIPTION = """Top N runs by a metric. Direction: known for every metric 
 (max_drawdown higher, volatility lower: references/quantstats-metrics.md), else guessed from the
 name (loss, error, latency, ... are minimised) and the output says it was guessed; --max or
 --min override. Unfinished runs are skipped (and counted) unless --include-unfinished.
-With --metric sharpe on backtest runs, the probabilistic Sharpe ratio (PSR, SR > 0) and the
-deflated Sharpe ratio (DSR: SR above what the best of N skill-less trials would show) are added,
-N counted as the backtest runs the query matched, or --trials N.
+With --metric sharpe on backtest runs, the probabilistic Sharpe ratio (PSR, SR > 0), the
+deflated Sharpe ratio (DSR: SR above what the best of N skill-less trials would show) and the
+minimum track record length at 95 % are added. N and the variance V of the trials' Sharpe
+ratios come from the trial ledger: every backtest run of the experiment, failed and deleted ones
+included, re-logged duplicates once (--ledger sweep or experiments:A,B changes the question;
+--trials N overrides N). --filter and --top choose what is shown, never N or V. Runs from a
+sweep show the probability of backtest overfitting (PBO) logged with it.
 
 Examples:
   uv run scripts/query_experiments.py best --experiment btc-momentum --metric sharpe --top 5
@@ -42,7 +47,8 @@ Examples:
   uv run scripts/query_experiments.py overfit --train train_acc --test test_acc --threshold 0.05 --relative"""
 
 AGGREGATE_DESCRIPTION = """Group runs by params/tags (or status) and summarise metrics per group: runs, n (runs with
-the metric), mean, min, max. Reads every matching run (all pages).
+a value), mean, min, max. Values logged as NaN and runs without the metric are left out of the
+statistics and counted apart (columns NaN and missing). Reads every matching run (all pages).
 
 Examples:
   uv run scripts/query_experiments.py aggregate --experiment btc-momentum --group-by params.fast --metric sharpe
@@ -77,6 +83,17 @@ def note_skipped(view: View, skipped: int) -> View:
             f"\nskipped {skipped} unfinished runs (RUNNING, FAILED or KILLED): --include-unfinished keeps them; "
             f"`{PROG} failed` lists the failed and stale ones"
         )
+    return view
+
+
+def note_unranked(view: View, store, query: rs.Query, metric: str) -> View:
+    """The matching runs a ranking by `metric` left out, NaN and never logged counted apart."""
+    lacking = Skipped()
+    for run in rs.iter_runs(store, query, limit=100_000):
+        lacking.usable(lookups.run_metrics(run).get(metric))
+    view.data["unranked"] = lacking.record()
+    if lacking.total:
+        view.after.append(f"not ranked, no usable {metric}: {lacking.words()}")
     return view
 
 
@@ -120,8 +137,9 @@ def cmd_best(ctx: Context) -> int:
     label = f"Top {args.top} by {args.metric} ({'max' if higher else 'min'}, {why})"
     view = rc.runs_view(query, rs.Page(runs, None), label, rc.parse_columns(args.columns), after)
     if runs and args.metric == "sharpe" and higher:
-        cmp.add_deflated_sharpe(view, runs, list(rs.iter_runs(ctx.store, query)), args.trials)
+        ledger.add_deflated_sharpe(ctx.store, view, runs, rc.exp_name_map(query), args)
     note_skipped(view, count_unfinished(ctx) if finished_only(args) else 0)
+    note_unranked(view, ctx.store, query, args.metric)
     ctx.emit(view)
     return 0
 
@@ -141,7 +159,8 @@ def cmd_overfit(ctx: Context) -> int:
     args = ctx.args
     higher, why = metric_direction(args.train, args)
     query = query_for(ctx)
-    considered, missing, flagged, skipped = 0, 0, [], 0
+    considered, flagged, skipped, without = 0, [], 0, 0
+    lacking = {args.train: Skipped(), args.test: Skipped()}  # per metric: NaN or never logged
     only = finished_only(args)
     for run in rs.iter_runs(ctx.store, query):
         if only and not is_finished(run):
@@ -149,8 +168,9 @@ def cmd_overfit(ctx: Context) -> int:
             continue
         metrics = lookups.run_metrics(run)
         train, test = metrics.get(args.train), metrics.get(args.test)
-        if _nan(train) or _nan(test):
-            missing += 1
+        usable = [lacking[key].usable(metrics.get(key)) for key in dict.fromkeys((args.train, args.test))]
+        if not all(usable):
+            without += 1
             continue
         considered += 1
         gap = (train - test) if higher else (test - train)
@@ -162,17 +182,20 @@ def cmd_overfit(ctx: Context) -> int:
         f"gap = {'train − test' if higher else 'test − train'} ({'higher' if higher else 'lower'} is better, {why}); "
         f"flagged when {'gap/|train|' if args.relative else 'gap'} > {fmt_num(args.threshold)}"
     )
-    view = overfit_view(args, query, rule, considered, missing, flagged)
+    view = overfit_view(args, query, rule, considered, (without, lacking), flagged)
     ctx.emit(note_skipped(view, skipped))
     return 0
 
 
-def overfit_view(args, query: rs.Query, rule: str, considered: int, missing: int, flagged: list[Flagged]) -> View:
+def overfit_view(
+    args, query: rs.Query, rule: str, considered: int, skips: tuple[int, dict[str, Skipped]], flagged: list[Flagged]
+) -> View:
     names = rc.exp_name_map(query)
     top = flagged[: args.max_results]
     lines = [f"Overfitting {rc.scope_line(query)}: {len(flagged)} of {considered} runs flagged", rule, *query.notes()]
-    if missing:
-        lines.append(f"{missing} runs lack {args.train} or {args.test} and were skipped")
+    without, lacking = skips
+    if without:
+        lines.append(f"{without} runs skipped, without two usable values: {details(lacking)}")
     lines.append("")
     after = (
         [f"\n{len(flagged) - args.max_results} more flagged runs: raise --max-results"]
@@ -183,7 +206,8 @@ def overfit_view(args, query: rs.Query, rule: str, considered: int, missing: int
         data={
             "rule": rule,
             "considered": considered,
-            "missing_metric": missing,
+            "skipped_runs": without,
+            "skipped_values": {metric: s.record() for metric, s in lacking.items()},
             "flagged_total": len(flagged),
             "runs": [
                 {
@@ -231,6 +255,7 @@ def cmd_aggregate(ctx: Context) -> int:
         raise UsageError("--metric is empty: pass metric names like --metric sharpe")
     query = query_for(ctx)
     groups: dict[tuple, dict[str, list[float]]] = {}
+    skips: dict[tuple, dict[str, Skipped]] = {}
     sizes: Counter = Counter()
     names = rc.exp_name_map(query)
     only, skipped = finished_only(args), 0
@@ -242,10 +267,11 @@ def cmd_aggregate(ctx: Context) -> int:
         sizes[key] += 1
         values = lookups.run_metrics(run)
         bucket = groups.setdefault(key, {m: [] for m in metrics})
+        lacking = skips.setdefault(key, {m: Skipped() for m in metrics})
         for m in metrics:
-            if not _nan(values.get(m)):
+            if lacking[m].usable(values.get(m)):
                 bucket[m].append(values[m])
-    summary = [summarise(key, sizes[key], groups[key], metrics) for key in groups]
+    summary = [summarise(key, sizes[key], groups[key], skips[key], metrics) for key in groups]
     first = metrics[0]
     summary.sort(key=lambda s: (s["stats"][first]["mean"] is None, -(s["stats"][first]["mean"] or 0), str(s["group"])))
     view = aggregate_view(args, query, [col.label for col in group_cols], metrics, summary, sum(sizes.values()))
@@ -256,22 +282,32 @@ def cmd_aggregate(ctx: Context) -> int:
 def aggregate_view(
     args, query: rs.Query, labels: list[str], metrics: list[str], summary: list[dict], total: int
 ) -> View:
-    headers = [*labels, "runs"]
+    # NaN / missing columns in markdown only for metrics where some group skipped values (CSV: always)
+    skipping = {m: [k for k in ("nan", "missing") if any(s["stats"][m][k] for s in summary)] for m in metrics}
+    headers, raw_headers = [*labels, "runs"], [*labels, "runs"]
     for m in metrics:
-        headers += [f"{m} n", f"{m} mean", f"{m} min", f"{m} max"]
+        shown_counts = {"nan": f"{m} NaN", "missing": f"{m} missing"}
+        headers += [f"{m} n", *(shown_counts[k] for k in skipping[m]), f"{m} mean", f"{m} min", f"{m} max"]
+        raw_headers += [f"{m} {k}" for k in AGGREGATE_STATS]
     rows, raw = [], []
     for s in summary:
         row = [("(none)" if v is None else truncate(v, 30)) for v in s["group"]] + [s["runs"]]
         for m in metrics:
             stats = s["stats"][m]
-            row += [stats["n"], fmt_num(stats["mean"]), fmt_num(stats["min"]), fmt_num(stats["max"])]
+            row += [stats["n"], *(stats[k] for k in skipping[m])]
+            row += [fmt_num(stats["mean"]), fmt_num(stats["min"]), fmt_num(stats["max"])]
         rows.append(row)
-        raw.append([*s["group"], s["runs"], *[s["stats"][m][k] for m in metrics for k in ("n", "mean", "min", "max")]])
+        raw.append([*s["group"], s["runs"], *[s["stats"][m][k] for m in metrics for k in AGGREGATE_STATS]])
     shown = rows[: args.max_results]
+    totals = {
+        m: Skipped(sum(s["stats"][m]["nan"] for s in summary), sum(s["stats"][m]["missing"] for s in summary))
+        for m in metrics
+    }
     lines = [
         f"{len(summary)} groups of {total} runs {rc.scope_line(query)}, by {', '.join(labels)}; "
         f"sorted by mean {metrics[0]} (highest first)",
         *query.notes(),
+        *([f"{line} (n counts the runs with a value)"] if (line := skipped_line("mean/min/max", totals)) else []),
         "",
     ]
     return View(
@@ -286,17 +322,24 @@ def aggregate_view(
             "client_side": query.notes(),
         },
         lines=lines,
-        table=Table(headers, shown, raw),
+        table=Table(headers, shown, raw, raw_headers),
         after=[f"\n{len(rows) - len(shown)} more groups: raise --max-results"] if len(rows) > len(shown) else [],
     )
 
 
-def summarise(key: tuple, runs: int, values: dict[str, list[float]], metrics: list[str]) -> dict:
+AGGREGATE_STATS = ("n", "nan", "missing", "mean", "min", "max")
+
+
+def summarise(
+    key: tuple, runs: int, values: dict[str, list[float]], skips: dict[str, Skipped], metrics: list[str]
+) -> dict:
     stats = {}
     for m in metrics:
         vals = values[m]
         stats[m] = {
             "n": len(vals),
+            "nan": skips[m].nan,
+            "missing": skips[m].missing,
             "mean": sum(vals) / len(vals) if vals else None,
             "min": min(vals) if vals else None,
             "max": max(vals) if vals else None,

@@ -41,6 +41,8 @@ ATTRIBUTES = {  # column name -> how to read it from a run's info
     "lifecycle_stage": "lifecycle_stage",
     "experiment_id": "experiment_id",
 }
+ALIASES = dict.fromkeys(("created", "Created"), "start_time")  # MLflow's other attribute names, spelt as it does
+ALIASES |= dict.fromkeys(("run name", "Run name", "Run Name"), "run_name")
 PREFIXES = {
     "metric": "metrics",
     "metrics": "metrics",
@@ -138,7 +140,7 @@ def split_tokens(tokens: list[Token], sep: str) -> list[list[Token]]:
 def split_key(word: str) -> tuple[str, str] | None:
     """'params."learning rate"' -> ('params', 'learning rate'); bare attributes -> ('attr', name)."""
     if "." not in word:
-        return ("attr", word) if word in ATTRIBUTES or word in ("created", "run name") else None
+        return ("attr", word) if word in ATTRIBUTES or word in ALIASES else None
     prefix, key = word.split(".", 1)
     kind = PREFIXES.get(prefix)
     if kind is None:
@@ -201,18 +203,25 @@ class Group:
 
 
 def _as_number(tok: Token, op: str) -> float | None:
-    """The comparison value, when it makes the clause a numeric comparison on a param."""
+    """The comparison value, when it makes the clause a numeric comparison on a param. A value in
+    single or double quotes is a string to MLflow alike ('0.005' and "0.005")."""
     text = tok.text
-    if tok.kind == "str":
+    if tok.kind == "str" or (tok.kind == "quoted" and text.startswith('"')):
         if op in ("=", "!=", "<>"):
             return None  # a quoted value compared for (in)equality is MLflow's text comparison
         text = text[1:-1]
     elif tok.kind != "word":
         return None
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         return None
+    if not math.isfinite(number):  # MLflow rejects `params.lr = nan` / `< inf`: so does this parser, saying how
+        raise UsageError(
+            f"cannot compare a param with {tok.text}: numeric param comparisons take a finite number "
+            f"(params.lr < 0.01); to match the text, write params.KEY = '{text}'"
+        )
+    return number
 
 
 @dataclass
@@ -250,7 +259,14 @@ def parse_filter(text: str | None) -> tuple[list[Group], list[tuple[str, str]]]:
         return [Group()], []
     groups: list[Group] = []
     refs: list[tuple[str, str]] = []
-    for atoms in to_dnf(tokenize(text), text):
+    try:
+        dnf = to_dnf(tokenize(text), text)
+    except RecursionError:  # ~1,000 nested parentheses: Python's parser stack, not a bug
+        raise UsageError(
+            f"--filter nests parentheses too deeply ({text.count('(')} open): flatten it; MLflow's filters need "
+            "no nesting beyond a few levels"
+        ) from None
+    for atoms in dnf:
         group = Group()
         for clause_text, clause in atoms:
             ident = split_key(clause[0].text) if clause[0].kind == "word" else None
@@ -304,8 +320,10 @@ def to_dnf(tokens: list[Token], text: str) -> list[list[Atom]]:
             raise UsageError(f"empty OR branch in --filter {text!r}: write `A OR B`, each side a condition")
         groups: list[list[Atom]] = [[]]
         for clause in split_tokens(or_part, "and"):
-            if not clause:
-                raise UsageError(f"empty AND clause in --filter {text!r}: write `A AND B`")
+            if not clause:  # MLflow ignores a dangling AND; a clear error is kept (references/filter-syntax.md)
+                raise UsageError(
+                    f"empty AND clause in --filter {text!r} (a leading, trailing or doubled AND): write `A AND B`"
+                )
             options = clause_options(clause, text)
             groups = [g + o for g in groups for o in options]
             _check_groups(len(groups), text)
@@ -392,7 +410,7 @@ def sort_value(run: dict, kind: str, key: str) -> Any:
     if kind == "tags":
         return lookups.run_tags(run).get(key)
     info = run.get("info", {})
-    field_name = {"created": "start_time", "run name": "run_name"}.get(key, ATTRIBUTES.get(key, key))
+    field_name = ALIASES.get(key, ATTRIBUTES.get(key, key))
     value = info.get(field_name)
     if field_name in ("start_time", "end_time") and value not in (None, ""):
         return int(value)
@@ -400,16 +418,23 @@ def sort_value(run: dict, kind: str, key: str) -> Any:
 
 
 def sort_runs(runs: list[dict], order: list[OrderKey]) -> list[dict]:
-    """Sort like the server: each key in turn, missing values last; then start_time DESC, run_id."""
+    """Sort like the server (MLflow's SQL store): each key in turn, values in the asked direction,
+    then NaN, then missing values, in both directions; then start_time DESC, run_id."""
     keys = [*order, OrderKey("attr", "start_time", True, ""), OrderKey("attr", "run_id", False, "")]
     if not order:
         keys = keys[-2:]
     result = sorted(runs, key=lambda r: r["info"]["run_id"])
     for key in reversed(keys):
-        present = [r for r in result if sort_value(r, key.kind, key.key) is not None]
-        missing = [r for r in result if sort_value(r, key.kind, key.key) is None]
+        present, nan, missing = [], [], []
+        for run in result:
+            if sort_value(run, key.kind, key.key) is not None:
+                present.append(run)
+            elif key.kind == "metrics" and key.key in lookups.run_metrics(run):
+                nan.append(run)  # logged, as NaN
+            else:
+                missing.append(run)
         present.sort(key=lambda r: sort_value(r, key.kind, key.key), reverse=key.desc)
-        result = present + missing
+        result = present + nan + missing
     return result
 
 
@@ -483,13 +508,14 @@ def build_query(
     for group in groups:
         group.server.extend(extra or [])
     order = [parse_order(o) for o in order_by or []]
-    return Query(resolve_experiments(store, experiment_refs), groups, refs, order, VIEWS[view or "active"])
+    deleted_ok = view in ("deleted", "all")  # a deleted experiment is named as such, unless asked for
+    return Query(resolve_experiments(store, experiment_refs, deleted_ok), groups, refs, order, VIEWS[view or "active"])
 
 
-def resolve_experiments(store: Store, refs: list[str] | None) -> list[dict]:
+def resolve_experiments(store: Store, refs: list[str] | None, deleted_ok: bool = False) -> list[dict]:
     """The named experiments (by name or id, without repeats), or every active one."""
     if refs:
-        found = [lookups.get_experiment(store, ref) for ref in refs]
+        found = [lookups.get_experiment(store, ref, deleted_ok) for ref in refs]
         return list({e["experiment_id"]: e for e in found}.values())
     return lookups.all_experiments(store, "ACTIVE_ONLY")
 

@@ -19,6 +19,23 @@ MODEL_URI = "models:/"
 RunRefResolver = Callable[[Store, str], str]  # (store, models:/ URI) -> the source run's id
 
 
+class ModelRunId(str):
+    """A run id that came from a model version URI, still a plain str to every caller, which
+    remembers the version that named it (`churn@champion v3`) for headers such as compare's."""
+
+    model_version: str
+
+    def __new__(cls, run_id: str, model_version: str) -> ModelRunId:
+        made = super().__new__(cls, run_id)
+        made.model_version = model_version
+        return made
+
+
+def model_version_of(run_id: str) -> str | None:
+    """'churn@champion v3' when the id was resolved from models:/churn@champion, else None."""
+    return getattr(run_id, "model_version", None)
+
+
 def query_for(ctx: Context, order_by: list[str] | None = None, extra: list[str] | None = None) -> rs.Query:
     """The run query a search command's --experiment, --filter and --view describe."""
     args = ctx.args

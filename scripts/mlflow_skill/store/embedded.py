@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from mlflow_skill.core.errors import ServerError, SkillError
-from mlflow_skill.core.secrets import scrub
+from mlflow_skill.core.secrets import redact_store_uri, scrub
 
 
 @contextlib.contextmanager
@@ -89,26 +89,21 @@ def check_sqlite_state(uri: str, display: str) -> None:
         return
     import sqlite3
 
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    state, error = None, None
+    for attempt in range(2):
         try:
-            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            leftovers = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
-            if not leftovers:
-                return
-            version = (
-                con.execute("SELECT version_num FROM alembic_version").fetchone()
-                if "alembic_version" in tables
-                else None
+            state = _read_state(path)
+            break
+        except sqlite3.DatabaseError as exc:
+            error = exc
+        if attempt or not roll_back_hot_journal(path, display):  # rolled back: read what the last commit left
+            raise ServerError(
+                f"store {display} is not a usable sqlite database ({error}): move the file away "
+                f"(mv {path} {path}.broken) and run again to start a new store"
             )
-            runs = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        raise ServerError(
-            f"store {display} is not a usable sqlite database ({exc}): move the file away "
-            f"(mv {path} {path}.broken) and run again to start a new store"
-        ) from None
+    tables, leftovers, version, runs = state
+    if not leftovers:
+        return
     where = f"leftover tables {', '.join(leftovers)}; schema version {version[0] if version else 'none'}"
     if not runs:
         fix = f"it holds no runs: delete {path} and run again"
@@ -121,6 +116,51 @@ def check_sqlite_state(uri: str, display: str) -> None:
     raise ServerError(f"store {display} was left mid-migration by an interrupted process ({where}): {fix}")
 
 
+def _read_state(path: Path) -> tuple[set[str], list[str], tuple | None, int]:
+    """(tables, leftover alembic copies, schema version, runs) read without writing anything."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        leftovers = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
+        if not leftovers:
+            return tables, [], None, 0
+        version = (
+            con.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+        )
+        runs = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+        return tables, leftovers, version, runs
+    finally:
+        con.close()
+
+
+def roll_back_hot_journal(path: Path, display: str) -> bool:
+    """A process killed in the middle of a write leaves a hot `-journal` beside the file: a
+    read-only open cannot roll it back ("attempt to write a readonly database"), a read-write one
+    does, restoring the last commit, as any sqlite client would. True when there was one and it is
+    rolled back; False when there is none (the file is damaged some other way)."""
+    import sqlite3
+
+    journal = path.with_name(path.name + "-journal")
+    if not journal.is_file() or journal.stat().st_size == 0:
+        return False
+    try:
+        con = sqlite3.connect(str(path), timeout=30)
+        try:
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # the first read rolls it back
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        if "readonly" not in str(exc) and "unable to open" not in str(exc):
+            return False  # not a journal to roll back: the file itself is damaged
+        raise ServerError(
+            f"store {display} has an unfinished write from a killed process ({journal.name}) that could not be "
+            f"rolled back ({exc}): make {path.parent} and both files writable, then run again"
+        ) from None
+    return True
+
+
 def _leftover_fix_sql(tmp_table: str, tables: set[str]) -> str:
     """Drop the copy when the original table survived, else the copy is the data: rename it back."""
     original = tmp_table[len("_alembic_tmp_") :]
@@ -130,9 +170,12 @@ def _leftover_fix_sql(tmp_table: str, tables: set[str]) -> str:
 
 
 def _upgrade_command(uri: str) -> str:
+    """MLflow's schema upgrade for this store; a database password stays masked (`user:***@`)."""
+    import shlex
+
     from mlflow.version import VERSION
 
-    return f"uvx --from mlflow=={VERSION} mlflow db upgrade {uri}"
+    return f"uvx --from mlflow=={VERSION} mlflow db upgrade {shlex.quote(redact_store_uri(uri))}"
 
 
 def store_open_error(exc: Exception, uri: str, display: str) -> SkillError:
@@ -151,6 +194,11 @@ def store_open_error(exc: Exception, uri: str, display: str) -> SkillError:
         return ServerError(
             f"store {display} has an older schema ({found}) than MLflow {VERSION} needs: back it up, then run "
             f"{_upgrade_command(uri)}"
+        )
+    if not uri.startswith(("sqlite:", "file:", "/")):  # a database server: no file to move
+        return ServerError(
+            f"store {display} could not be opened ({type(exc).__name__}: {text[:300]}): check that the database "
+            "user may create tables there (MLflow creates its schema on first use)"
         )
     return ServerError(
         f"store {display} could not be opened ({type(exc).__name__}: {text[:300]}); if an earlier call was "

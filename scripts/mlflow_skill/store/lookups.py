@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow_skill.core.config import Settings
@@ -30,15 +31,18 @@ def paged(
 ) -> Iterator[dict]:
     """Every item of a paged search, following next_page_token up to `limit` items. Each item is
     released as soon as it is consumed and a page is dropped before the next is requested, so at
-    most one page of raw JSON is alive (export streams 20,000 runs through this)."""
+    most one page of raw JSON is alive (export streams 20,000 runs through this). A server whose
+    paging cannot end (PageGuard) stops it with exit 6."""
     body = dict(body)
     seen = 0
+    guard = PageGuard(store, path)
     while True:
         body["max_results"] = min(page_size, limit - seen) if limit is not None else page_size
         page = store.post(path, body) if method == "POST" else store.get(path, body)
         token = check_page(store, path, page, key).get("next_page_token")
         items = page.pop(key, None) or []
         del page
+        guard.check(items, token, body["max_results"])
         items.reverse()
         while items:
             yield items.pop()
@@ -50,7 +54,8 @@ def paged(
 
 def check_page(store: Store, path: str, page: dict, key: str) -> dict:
     """A search answer without its list is empty only if it holds nothing else: MLflow omits empty
-    lists but never answers with other keys (a health check's {"ok": true} is not "0 results")."""
+    lists but never answers with other keys (a health check's {"ok": true} is not "0 results").
+    An empty answer is believed only from a server known to speak MLflow (Store._call checks)."""
     if key not in page and set(page) - {"next_page_token"}:
         raise ServerError(
             f"{store.settings.display_uri} ({store.settings.source}) answered {path} with JSON of another shape "
@@ -59,30 +64,113 @@ def check_page(store: Store, path: str, page: dict, key: str) -> dict:
     return page
 
 
+SHORT_PAGES_TOLERATED = 3  # pages that offer more while bringing few new items
+PAGE_FLOOR = 100  # fewer new items than this (or than asked) on a page that offers more is "short"
+REMEMBERED = 200_000  # item ids kept to recognise repeats; past that only the previous page's
+
+
+@dataclass
+class PageGuard:
+    """Refuses paging that cannot end: a page token seen before, a page that brings nothing new
+    yet offers another, or more short pages than a real server sends (MLflow offers another page
+    only after a full one). Any of these stops the command with exit 6 naming the endpoint."""
+
+    store: Store
+    path: str
+    tokens: set[str] = field(default_factory=set)
+    seen: set[Any] = field(default_factory=set)
+    previous: set[Any] = field(default_factory=set)
+    pages: int = 0
+    short: int = 0
+
+    def check(self, items: list, token: str | None, asked: int) -> None:
+        self.pages += 1
+        ids = {item_identity(item) for item in items}
+        known = self.seen if len(self.seen) < REMEMBERED else self.previous
+        new = len(ids - known)
+        if len(self.seen) < REMEMBERED:
+            self.seen |= ids
+        self.previous = ids
+        if not token:
+            return
+        if token in self.tokens:
+            raise self.endless(f"page {self.pages} offered a page token it had offered before")
+        if not new:
+            raise self.endless(f"page {self.pages} brought nothing new yet offered another page")
+        if new < min(asked, PAGE_FLOOR):
+            self.short += 1
+            if self.short > SHORT_PAGES_TOLERATED:
+                raise self.endless(
+                    f"{self.short} pages brought fewer than {min(asked, PAGE_FLOOR)} new items each yet offered more"
+                )
+        self.tokens.add(token)
+
+    def endless(self, why: str) -> ServerError:
+        settings = self.store.settings
+        return ServerError(
+            f"{settings.display_uri} ({settings.source}) keeps paging {self.path}: {why} ({self.pages} pages, "
+            f"{len(self.seen)} distinct items); stopped, as it would never end: a proxy that rewrites page tokens, "
+            f"or a server that is not MLflow? {settings.uri_fix}"
+        )
+
+
+def item_identity(item: Any) -> Any:
+    """What makes an item of a paged answer itself: a run's id, an experiment's, a trace's, a
+    model version's name and version, a metric point's fields; else its JSON."""
+    if type(item) is dict:
+        info = item.get("info")
+        if type(info) is dict and "run_id" in info:
+            return ("run", str(info["run_id"]))
+        for key in ("experiment_id", "trace_id", "request_id"):
+            if key in item:
+                return (key, str(item[key]))
+        if "name" in item:
+            return ("model", str(item["name"]), str(item.get("version", "")))
+        if "key" in item and "step" in item:
+            return ("point", *(str(item.get(k)) for k in ("key", "step", "timestamp", "value", "run_id")))
+    import json
+
+    return json.dumps(item, sort_keys=True, default=str)
+
+
 def all_experiments(store: Store, view: str = "ALL") -> list[dict]:
     return list(paged(store, f"{API}/experiments/search", {"view_type": view}, "experiments"))
 
 
-def get_experiment(store: Store, name_or_id: str) -> dict:
-    """An experiment by name or id; unknown ones get close names suggested."""
+def get_experiment(store: Store, name_or_id: str, deleted_ok: bool = False) -> dict:
+    """An experiment by name or id; unknown ones get close names suggested. A deleted one is
+    refused (exit 3, naming the restore) unless deleted_ok: read by name, it would otherwise
+    answer every query with zero runs and exit 0, its deletion never mentioned."""
     ref = str(name_or_id).strip()
     if not ref:
         raise UsageError("empty experiment name: pass --experiment NAME or an id")
+    found = None
     if ref.isdigit():
         try:
-            return store.get(f"{API}/experiments/get", {"experiment_id": ref}, expect="experiment")["experiment"]
+            found = store.get(f"{API}/experiments/get", {"experiment_id": ref}, expect="experiment")["experiment"]
         except NotFoundError:
             pass  # a name made of digits is still a name
-    try:
-        return store.get(f"{API}/experiments/get-by-name", {"experiment_name": ref}, expect="experiment")["experiment"]
-    except NotFoundError:
-        pass
+    if found is None:
+        found = _experiment_by_name(store, ref)
+    if found is not None:
+        if found.get("lifecycle_stage") == "deleted" and not deleted_ok:
+            raise deleted_experiment(found)
+        return found
     names = [e["name"] for e in all_experiments(store)]
     close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
     close += [n for n in names if ref.lower() in n.lower() and n not in close][: 3 - len(close)]
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise NotFoundError(
         f"no experiment named or numbered {ref!r}{hint} (list them: uv run scripts/query_experiments.py experiments)"
+    )
+
+
+def deleted_experiment(experiment: dict) -> NotFoundError:
+    name = experiment.get("name", "")
+    return NotFoundError(
+        f"experiment {name!r} (id {experiment['experiment_id']}) is deleted, and its runs with it: restore it with "
+        f"`uv run scripts/create_experiment.py --name {shlex_quote(name)} --restore`, or read its deleted runs with "
+        f"`uv run scripts/query_experiments.py runs -e {shlex_quote(experiment['experiment_id'])} --view deleted`"
     )
 
 

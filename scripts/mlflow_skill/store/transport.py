@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,15 @@ from mlflow_skill.core.errors import (
 )
 from mlflow_skill.core.formatting import truncate
 from mlflow_skill.core.secrets import scrub
+from mlflow_skill.store import reader, schema
 
 API = "/api/2.0/mlflow"
+
+
+SLOW_NOTICE_S = 3.0  # a call waiting this long gets one line on stderr saying what it waits for
+
+
+READ_POSTS = ("/search", "/traces/metrics")  # POST endpoints that only read: nothing to apply twice
 
 
 class Store:
@@ -37,6 +46,33 @@ class Store:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._mlflow_seen: bool | None = None  # None: not yet known
+        self._mlflow_confirmed = not self.remote  # an in-process store is MLflow itself
+        self.on_slow: Callable[[str], None] | None = None  # told once what a slow call waits for
+        self._slow_told = False
+
+    @property
+    def remote(self) -> bool:
+        return self.settings.is_http or self.settings.scheme.startswith("databricks")
+
+    @contextlib.contextmanager
+    def watching(self, method: str, path: str) -> Iterator[None]:
+        """Around one call: past SLOW_NOTICE_S, tell on_slow (once per store) what is awaited."""
+        timer = None
+        if self.on_slow is not None and not self._slow_told:
+
+            def tell() -> None:
+                self._slow_told = True
+                if self.on_slow is not None:
+                    self.on_slow(f"{method} {path}")
+
+            timer = threading.Timer(SLOW_NOTICE_S, tell)
+            timer.daemon = True
+            timer.start()
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     # Subclasses implement _request(method, path, params, body) -> (status, json_or_text)
     def _request(self, method: str, path: str, params: dict | None, body: dict | None):
@@ -70,7 +106,40 @@ class Store:
                 f"{self.settings.display_uri} ({self.settings.source}) answered {path} with JSON without {expect!r}: "
                 f"is this an MLflow tracking server? {self.settings.uri_fix}"
             )
+        bad = schema.problem(path, payload)
+        if bad:
+            raise self.wrong_shape(path, bad)
+        if not self._mlflow_confirmed:
+            if schema.is_mlflow_answer(path, payload):
+                self._mlflow_confirmed = True  # MLflow's shape with content: later empty answers are believed
+            elif schema.endpoint(path) in schema.SCHEMAS:
+                self.confirm_mlflow(path)  # an empty answer (`{}`) is believed only from MLflow
         return payload
+
+    def wrong_shape(self, path: str, detail: str) -> ServerError:
+        return ServerError(
+            f"{self.settings.display_uri} ({self.settings.source}) answered {path} with JSON of another shape "
+            f"({truncate(detail, 120)}): is this an MLflow tracking server? {self.settings.uri_fix}"
+        )
+
+    def confirm_mlflow(self, path: str) -> None:
+        """Before an empty answer is believed ("0 experiments"), check once that the server speaks
+        MLflow: `{}` from any JSON endpoint would otherwise pass for an empty list. MLflow answers
+        experiments/get for id 0 with the experiment or with its own error shape."""
+        if self._mlflow_confirmed:
+            return
+        probe = f"{API}/experiments/get"
+        status, payload = self._request("GET", probe, {"experiment_id": "0"}, None)
+        known = isinstance(payload, dict) and (
+            isinstance(payload.get("experiment"), dict) or isinstance(payload.get("error_code"), str)
+        )
+        if not known:
+            kind = "JSON without MLflow's fields" if isinstance(payload, dict) else describe_body(payload)
+            raise ServerError(
+                f"{self.settings.display_uri} ({self.settings.source}) answered {path} with an empty result and "
+                f"{probe} with {kind} ({status}): is this an MLflow tracking server? {self.settings.uri_fix}"
+            )
+        self._mlflow_confirmed = True
 
     def _not_mlflow(self, status: int, payload: Any, path: str) -> SkillError:
         """An answer that is not MLflow's JSON: say what came back and what to check. On a server
@@ -80,6 +149,11 @@ class Store:
         kind = describe_body(payload)
         where = f"{self.settings.display_uri} ({self.settings.source})"
         if path.startswith("/api/") and self._speaks_mlflow(path):
+            from mlflow_skill.store.versions import too_old_error
+
+            too_old = too_old_error(self, path, status)  # an MLflow 2 server asked for an MLflow 3 feature
+            if too_old is not None:
+                return too_old
             error_class = NotFoundError if status in (404, 405) else ServerError
             return error_class(
                 f"{where} is an MLflow server but answered {path} with {kind} ({status}): it lacks this endpoint; "
@@ -110,6 +184,7 @@ class Store:
     def _error(self, status: int, payload: Any, what: str, path: str = "") -> SkillError:
         code = message = ""
         if isinstance(payload, dict):
+            self._mlflow_confirmed = self._mlflow_confirmed or isinstance(payload.get("error_code"), str)
             code = str(payload.get("error_code", ""))
             message = str(payload.get("message", ""))
         elif status not in (401, 403) and (status in (404, 405) or looks_like_html(payload)):
@@ -189,7 +264,13 @@ class HttpStore(Store):
     once: the caller finds what a lost answer created instead of creating it twice."""
 
     RETRY_STATUSES = (429, 500, 502, 503, 504)
-    NOT_REPEATABLE = ("/runs/create", "/experiments/create", "/registered-models/create", "/model-versions/create")
+    NOT_REPEATABLE = (
+        "/runs/create",
+        "/experiments/create",
+        "/registered-models/create",
+        "/model-versions/create",
+        "/assessments",  # POST /api/3.0/mlflow/traces/{id}/assessments creates one more each time (log_feedback.py)
+    )
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
@@ -199,6 +280,7 @@ class HttpStore(Store):
         self.base_url = settings.tracking_uri.rstrip("/")
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "mlflow-python-skill"
+        self.session.headers["Accept-Encoding"] = reader.ACCEPT_ENCODING  # what store/reader.py decodes
         if settings.token:
             self.session.headers["Authorization"] = f"Bearer {settings.token}"
         elif settings.username or settings.password:
@@ -220,46 +302,57 @@ class HttpStore(Store):
         url = self.base_url + path
         if self.settings.query_params:
             params = [*self.settings.query_params, *((params or {}).items())]
-        connect_timeout = min(5.0, self.settings.timeout)
         attempts = 1 + max(0, self.settings.retries)
         repeatable = self.repeatable(method, path)
         last_exc: Exception | None = None
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
-            try:
-                resp = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=body if method != "GET" else None,
-                    timeout=(connect_timeout, self.settings.timeout),
-                )
-            except self._requests.exceptions.SSLError as exc:
-                raise ConnectionFailure(
-                    f"TLS error talking to {self.settings.display_uri} ({self.settings.source}): set "
-                    "MLFLOW_TRACKING_SERVER_CERT_PATH to the server's CA bundle (or MLFLOW_TRACKING_INSECURE_TLS=true "
-                    "for a test server)"
-                ) from exc
-            except self._requests.exceptions.ReadTimeout as exc:
-                # The server has the request and is still working on it: sending it again would
-                # add load (an expensive search) or apply a write twice. Fail now; --timeout helps.
-                raise RequestUnanswered(self, method, path, f"timed out after {self.settings.timeout:g}s") from exc
-            except self._requests.exceptions.ConnectionError as exc:
-                last_exc = exc
-                if not repeatable and not _never_connected(exc):
-                    raise RequestUnanswered(self, method, path, "lost the connection") from exc
-                continue
-            if resp.status_code in self.RETRY_STATUSES and attempt + 1 < attempts and repeatable:
-                continue
-            if resp.status_code in (502, 503, 504) and not repeatable:
-                raise RequestUnanswered(self, method, path, f"answered {resp.status_code}")
-            return resp.status_code, _decode(resp)
+        with self.watching(method, path):
+            for attempt in range(attempts):
+                if attempt:
+                    time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
+                try:
+                    status, payload = self._attempt(method, url, path, params, body)
+                except _Dropped as exc:
+                    last_exc = exc.cause
+                    if not repeatable and not _never_connected(exc.cause):
+                        raise RequestUnanswered(self, method, path, "lost the connection") from exc.cause
+                    continue
+                if status in self.RETRY_STATUSES and attempt + 1 < attempts and repeatable:
+                    continue
+                if status in (502, 503, 504) and not repeatable:
+                    raise RequestUnanswered(self, method, path, f"answered {status}")
+                return status, payload
         raise ConnectionFailure(
             f"tracking server {self.settings.display_uri} is not reachable (tried {attempts}x, timeout "
             f"{self.settings.timeout:g}s; URI {self.settings.source}): start it, or {self.settings.uri_fix}, or raise "
             f"--timeout"
         ) from last_exc
+
+    def _attempt(self, method: str, url: str, path: str, params, body) -> tuple[int, Any]:
+        """One request and its whole answer within the deadline (--timeout covers both)."""
+        deadline = time.monotonic() + self.settings.timeout
+        exceptions = self._requests.exceptions
+        try:
+            resp = self.session.request(
+                method,
+                url,
+                params=params,
+                json=body if method != "GET" else None,
+                timeout=(min(5.0, self.settings.timeout), self.settings.timeout),
+                stream=True,
+            )
+        except exceptions.SSLError as exc:
+            raise ConnectionFailure(
+                f"TLS error talking to {self.settings.display_uri} ({self.settings.source}): set "
+                "MLFLOW_TRACKING_SERVER_CERT_PATH to the server's CA bundle (or MLFLOW_TRACKING_INSECURE_TLS=true "
+                "for a test server)"
+            ) from exc
+        except exceptions.ReadTimeout as exc:
+            # The server has the request and is still working on it: sending it again would
+            # add load (an expensive search) or apply a write twice. Fail now; --timeout helps.
+            raise RequestUnanswered(self, method, path, f"timed out after {self.settings.timeout:g}s") from exc
+        except exceptions.ConnectionError as exc:
+            raise _Dropped(exc) from exc
+        return resp.status_code, read_answer(self, resp, deadline, method, path)
 
     def put_file(self, path: str, local_file: Path) -> None:
         """Upload one file (proxied artifact serving: PUT /api/2.0/mlflow-artifacts/artifacts/...)."""
@@ -272,8 +365,10 @@ class HttpStore(Store):
                     data=data,
                     params=list(self.settings.query_params) or None,
                     timeout=(min(5.0, self.settings.timeout), self.settings.timeout),
+                    stream=True,
                 )
-            except (self._requests.exceptions.ConnectionError, self._requests.exceptions.Timeout) as exc:
+                payload = read_answer(self, resp, time.monotonic() + self.settings.timeout, "PUT", path)
+            except (self._requests.exceptions.ConnectionError, self._requests.exceptions.Timeout, _Dropped) as exc:
                 if attempt == self.settings.retries:
                     raise ConnectionFailure(
                         f"tracking server {self.settings.display_uri} is not reachable while uploading "
@@ -283,20 +378,63 @@ class HttpStore(Store):
             if 200 <= resp.status_code < 300:
                 return
             if resp.status_code not in self.RETRY_STATUSES or attempt == self.settings.retries:
-                raise self._error(resp.status_code, _decode(resp), f"upload of {local_file.name}")
+                raise self._error(resp.status_code, payload, f"upload of {local_file.name}")
 
 
 class RequestUnanswered(ConnectionFailure):
     """A request that may have reached the server, whose answer was lost (read timeout, dropped
     connection, a gateway's 502/504). Not retried; callers of non-repeatable writes look up what
-    it may have created."""
+    it may have created. Only a write can have been applied, so only a write's message says so."""
 
     def __init__(self, store: Store, method: str, path: str, how: str):
         self.path = path
+        applied = "" if is_read(method, path) else "; the server may still have applied it"
         super().__init__(
-            f"{method} {path} to {store.settings.display_uri} {how}; the server may still have applied it "
-            f"(raise --timeout for slow servers)"
+            f"{method} {path} to {store.settings.display_uri} {how}{applied} (raise --timeout for slow servers)"
         )
+
+
+def is_read(method: str, path: str) -> bool:
+    return method == "GET" or path.endswith(READ_POSTS)
+
+
+class _Dropped(Exception):
+    """The connection was refused or lost (before or during the answer): retried when safe."""
+
+    def __init__(self, cause: Exception):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def read_answer(store: Store, resp: Any, deadline: float, method: str, path: str) -> Any:
+    """The body of a streamed `requests` answer through store/reader.py, its failures as
+    SkillErrors: too large (exit 6), not complete by the deadline (exit 4), cut (_Dropped)."""
+    settings = store.settings
+    cap = int(settings.max_answer_mb * 1024 * 1024)
+    try:
+        body = reader.read_body(resp, deadline, cap)
+    except reader.AnswerTooLarge as exc:
+        packed = f", from {exc.compressed / 1048576:.1f} MiB of {exc.encoding} on the wire" if exc.compressed else ""
+        raise ServerError(
+            f"{settings.display_uri} sent more than {settings.max_answer_mb:g} MiB answering {method} {path}"
+            f"{packed}; stopped reading: narrow the query (--max-results, --experiment, --filter), or raise "
+            f"MLFLOW_SKILL_MAX_ANSWER_MB if the store really holds that much"
+        ) from None
+    except reader.AnswerLate as exc:
+        raise RequestUnanswered(
+            store,
+            method,
+            path,
+            f"timed out: no complete answer within {settings.timeout:g}s ({exc.received} bytes had come)",
+        ) from None
+    except reader.UnknownEncoding as exc:
+        raise ServerError(
+            f"{settings.display_uri} answered {method} {path} with Content-Encoding {str(exc)!r}, which was not asked "
+            f"for ({reader.ACCEPT_ENCODING}): a proxy in between may rewrite answers; check it"
+        ) from None
+    except reader.AnswerCut as exc:
+        raise _Dropped(exc) from exc
+    return reader.parse_body(body, resp.encoding)
 
 
 def _never_connected(exc: Exception) -> bool:
@@ -312,95 +450,6 @@ def _never_connected(exc: Exception) -> bool:
             "ConnectTimeout",
         )
     )
-
-
-def _decode(resp) -> Any:
-    try:
-        return resp.json()
-    except ValueError:
-        return resp.text
-
-
-DRIVERS = {  # database URI scheme -> (module to import, package that provides it)
-    "postgresql": ("psycopg2", "psycopg2-binary"),
-    "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
-    "postgresql+psycopg": ("psycopg", "psycopg[binary]"),
-    "postgresql+pg8000": ("pg8000", "pg8000"),
-    "mysql": ("MySQLdb", "mysqlclient"),
-    "mysql+pymysql": ("pymysql", "pymysql"),
-    "mysql+mysqldb": ("MySQLdb", "mysqlclient"),
-    "mssql": ("pyodbc", "pyodbc"),
-    "mssql+pyodbc": ("pyodbc", "pyodbc"),
-}
-
-
-def check_driver(settings: Settings) -> None:
-    """A database URI needs its driver in the script's environment; refuse at once, naming the
-    command that adds it, rather than fail deep inside SQLAlchemy."""
-    module, package = DRIVERS.get(settings.scheme, (None, None))
-    if module is None:
-        return
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise UsageError(
-            f"{settings.scheme}:// stores need the {package} driver, which this script does not install "
-            f"(URI {settings.display_uri} from {settings.source.removeprefix('MLFLOW_TRACKING_URI from ')}): "
-            f"run it as `uv run --with {package} scripts/...` (or serve the database with `mlflow server` "
-            "and point MLFLOW_TRACKING_URI at http://...)"
-        )
-
-
-class InProcessStore(Store):
-    """Stores that are not servers (sqlite, other databases, file): MLflow's own server handlers
-    run in this process through Flask's test client, so every script speaks one protocol and the
-    store applies exactly the validation a real server would.
-
-    Opening the store creates or migrates its schema on first use; that runs under a file lock, so
-    several processes opening a fresh ./mlflow.db at once are safe, and a store left mid-migration
-    by an interrupted process is reported with its fix instead of being migrated again."""
-
-    def __init__(self, settings: Settings):
-        super().__init__(settings)
-        uri = settings.tracking_uri
-        if uri.startswith("file:") and not settings.allow_file_store:
-            raise UsageError(
-                f"{uri} is MLflow's old file store, which MLflow refuses since 3.13: migrate it, "
-                "or set MLFLOW_ALLOW_FILE_STORE=true"
-            )
-        check_driver(settings)
-        uri = _absolute_sqlite_uri(uri)
-        artifact_root = str(Path("mlruns").resolve())  # where MLflow's client puts them too
-        from mlflow_skill.store import embedded as emb
-
-        with quiet_mlflow_logging(), emb.gc_paused():
-            from mlflow.server import app, handlers
-
-            with emb.store_init_lock(uri, settings.display_uri):
-                emb.check_sqlite_state(uri, settings.display_uri)
-                # The handlers cache one store per process; point them at this one.
-                handlers._tracking_store = None
-                handlers._model_registry_store = None
-                try:
-                    handlers._get_tracking_store(uri, artifact_root)
-                    handlers._get_model_registry_store(uri)
-                except SkillError:
-                    raise
-                except Exception as exc:  # schema too old or too new, a broken half-created file, ...
-                    raise emb.store_open_error(exc, uri, settings.display_uri) from None
-            self._client = app.test_client()
-
-    def _request(self, method, path, params, body):
-        with quiet_mlflow_logging(), bytecode_cache():
-            try:
-                if method == "GET":
-                    resp = self._client.get(path, query_string=params)
-                else:
-                    resp = self._client.open(path, method=method, json=body)
-            except Exception as exc:  # a broken database file, a locked db, ...
-                raise ServerError(f"store {self.settings.display_uri} failed: {scrub(str(exc))[:300]}") from exc
-        payload = resp.get_json(silent=True)
-        return resp.status_code, payload if payload is not None else resp.get_data(as_text=True)
 
 
 @contextlib.contextmanager
@@ -423,44 +472,9 @@ def bytecode_cache():
         sys.dont_write_bytecode = previous
 
 
-def _absolute_sqlite_uri(uri: str) -> str:
-    """sqlite:///mlflow.db -> sqlite:////abs/path/mlflow.db: MLflow caches database engines by
-    URI, so a relative path must not come to mean another file when the working folder changes."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix) or uri.startswith(prefix + "/"):
-        return uri
-    path, _, query = uri[len(prefix) :].partition("?")
-    if not path or path == ":memory:":
-        return uri
-    return prefix + str(Path(path).resolve()) + (f"?{query}" if query else "")
-
-
-@contextlib.contextmanager
-def quiet_mlflow_logging():
-    """MLflow logs database migrations at INFO on first use; keep stderr for our diagnostics."""
-    import logging
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. Starlette's deprecation warnings on import
-        import mlflow  # noqa: F401  (importing MLflow configures its loggers: do that first)
-
-    logger = logging.getLogger("mlflow")
-    alembic = logging.getLogger("alembic")
-    previous = (logger.level, alembic.level)
-    logger.setLevel(logging.WARNING)
-    alembic.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(previous[0])
-        alembic.setLevel(previous[1])
-
-
 def open_store(settings: Settings) -> Store:
-    check_driver(settings)  # a database URI without its driver: refused before anything is imported
+    from mlflow_skill.store import database  # database URIs: the driver and a connection are checked first
+
     with bytecode_cache():  # the packages each store imports (requests, MLflow): see bytecode_cache
         scheme = settings.scheme
         if scheme in ("http", "https"):
@@ -469,7 +483,7 @@ def open_store(settings: Settings) -> Store:
             return HttpStore(settings)
         if scheme.startswith("databricks"):
             return MlflowRestStore(settings)
-        return InProcessStore(settings)
+        return database.InProcessStore(settings)
 
 
 class MlflowRestStore(Store):
@@ -478,6 +492,8 @@ class MlflowRestStore(Store):
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
+        from mlflow_skill.store.database import quiet_mlflow_logging
+
         with quiet_mlflow_logging():
             if settings.scheme.startswith("databricks"):
                 from mlflow.tracking._tracking_service.utils import _get_store
@@ -501,19 +517,24 @@ class MlflowRestStore(Store):
     def _request(self, method, path, params, body):
         from mlflow.utils.rest_utils import http_request
 
-        try:
-            resp = http_request(
-                self._host_creds,
-                path,
-                method,
-                params=params,
-                json=body if method != "GET" else None,
-                max_retries=self.settings.retries,
-                timeout=self.settings.timeout,
-                raise_on_status=False,
-            )
-        except Exception as exc:
-            raise ConnectionFailure(
-                f"cannot reach {self.settings.display_uri} ({self.settings.source}): {scrub(str(exc))[:300]}"
-            ) from exc
-        return resp.status_code, _decode(resp)
+        with self.watching(method, path):
+            try:
+                resp = http_request(
+                    self._host_creds,
+                    path,
+                    method,
+                    params=params,
+                    json=body if method != "GET" else None,
+                    max_retries=self.settings.retries,
+                    timeout=self.settings.timeout,
+                    raise_on_status=False,
+                    stream=True,  # the body goes through store/reader.py: capped, one deadline
+                )
+            except Exception as exc:
+                raise ConnectionFailure(
+                    f"cannot reach {self.settings.display_uri} ({self.settings.source}): {scrub(str(exc))[:300]}"
+                ) from exc
+            try:
+                return resp.status_code, read_answer(self, resp, time.monotonic() + self.settings.timeout, method, path)
+            except _Dropped as exc:
+                raise RequestUnanswered(self, method, path, f"lost the connection mid-answer ({exc})") from None

@@ -59,11 +59,15 @@ def search_all_trace_infos(
     store: Store, experiment_ids: list[str], filter_string: str | None, limit: int, order_by: list[str] | None
 ) -> tuple[list[dict], bool]:
     """Every matching trace info up to `limit` (500 per request); True when more exist."""
+    from mlflow_skill.store.lookups import PageGuard
+
     infos: list[dict] = []
     token = None
+    guard = PageGuard(store, f"{API3_TRACES}/search")  # a server whose pages never end: exit 6
     while True:
         size = min(TRACE_PAGE_MAX, limit - len(infos))
         page, token = search_trace_infos(store, experiment_ids, filter_string, size, order_by, token)
+        guard.check(page, token, size)
         infos += page
         if not token:
             return infos, False

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlflow_skill.core.formatting import fmt_num, truncate
+from mlflow_skill.core.formatting import fmt_num, fmt_percent, truncate
 
 PASS_WORDS = {
     "true": True,
@@ -82,7 +82,7 @@ def fmt_assessment_summary(s: dict | None) -> str:
         return ""
     parts = []
     if s["pass_rate"] is not None:
-        parts.append(f"{s['pass_rate'] * 100:.0f}% pass")
+        parts.append(f"{fmt_percent(s['pass_rate'])} pass")
     if s["mean"] is not None:
         parts.append(f"mean {fmt_num(s['mean'], 3)}")
     text = " · ".join(parts) or "—"

@@ -9,10 +9,19 @@ from dataclasses import dataclass, field
 
 from mlflow_skill.cli.frame import Context
 from mlflow_skill.core.errors import UsageError
+from mlflow_skill.core.formatting import fmt_time
 from mlflow_skill.core.values import parse_key_values, parse_since
 from mlflow_skill.traces import api as tr
 
 DEFAULT_ORDER = ["timestamp_ms DESC"]
+EPOCH_MS_RE = re.compile(r"timestamp_ms\s*(?:>=|<=|!=|=|>|<)\s*(\d{11,14})\b")  # a time in epoch ms
+
+
+def filter_times(filter_text: str | None) -> str:
+    """The epoch-millisecond times a filter compares with, as UTC times: '1796409014989 = 2026-12-04
+    10:30:14 UTC' ('' when there are none): the filter itself keeps the number MLflow takes."""
+    stamps = dict.fromkeys(EPOCH_MS_RE.findall(filter_text or ""))
+    return "; ".join(f"{ms} = {fmt_time(ms)} UTC" for ms in stamps)
 
 
 def sql_literal(value: str) -> tuple[str, bool]:
@@ -146,6 +155,8 @@ class SearchScope:
         line = f"Traces in {names}"
         if self.filter:
             line += f" where `{self.filter}`"
+            times = filter_times(self.filter)
+            line += f" ({times})" if times else ""
         if self.order_by != DEFAULT_ORDER:
             line += f", ordered by {', '.join(self.order_by)}"
         return line

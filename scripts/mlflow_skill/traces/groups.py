@@ -8,7 +8,7 @@ from mlflow_skill.cli.frame import Context, diag
 from mlflow_skill.cli.view import Table, View
 from mlflow_skill.core.errors import UsageError
 from mlflow_skill.core.files import write_atomic
-from mlflow_skill.core.formatting import fmt_duration, fmt_num, json_safe, to_json, truncate
+from mlflow_skill.core.formatting import fmt_duration, fmt_num, fmt_percent, json_safe, to_json, truncate
 from mlflow_skill.core.values import percentile
 from mlflow_skill.traces import api as tr
 from mlflow_skill.traces.assessments import summarize_assessments
@@ -59,6 +59,8 @@ def group_stats(key: str, value: str | None, members: list[dict]) -> dict:
         "error_rate": errors / len(members),
         "p50_ms": percentile(durations, 50),
         "p95_ms": percentile(durations, 95),
+        "without_duration": len(members) - len(durations),  # still running: left out of p50/p95
+        "without_tokens": len(members) - len(with_tokens),  # no token usage recorded: left out of tokens
         "total_tokens": total_tokens if with_tokens else None,
         "tokens_per_trace": total_tokens / len(with_tokens) if with_tokens else None,
         "cost_usd": sum(priced) if priced else None,
@@ -129,6 +131,9 @@ def group_tail(
     if truncated:
         tail += f"; stopped at --limit {args.limit}: more traces match, raise --limit for all"
     after = ["", tail]
+    left_out = skipped_words(stats)
+    if left_out:
+        after.append(left_out)
     if len(names) > FEEDBACK_COLUMNS:
         after.append(f"feedback not shown here: {', '.join(names[FEEDBACK_COLUMNS:])} (--format json)")
     after.append("open: failed first, then slowest · a trace: uv run scripts/get_trace.py --trace-id ID")
@@ -140,11 +145,20 @@ def group_tail(
     return after
 
 
+def skipped_words(stats: list[dict]) -> str:
+    """What the statistics left out: traces without a duration (p50/p95) or token usage (tokens)."""
+    no_duration = sum(s["without_duration"] for s in stats)
+    no_tokens = sum(s["without_tokens"] for s in stats)
+    parts = [f"p50/p95 leave out {no_duration} traces without a duration (still running)"] if no_duration else []
+    parts += [f"{no_tokens} traces recorded no token usage (left out of tokens per trace)"] if no_tokens else []
+    return "; ".join(parts)
+
+
 def feedback_short(s: dict | None) -> str:
     if not s:
         return ""
     if s["pass_rate"] is not None:
-        value = f"{s['pass_rate'] * 100:.0f}%"
+        value = fmt_percent(s["pass_rate"])
     elif s["mean"] is not None:
         value = fmt_num(s["mean"], 3)
     else:
@@ -171,7 +185,7 @@ def group_table(key: str, stats: list[dict], names: list[str], priced: bool) -> 
             truncate(s[key] if s[key] is not None else "(none)", 40),
             s["traces"],
             s["errors"],
-            f"{s['error_rate'] * 100:.1f}%",
+            fmt_percent(s["error_rate"]),
             fmt_duration(s["p50_ms"]),
             fmt_duration(s["p95_ms"]),
             fmt_num(s["total_tokens"]) if s["total_tokens"] is not None else "",
@@ -194,6 +208,8 @@ CSV_COLUMNS = (
     "tokens_per_trace",
     "first_ms",
     "last_ms",
+    "without_duration",
+    "without_tokens",
 )
 
 

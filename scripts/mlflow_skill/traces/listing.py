@@ -11,7 +11,8 @@ from mlflow_skill.cli.view import Table, View
 from mlflow_skill.core.errors import SkillError
 from mlflow_skill.core.files import write_atomic
 from mlflow_skill.core.formatting import fmt_duration, fmt_num, fmt_time, json_safe, to_json, truncate
-from mlflow_skill.store.transport import InProcessStore, Store
+from mlflow_skill.store.database import InProcessStore
+from mlflow_skill.store.transport import Store
 from mlflow_skill.traces import api as tr
 from mlflow_skill.traces.assessments import assessment_value_text
 from mlflow_skill.traces.cost import cost_brief, trace_cost
@@ -19,6 +20,8 @@ from mlflow_skill.traces.filters import SearchScope, parse_assessment
 from mlflow_skill.traces.spans import cause_text, root_cause, span_nodes
 
 ALWAYS_SHOWN = {"trace id", "time (UTC)", "status", "duration", "name", "request"}
+FOLDABLE = ("status", "name", "session", "user")  # a value every row shares goes above the table
+REQUEST_WIDTH, ERROR_WIDTH = 32, 48  # markdown cells: ten rows stay under 2 KB (JSON and CSV: whole)
 CSV_HEADERS = {"duration": "duration_ms", "cost": "cost_usd"}  # the unit where CSV cells are numbers
 
 
@@ -71,10 +74,11 @@ def list_view(ctx: Context, scope: SearchScope, prices: dict | None) -> View:
         path = write_atomic(args.output, to_json(json_safe({**result, "trace_infos": infos})), force=args.force)
         diag(f"wrote {len(rows)} traces to {path}")
     headers, table = table_rows(rows, args, csv=False)
+    headers, table, shared = fold_shared(headers, table)
     raw_headers, raw = table_rows(rows, args, csv=True)
     return View(
         data=json_safe(result),
-        lines=scope.heading(),
+        lines=scope.heading() + ([f"every trace shown: {shared}", ""] if shared else []),
         table=Table(headers, table, raw=raw, raw_headers=raw_headers),
         after=list_tail(rows, args.output, next_cmd),
         empty="No traces match. Widen the filter (e.g. drop --since/--status) or check the experiment.",
@@ -104,11 +108,11 @@ def table_rows(rows: list[dict], args, csv: bool = False) -> tuple[list[str], li
         ("name", lambda r: r["name"]),
         ("session", lambda r: r["session"] or ""),
         ("user", lambda r: r["user"] or ""),
-        ("request", lambda r: r["request_preview"] if csv else truncate(r["request_preview"], 50)),
+        ("request", lambda r: r["request_preview"] if csv else truncate(r["request_preview"], REQUEST_WIDTH)),
         ("tokens", lambda r: (r["tokens"] or {}).get("total_tokens", "") if csv else tokens_cell(r["tokens"])),
         ("feedback", lambda r: feedback_cell(r, asked)),
         ("cost", lambda r: cost_cell(r.get("cost"), csv)),
-        ("error", lambda r: (r.get("error") or "") if csv else truncate(r.get("error") or "", 70)),
+        ("error", lambda r: (r.get("error") or "") if csv else truncate(r.get("error") or "", ERROR_WIDTH)),
     ]
     values = [[get(r) for _, get in cols] for r in rows]
     optional = {"feedback": bool(asked), "cost": bool(args.prices)}
@@ -119,6 +123,24 @@ def table_rows(rows: list[dict], args, csv: bool = False) -> tuple[list[str], li
     ]
     headers = [CSV_HEADERS.get(cols[i][0], cols[i][0]) if csv else cols[i][0] for i in keep]
     return headers, [[v[i] for i in keep] for v in values]
+
+
+def fold_shared(headers: list[str], table: list[list]) -> tuple[list[str], list[list], str]:
+    """Markdown only: a status, name, session or user every row shares, said once above the
+    table instead of on each row."""
+    if len(table) < 2:
+        return headers, table, ""
+    shared = []
+    for name in FOLDABLE:
+        if name not in headers:
+            continue
+        at = headers.index(name)
+        values = {row[at] for row in table}
+        if len(values) == 1 and values != {""}:
+            shared.append(f"{name} {values.pop()}")
+            headers = headers[:at] + headers[at + 1 :]
+            table = [row[:at] + row[at + 1 :] for row in table]
+    return headers, table, ", ".join(shared)
 
 
 def feedback_cell(row: dict, names: set[str]) -> str:

@@ -160,8 +160,11 @@ def server_filters(args) -> list[str] | None:
 
 
 def query(store: Store, body: dict) -> list[dict]:
+    from mlflow_skill.store.lookups import PageGuard
+
     points: list[dict] = []
     token = None
+    guard = PageGuard(store, METRICS_PATH)  # a server whose pages never end: exit 6
     while True:
         req = {**body, "max_results": 1000, **({"page_token": token} if token else {})}
         try:
@@ -172,8 +175,10 @@ def query(store: Store, body: dict) -> list[dict]:
             if "ENDPOINT_NOT_FOUND" in str(exc) or "not found" in str(exc).lower() or "405" in str(exc):
                 raise MetricsUnavailable(str(exc)) from None
             raise
-        points += page.get("data_points", []) or []
+        items = page.get("data_points", []) or []
+        points += items
         token = page.get("next_page_token")
+        guard.check(items, token, 1000)
         if not token:
             return points
 
