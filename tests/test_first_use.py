@@ -76,6 +76,9 @@ def test_uv_run_from_another_folder_follows_the_same_rule(uv_run, server, tmp_pa
     other.mkdir()
     for path in SCRIPTS.glob("*.py"):
         shutil.copy(path, skill / "scripts" / path.name)
+    shutil.copytree(
+        SCRIPTS / "mlflow_skill", skill / "scripts" / "mlflow_skill", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (skill / ".env.local").write_text(f"MLFLOW_TRACKING_URI={server.uri}\n")
     script = str(skill / "scripts" / "create_experiment.py")
     res = uv_run(script, "--name", unique("uvskill"), uri=None, cwd=work, env=DEFAULT_LOOKUP)

@@ -153,8 +153,13 @@ def test_plan_windows_partition_and_fit(n, stride, offset):
     steps = [offset + i * stride for i in range(n)]
     sample = ntile_sample(steps)
     est = estimate_total(sample)
-    assert est == n  # one point per step, regular stride: the estimate is exact
-    windows = plan_windows(sample, est / len(sample), STEP_MIN, STEP_MAX)
+    gaps = {b[0] - a[0] for a, b in itertools.pairwise(sample)}
+    if len(gaps) > 1:
+        assert est == n  # one point per step, regular stride: the estimate is exact
+    else:  # evenly spaced: a series of len(sample) points gives this very sample, so the stride
+        assert est == len(sample)  # cannot tell; rows_per_gap's probe counts the rows instead
+    counted = sum(1 for step in steps if sample[0][0] <= step < sample[1][0])  # what that probe reads
+    windows = plan_windows(sample, max(counted, est / len(sample)), STEP_MIN, STEP_MAX)
     assert windows[0][0] == STEP_MIN and windows[-1][1] == STEP_MAX
     assert all(a <= b for a, b in windows)
     assert all(b + 1 == a2 for (_, b), (a2, _) in itertools.pairwise(windows))  # no gap, no overlap
@@ -174,3 +179,15 @@ def test_plan_windows_inside_a_step_window():
 def test_estimate_total_needs_unique_steps():
     assert estimate_total([(0, 0, 1.0), (0, 1, 1.0), (5, 2, 1.0)]) is None
     assert estimate_total([(0, 0, 1.0), (10, 0, 1.0), (25, 0, 1.0)]) == 6  # stride 5
+
+
+def test_evenly_spaced_sample_of_a_longer_series_is_planned_from_the_probe():
+    """7,498 points at stride 1 sample to steps 0, 3, 6, ..., 7497: the same sample as 2,500 points
+    at stride 3. The estimate says 2,500; the probe's count (3 rows a gap) plans windows that fit."""
+    steps = list(range(7498))
+    sample = ntile_sample(steps)
+    assert estimate_total(sample) == 2500
+    counted = sum(1 for step in steps if sample[0][0] <= step < sample[1][0])
+    windows = plan_windows(sample, max(counted, 1.0), STEP_MIN, STEP_MAX)
+    arr = np.array(steps)
+    assert max(int(((arr >= a) & (arr <= b)).sum()) for a, b in windows) < SAMPLE_SIZE

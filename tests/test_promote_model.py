@@ -210,7 +210,7 @@ def test_read_only_user_gets_the_403(run_script, auth_server):
 
     model = unique("ro-model")
     with credentials_env(ADMIN_USER, ADMIN_PASSWORD):  # the admin's model: the reader may only read it
-        admin = MlflowClient(auth_server.uri)
+        admin = MlflowClient(auth_server.uri, registry_uri=auth_server.uri)  # not a registry another test set
         rid = finished_run(admin, admin.create_experiment(unique("promote-auth")), "r", {"sharpe": 2.0})
         admin.create_registered_model(model)
     env = {"MLFLOW_TRACKING_USERNAME": READER_USER, "MLFLOW_TRACKING_PASSWORD": READER_PASSWORD}
@@ -218,7 +218,8 @@ def test_read_only_user_gets_the_403(run_script, auth_server):
     assert_clean_error(res, 5, "permission denied (403)", "registering a version")
     assert READER_PASSWORD not in res.both
     with credentials_env(ADMIN_USER, ADMIN_PASSWORD):
-        assert MlflowClient(auth_server.uri).search_model_versions(f"name = '{model}'") == []
+        reader_view = MlflowClient(auth_server.uri, registry_uri=auth_server.uri)
+        assert reader_view.search_model_versions(f"name = '{model}'") == []
 
 
 def test_a_real_overfit_sweep_is_refused(run_script, client, tmp_path):
