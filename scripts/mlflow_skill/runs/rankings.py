@@ -6,6 +6,7 @@ threshold) and `aggregate` (runs grouped by params/tags, metrics summarised per 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -89,7 +90,8 @@ def note_skipped(view: View, skipped: int) -> View:
 def note_unranked(view: View, store, query: rs.Query, metric: str) -> View:
     """The matching runs a ranking by `metric` left out, NaN and never logged counted apart."""
     lacking = Skipped()
-    for run in rs.iter_runs(store, query, limit=100_000):
+    unordered = dataclasses.replace(query, order=[])  # paging a sorted search re-sorts every run per page
+    for run in rs.iter_runs(store, unordered, limit=100_000):
         lacking.usable(lookups.run_metrics(run).get(metric))
     view.data["unranked"] = lacking.record()
     if lacking.total:
