@@ -2,7 +2,7 @@
 
 - Several first calls at once on a fresh folder: MLflow creates and migrates the schema on first
   open; without a lock the processes race the migrations (exit 1, and sometimes a file no later
-  call can open). 6 parallel first calls, 10 rounds, all must exit 0 and leave a usable store.
+  call can open). 6 parallel first calls, 6 rounds, all must exit 0 and leave a usable store.
 - A store an interrupted migration left half-done (alembic's `_alembic_tmp_<table>` copies) is
   refused with one line naming the repair, and that repair works.
 """
@@ -20,7 +20,7 @@ import pytest
 from conftest import SCRIPTS, clean_env
 from reliability import assert_clean_error
 
-ROUNDS = 10
+ROUNDS = 6  # 36 first calls in all; each round builds a fresh store under the same race
 PARALLEL = 6
 # Readers and writers mixed: two of each, as an agent firing several calls at once would.
 FIRST_CALLS = [
