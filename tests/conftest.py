@@ -73,6 +73,19 @@ class Server:
                 self.proc.kill()
 
 
+def launch(cmd: list[str], env: dict[str, str], tmp: Path, port: int) -> Server:
+    """Start `cmd` (an `mlflow server` on `port`), logging to tmp/server.log; return once healthy."""
+    log = tmp / "server.log"
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    server = Server(uri=f"http://127.0.0.1:{port}", tmp=tmp, proc=proc)
+    try:
+        wait_for_health(server.uri, proc, log)
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
 def start_server(tmp: Path, auth: bool = False, workers: int = 1, backend_uri: str | None = None) -> Server:
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -109,14 +122,7 @@ def start_server(tmp: Path, auth: bool = False, workers: int = 1, backend_uri: s
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
         env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = uuid.uuid4().hex
         cmd += ["--app-name", "basic-auth"]
-    log = tmp / "server.log"
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp)
-    server = Server(uri=f"http://127.0.0.1:{port}", tmp=tmp, proc=proc)
-    try:
-        wait_for_health(server.uri, proc, log)
-    except Exception:
-        server.stop()
-        raise
+    server = launch(cmd, env, tmp, port)
     if auth:
         server.admin = (ADMIN_USER, ADMIN_PASSWORD)
         resp = requests.post(
@@ -510,15 +516,7 @@ def start_v2_server(tmp: Path) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     cmd = [str(python), "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}"]
     cmd += ["--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1", "--port", str(port)]
-    log = tmp / "server.log"
-    proc = subprocess.Popen([*cmd, "--workers", "1"], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp)
-    server = Server(uri=f"http://127.0.0.1:{port}", tmp=tmp, proc=proc)
-    try:
-        wait_for_health(server.uri, proc, log)
-    except Exception:
-        server.stop()
-        raise
-    return server
+    return launch([*cmd, "--workers", "1"], env, tmp, port)
 
 
 @pytest.fixture(scope="session")
@@ -607,13 +605,6 @@ def s3_server(object_store, tmp_path_factory):
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}"]
     cmd += ["--default-artifact-root", f"s3://{object_store.bucket}/mlflow", "--no-serve-artifacts"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    log = tmp / "server.log"
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp)
-    srv = Server(uri=f"http://127.0.0.1:{port}", tmp=tmp, proc=proc)
-    try:
-        wait_for_health(srv.uri, proc, log)
-    except Exception:
-        srv.stop()
-        raise
+    srv = launch(cmd, env, tmp, port)
     yield srv
     srv.stop()
