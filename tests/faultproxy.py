@@ -30,9 +30,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
+from tls import Certificate, serve_tls
+
 
 class FaultProxy:
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, tls: Certificate | None = None):
         self.upstream = upstream.rstrip("/")
         self.mode = "pass"
         self.status = 503
@@ -130,7 +132,10 @@ class FaultProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.uri = f"http://127.0.0.1:{self._server.server_address[1]}"
+        if tls is not None:
+            serve_tls(self._server, tls)
+        scheme = "https" if tls is not None else "http"
+        self.uri = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

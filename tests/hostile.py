@@ -10,6 +10,7 @@ MLflow's own 404 shape. `requests_seen` records (method, path, query) in order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import threading
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tls import Certificate, serve_tls
 
 API = "/api/2.0/mlflow"
 NOW_MS = 1_760_000_000_000
@@ -64,7 +67,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class Hostile:
-    def __init__(self, routes: dict[str, Any]):
+    def __init__(self, routes: dict[str, Any], tls: Certificate | None = None):
         self.routes = routes
         self.requests_seen: list[tuple[str, str, dict]] = []
         hostile = self
@@ -110,7 +113,10 @@ class Hostile:
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.uri = f"http://127.0.0.1:{self._server.server_address[1]}"
+        if tls is not None:
+            serve_tls(self._server, tls)
+        scheme = "https" if tls is not None else "http"
+        self.uri = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def paths(self) -> list[str]:
@@ -143,6 +149,24 @@ def trickle(total: int = 100_000, every: float = 1.0) -> Callable:
             handler.wfile.write(b" ")
             handler.wfile.flush()
             time.sleep(every)
+
+    return route
+
+
+def trickle_headers(every: float = 0.5, most: int = 10_000) -> Callable:
+    """A status line, then headers that never end: one byte every `every` seconds (a stalled proxy;
+    `requests`' read timeout restarts with each byte). Stops when the client hangs up."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        handler.wfile.flush()
+        pad = b"".join(b"X-Pad-%d: y\r\n" % i for i in range(most // 12))
+        with contextlib.suppress(OSError):
+            for byte in pad[:most]:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                time.sleep(every)
+        handler.close_connection = True
 
     return route
 

@@ -20,6 +20,7 @@ from hostile import (
     mlflow_basics,
     run_record,
     trickle,
+    trickle_headers,
 )
 
 from conftest import unique
@@ -174,6 +175,31 @@ def test_slow_call_says_once_what_it_waits_for(run_script, hostile):
     assert waiting == [wanted]
     assert res.out == ""
     assert res.err.strip().splitlines()[-1].startswith("error: POST /api/2.0/mlflow/experiments/search")
+
+
+def test_headers_that_never_end_stop_at_the_deadline_with_exit_4(run_script, hostile):
+    """A status line, then a header byte every 0.2 s: `requests`' read timeout alone would wait for
+    ever (each byte restarts it); --timeout 2 ends the call at 2 s, once, with exit 4."""
+    srv = hostile({f"{API}/experiments/search": trickle_headers(0.2)})
+    start = time.monotonic()
+    res = run_script("query_experiments", "experiments", "--timeout", "2", uri=srv.uri)
+    elapsed = time.monotonic() - start
+    assert_clean_error(res, 4, "timed out: no complete answer within 2s (the headers never ended)", "raise --timeout")
+    assert "not reachable" not in res.err and "may still have applied" not in res.err
+    assert elapsed < 4, elapsed
+    assert len(srv.requests_seen) == 1  # not asked again: the server has the request
+
+
+def test_headers_that_never_end_on_a_write_say_it_may_have_been_applied(run_script, hostile):
+    routes = {
+        f"{API}/experiments/get-by-name": (404, {}, b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no"}'),
+        f"{API}/experiments/create": trickle_headers(0.2),
+    }
+    srv = hostile(routes)
+    start = time.monotonic()
+    res = run_script("create_experiment", "--name", "slow", "--timeout", "1", uri=srv.uri)
+    assert_clean_error(res, 4, "the headers never ended", "may still have applied it")
+    assert time.monotonic() - start < 4
 
 
 def test_timed_out_write_still_says_it_may_have_been_applied(run_script, hostile):

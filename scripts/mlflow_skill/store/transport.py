@@ -29,7 +29,7 @@ from mlflow_skill.core.errors import (
 )
 from mlflow_skill.core.formatting import truncate
 from mlflow_skill.core.secrets import scrub
-from mlflow_skill.store import reader, schema
+from mlflow_skill.store import reader, schema, watchdog
 
 API = "/api/2.0/mlflow"
 
@@ -294,6 +294,7 @@ class HttpStore(Store):
             self.session.verify = settings.server_cert_path
         if settings.client_cert_path:
             self.session.cert = settings.client_cert_path
+        watchdog.install(self.session)  # --timeout bounds the status line and headers too
 
     def repeatable(self, method: str, path: str) -> bool:
         return method == "GET" or not path.endswith(self.NOT_REPEATABLE)
@@ -331,16 +332,21 @@ class HttpStore(Store):
         """One request and its whole answer within the deadline (--timeout covers both)."""
         deadline = time.monotonic() + self.settings.timeout
         exceptions = self._requests.exceptions
+        watch = watchdog.HeaderDeadline(self.settings.timeout)
         try:
-            resp = self.session.request(
-                method,
-                url,
-                params=params,
-                json=body if method != "GET" else None,
-                timeout=(min(5.0, self.settings.timeout), self.settings.timeout),
-                stream=True,
-            )
+            with watch:
+                resp = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=body if method != "GET" else None,
+                    timeout=(min(5.0, self.settings.timeout), self.settings.timeout),
+                    verify=self.session.verify,  # per request, or REQUESTS_CA_BUNDLE would override it
+                    stream=True,
+                )
         except exceptions.SSLError as exc:
+            if watch.fired:
+                raise self._late_headers(method, path) from None
             raise ConnectionFailure(
                 f"TLS error talking to {self.settings.display_uri} ({self.settings.source}): set "
                 "MLFLOW_TRACKING_SERVER_CERT_PATH to the server's CA bundle (or MLFLOW_TRACKING_INSECURE_TLS=true "
@@ -351,24 +357,39 @@ class HttpStore(Store):
             # add load (an expensive search) or apply a write twice. Fail now; --timeout helps.
             raise RequestUnanswered(self, method, path, f"timed out after {self.settings.timeout:g}s") from exc
         except exceptions.ConnectionError as exc:
+            if watch.fired:
+                raise self._late_headers(method, path) from None
             raise _Dropped(exc) from exc
+        if watch.fired:  # the deadline passed as the headers arrived: the socket is already shut
+            resp.close()
+            raise self._late_headers(method, path)
         return resp.status_code, read_answer(self, resp, deadline, method, path)
+
+    def _late_headers(self, method: str, path: str) -> RequestUnanswered:
+        """The server kept the status line or headers coming past --timeout (a byte at a time)."""
+        how = f"timed out: no complete answer within {self.settings.timeout:g}s (the headers never ended)"
+        return RequestUnanswered(self, method, path, how)
 
     def put_file(self, path: str, local_file: Path) -> None:
         """Upload one file (proxied artifact serving: PUT /api/2.0/mlflow-artifacts/artifacts/...)."""
         with open(local_file, "rb") as fh:
             data = fh.read()
         for attempt in range(1 + self.settings.retries):
+            watch = watchdog.HeaderDeadline(self.settings.timeout)
             try:
-                resp = self.session.put(
-                    self.base_url + path,
-                    data=data,
-                    params=list(self.settings.query_params) or None,
-                    timeout=(min(5.0, self.settings.timeout), self.settings.timeout),
-                    stream=True,
-                )
+                with watch:
+                    resp = self.session.put(
+                        self.base_url + path,
+                        data=data,
+                        params=list(self.settings.query_params) or None,
+                        timeout=(min(5.0, self.settings.timeout), self.settings.timeout),
+                        verify=self.session.verify,
+                        stream=True,
+                    )
                 payload = read_answer(self, resp, time.monotonic() + self.settings.timeout, "PUT", path)
             except (self._requests.exceptions.ConnectionError, self._requests.exceptions.Timeout, _Dropped) as exc:
+                if watch.fired:
+                    raise self._late_headers("PUT", path) from None
                 if attempt == self.settings.retries:
                     raise ConnectionFailure(
                         f"tracking server {self.settings.display_uri} is not reachable while uploading "
