@@ -56,22 +56,21 @@ def test_the_servers_ca_bundle_makes_reads_and_writes_work(run_script, tls_proxy
     assert any(path.endswith("/experiments/create") for _, path, _ in tls_proxy.requests)
 
 
-def test_insecure_mode_reaches_a_self_signed_server(run_script, tls_proxy):
-    res = run_script(
-        "query_experiments",
-        "experiments",
-        uri=tls_proxy.uri,
-        env={**public_bundles(), "MLFLOW_TRACKING_INSECURE_TLS": "true"},
-    )
+def listed_experiment(run_script, client, uri: str, env: dict[str, str]):
+    """`experiments` over TLS, filtered to one experiment made for the test: it must be listed."""
+    name = unique("tls")
+    client.create_experiment(name)
+    res = run_script("query_experiments", "experiments", "--filter", f"name = '{name}'", uri=uri, env=env)
     assert res.code == 0, res.err
-    assert "| Default | 0 |" in res.out
+    assert f"| {name} |" in res.out
 
 
-def test_requests_own_bundle_variable_is_honoured_when_mlflows_is_not_set(run_script, tls_proxy, certificate):
-    env = {"REQUESTS_CA_BUNDLE": str(certificate.cert)}
-    res = run_script("query_experiments", "experiments", uri=tls_proxy.uri, env=env)
-    assert res.code == 0, res.err
-    assert "| Default | 0 |" in res.out
+def test_insecure_mode_reaches_a_self_signed_server(run_script, client, tls_proxy):
+    listed_experiment(run_script, client, tls_proxy.uri, {**public_bundles(), "MLFLOW_TRACKING_INSECURE_TLS": "true"})
+
+
+def test_requests_own_bundle_variable_is_honoured_when_mlflows_is_not_set(run_script, client, tls_proxy, certificate):
+    listed_experiment(run_script, client, tls_proxy.uri, {"REQUESTS_CA_BUNDLE": str(certificate.cert)})
 
 
 def test_a_backtest_uploads_its_artifacts_over_tls(run_script, tls_proxy, certificate, tmp_path):
