@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -368,7 +369,8 @@ def load_script(name: str):
 
 def call_script(name: str, args, env: dict[str, str], cwd: Path | None = None) -> Result:
     """scripts/<name>.py's main(args) in this process, with exactly `env` as the environment and
-    `cwd` as the working folder (both restored afterwards), stdout and stderr captured."""
+    `cwd` as the working folder (both restored afterwards, as are the warning filters a script may
+    set, e.g. urllib3.disable_warnings for insecure TLS), stdout and stderr captured."""
     from mlflow_skill.core.secrets import clear_secrets
 
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
@@ -379,7 +381,7 @@ def call_script(name: str, args, env: dict[str, str], cwd: Path | None = None) -
     try:
         if cwd:
             os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
             code = load_script(name).main([str(a) for a in args])
     finally:
         os.chdir(saved_cwd)

@@ -1,7 +1,8 @@
 """A deadline for the part of an answer that `requests` reads itself: the status line and the
 headers. Its read timeout restarts with every byte, so a server (or a proxy) sending one header
 byte a second would hold a call for ever; store/reader.py bounds the body. At the deadline the
-watchdog shuts the socket of the request in flight, which ends the blocked read at once.
+watchdog shuts the socket of the request in flight, which ends the blocked read at once. The clock
+starts when the request has been sent (a slow upload is not an answer that never ends).
 
 The socket is found through urllib3's connection classes (their `getresponse` registers it with
 the watchdog of the calling thread), installed on a `requests.Session`'s pools by `install`.
@@ -20,8 +21,9 @@ _local = threading.local()  # the HeaderDeadline of the request this thread is m
 
 
 class HeaderDeadline:
-    """`with HeaderDeadline(seconds) as watch:` around `session.request(..., stream=True)`;
-    `watch.fired` is true when the deadline passed and the socket was shut."""
+    """`with HeaderDeadline(seconds) as watch:` around `session.request(..., stream=True)`: the
+    status line and headers must have come `seconds` after the request was sent; `watch.fired` is
+    true when they had not and the socket was shut."""
 
     def __init__(self, seconds: float):
         self.seconds = max(0.0, seconds)
@@ -31,9 +33,6 @@ class HeaderDeadline:
         self._timer: threading.Timer | None = None
 
     def __enter__(self) -> HeaderDeadline:
-        self._timer = threading.Timer(self.seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
         _local.watch = self
         return self
 
@@ -50,11 +49,16 @@ class HeaderDeadline:
             _shut(self._sock)
 
     def watch(self, sock: Any) -> None:
-        """Called by the connection about to read the answer; shuts it at once if already late."""
+        """Called by the connection about to read the answer (again after a redirect, on the same
+        clock): the first call starts the clock; shuts the socket at once if already late."""
         with self._lock:
             self._sock = sock
             if self.fired:
                 _shut(sock)
+            elif self._timer is None:
+                self._timer = threading.Timer(self.seconds, self._fire)
+                self._timer.daemon = True
+                self._timer.start()
 
 
 def _shut(sock: Any) -> None:
