@@ -18,6 +18,7 @@ import importlib.util
 import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -66,18 +67,29 @@ class Server:
     admin: tuple[str, str] | None = None
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        """Stop the server and its children: MLflow 2.x's `mlflow server` runs gunicorn as a child
+        that outlives a terminated parent (about 260 MB a server), so the whole group goes."""
+        if self.proc is None:
+            return
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL)
+            self.proc.wait(5)
+        self._signal_group(signal.SIGKILL)  # children that ignored SIGTERM or outlived the parent
+
+    def _signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)  # launch() made the server a process-group leader
 
 
 def launch(cmd: list[str], env: dict[str, str], tmp: Path, port: int) -> Server:
     """Start `cmd` (an `mlflow server` on `port`), logging to tmp/server.log; return once healthy."""
     log = tmp / "server.log"
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    proc = subprocess.Popen(
+        cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True
+    )
     server = Server(uri=f"http://127.0.0.1:{port}", tmp=tmp, proc=proc)
     try:
         wait_for_health(server.uri, proc, log)
@@ -527,6 +539,19 @@ def v2_server(tmp_path_factory):
     srv = start_v2_server(tmp_path_factory.mktemp("v2_server"))
     yield srv
     srv.stop()
+    left = processes_mentioning(srv.uri.rsplit(":", 1)[1])
+    assert not left, f"the MLflow 2.22 server left processes behind (its gunicorn): {left}"
+
+
+def processes_mentioning(needle: str) -> list[str]:
+    """Command lines of live processes that contain `needle` (Linux /proc), for leak checks."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if needle in text and ("gunicorn" in text or "mlflow" in text):
+                found.append(text.strip()[:200])
+    return found
 
 
 S3_BUCKET = "mlflow-artifacts"
