@@ -68,6 +68,15 @@ def test_pbo_separates_skill_from_luck():
     assert qpbo.cscv(noise).pbo > 0.3  # the pick of pure noise is as likely below the median as not, or worse
 
 
+def test_pbo_of_pure_noise_averages_a_half_but_one_sweep_varies_widely():
+    """What docs/honest-numbers.md says of PBO on noise: over 20 sweeps of 20 variants x 1,000
+    bars with no skill, PBO averages about 0.5 (the pick lands below the median out of sample as
+    often as not), yet single sweeps range from about 0.2 to 0.9: one PBO is a noisy figure."""
+    values = [qpbo.cscv(np.random.default_rng(seed).normal(0.0, 0.01, (1000, 20))).pbo for seed in range(20)]
+    assert 0.4 < np.mean(values) < 0.6
+    assert min(values) < 0.3 and max(values) > 0.8
+
+
 def test_pbo_risk_free_and_flat_variants():
     rng = np.random.default_rng(4)
     frame = rng.normal(0.0004, 0.01, (400, 6))
