@@ -190,6 +190,21 @@ def test_headers_that_never_end_stop_at_the_deadline_with_exit_4(run_script, hos
     assert len(srv.requests_seen) == 1  # not asked again: the server has the request
 
 
+def test_a_stalled_proxy_stops_at_the_deadline(run_script, hostile):
+    """HTTP_PROXY names a forward proxy that sends a status line, then never ends its headers: the
+    watchdog watches the proxy's connections too. Nothing but the loopback proxy is contacted."""
+    proxy = hostile({f"{API}/experiments/search": trickle_headers(0.2)})
+    env = {"HTTP_PROXY": proxy.uri, "http_proxy": proxy.uri, "NO_PROXY": "", "no_proxy": ""}
+    start = time.monotonic()
+    res = run_script(
+        "query_experiments", "experiments", "--timeout", "2", uri="http://tracking.example.invalid:5000", env=env
+    )
+    elapsed = time.monotonic() - start
+    assert_clean_error(res, 4, "no complete answer within 2s (the headers never ended)")
+    assert elapsed < 4, elapsed
+    assert [path for _, path, _ in proxy.requests_seen] == [f"{API}/experiments/search"]  # through the proxy
+
+
 def test_headers_that_never_end_on_a_write_say_it_may_have_been_applied(run_script, hostile):
     routes = {
         f"{API}/experiments/get-by-name": (404, {}, b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no"}'),

@@ -5,8 +5,9 @@ watchdog shuts the socket of the request in flight, which ends the blocked read 
 starts when the request has been sent (a slow upload is not an answer that never ends).
 
 The socket is found through urllib3's connection classes (their `getresponse` registers it with
-the watchdog of the calling thread), installed on a `requests.Session`'s pools by `install`.
-Requests through an HTTP proxy use other pools and keep the per-read timeout only.
+the watchdog of the calling thread), installed by `install` on a `requests.Session`'s pools and on
+the pools of the HTTP(S) proxies it goes through (HTTPS_PROXY); SOCKS proxies keep their own
+connection classes and the per-read timeout only.
 """
 
 from __future__ import annotations
@@ -68,13 +69,30 @@ def _shut(sock: Any) -> None:
 
 
 def install(session: Any) -> None:
-    """Give the session's http and https pools connections that report to the watchdog."""
+    """Give the session's http and https pools, and its proxies' pools, connections that report to
+    the watchdog."""
     classes = _pool_classes()
     for prefix in ("http://", "https://"):
         adapter = session.get_adapter(prefix)
         manager = getattr(adapter, "poolmanager", None)
-        if manager is not None and hasattr(manager, "pool_classes_by_scheme"):
+        if manager is None or not hasattr(manager, "pool_classes_by_scheme"):
+            continue
+        manager.pool_classes_by_scheme = classes
+        if not getattr(adapter, "_watched_proxies", False):
+            adapter.proxy_manager_for = _watched_proxies(adapter.proxy_manager_for, classes)
+            adapter._watched_proxies = True
+
+
+def _watched_proxies(make: Any, classes: dict[str, type]) -> Any:
+    """requests' `HTTPAdapter.proxy_manager_for`, whose proxy managers get the watched pools."""
+
+    def proxy_manager_for(proxy: str, **kwargs: Any) -> Any:
+        manager = make(proxy, **kwargs)
+        if not proxy.lower().startswith("socks") and hasattr(manager, "pool_classes_by_scheme"):
             manager.pool_classes_by_scheme = classes
+        return manager
+
+    return proxy_manager_for
 
 
 @functools.cache
