@@ -1,7 +1,7 @@
 """What a newcomer pays on first use: every script's first `uv run` on an empty uv cache.
 
 Usage (one command; downloads from PyPI, takes minutes):
-  python bench/bench_cold_start.py                  # reference + all six first calls + warm calls
+  python bench/bench_cold_start.py                  # reference + all nine first calls + warm calls
   python bench/bench_cold_start.py --no-reference   # skip the one-environment reference
   python bench/bench_cold_start.py --scripts DIR    # measure a copy of scripts/ (other PEP 723 headers)
   python bench/bench_cold_start.py --first query_experiments.py --no-reference   # another first script
@@ -9,7 +9,7 @@ Usage (one command; downloads from PyPI, takes minutes):
 Measures, each on its own empty UV_CACHE_DIR in a temp folder (nothing shared with ~/.cache/uv):
   1. reference: the heaviest script's first call alone (log_backtest.py --dry-run: one environment
      built from nothing, downloads included);
-  2. all six scripts' first calls one after another, as a newcomer makes them (log_backtest first
+  2. all nine scripts' first calls one after another, as a newcomer makes them (log_backtest first
      unless --first says otherwise), total and per script; then each script's second call (warm).
 Every call runs in a fresh working folder with nothing configured (the embedded ./mlflow.db), so
 each first call also imports what the embedded store needs. Targets (issue 14): total <= 1.5x the
@@ -42,6 +42,13 @@ def calls(work: Path) -> list[tuple[str, list[str], tuple[int, ...]]]:
         ("get_metric_history.py", ["--run-id", "@RUN", "--metrics", "equity_curve"], (0,)),
         ("search_traces.py", ["--experiment", "cold-start"], (0,)),
         ("get_trace.py", ["--trace-id", "tr-0123456789abcdef0123456789abcdef"], (0, 3)),  # no such trace: exit 3
+        ("tag_runs.py", ["--run-id", "@RUN", "--set", "reviewed=yes"], (0,)),
+        ("promote_model.py", ["--model", "cold-start", "--run-id", "@RUN", "--alias", "champion"], (0,)),
+        (
+            "log_feedback.py",
+            ["--trace-id", "tr-0123456789abcdef0123456789abcdef", "--name", "ok", "--value", "no"],
+            (3,),
+        ),
     ]
 
 
@@ -106,7 +113,7 @@ def size_mb(path: Path) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scripts", type=Path, default=ROOT / "scripts", help="folder of the six scripts")
+    ap.add_argument("--scripts", type=Path, default=ROOT / "scripts", help="folder of the scripts")
     ap.add_argument("--no-reference", action="store_true", help="skip the one-environment reference")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument(
@@ -126,7 +133,7 @@ def main() -> int:
                 f"(CPU {result['reference_cpu_s']:.1f} s)",
                 flush=True,
             )
-        cache, work, env = fresh(tmp, "six")
+        cache, work, env = fresh(tmp, "all")
         first, first_cpu, warm, warm_cpu, run_id = {}, {}, {}, {}, None
         order = sorted(
             calls(work), key=lambda call: call[0] != args.first
@@ -177,13 +184,14 @@ def report(r: dict) -> None:
     for name in first:
         print(f"| {name} | {first[name]:.1f} | {cpu[name]:.1f} | {warm[name]:.2f} | {wcpu[name]:.2f} |")
     print(
-        f"| **all six** | **{r['total_first_s']:.1f}** | **{r['total_first_cpu_s']:.1f}** | "
+        f"| **all {len(first)}** | **{r['total_first_s']:.1f}** | **{r['total_first_cpu_s']:.1f}** | "
         f"{sum(warm.values()):.1f} | {sum(wcpu.values()):.1f} |"
     )
     if "reference_s" in r:
         print(
             f"\nreference (heaviest script alone, one environment): {r['reference_s']:.1f} s wall, "
-            f"{r['reference_cpu_s']:.1f} s CPU; all six / reference = {r['total_first_s'] / r['reference_s']:.2f}x "
+            f"{r['reference_cpu_s']:.1f} s CPU; all {len(first)} / reference = "
+            f"{r['total_first_s'] / r['reference_s']:.2f}x "
             f"wall, "
             f"{r['total_first_cpu_s'] / r['reference_cpu_s']:.2f}x CPU (target <= 1.5x)"
         )

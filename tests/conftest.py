@@ -539,7 +539,10 @@ def v2_server(tmp_path_factory):
     srv = start_v2_server(tmp_path_factory.mktemp("v2_server"))
     yield srv
     srv.stop()
-    left = processes_mentioning(srv.uri.rsplit(":", 1)[1])
+    port = srv.uri.rsplit(":", 1)[1]
+    deadline = time.monotonic() + 10  # a killed process stays in /proc for a moment
+    while (left := processes_mentioning(port)) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not left, f"the MLflow 2.22 server left processes behind (its gunicorn): {left}"
 
 
