@@ -448,23 +448,11 @@ def uv_run(server, empty_env_dir):
         cwd: Path | None = None,
         timeout: float = 300,
     ) -> Result:
-        base = clean_env(env_dir=empty_env_dir)
-        base.setdefault("UV_PYTHON_DOWNLOADS", "never")
-        if uri == "server":
-            base["MLFLOW_TRACKING_URI"] = server.uri
-        elif uri:
-            base["MLFLOW_TRACKING_URI"] = uri
-        base.update(env or {})
+        extra = {"MLFLOW_SKILL_ENV_DIR": str(empty_env_dir)}
+        if uri:
+            extra["MLFLOW_TRACKING_URI"] = server.uri if uri == "server" else uri
         script = SCRIPTS / (name if name.endswith(".py") else name + ".py")
-        proc = subprocess.run(
-            [UV, "run", "--quiet", str(script), *[str(a) for a in args]],
-            capture_output=True,
-            text=True,
-            env=base,
-            cwd=cwd or ROOT,
-            timeout=timeout,
-        )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return run_uv(script, *args, env={**extra, **(env or {})}, cwd=cwd, timeout=timeout)
 
     return run
 

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
-from tls import Certificate, serve_tls
+from tls import Certificate, loopback_uri
 
 
 class FaultProxy:
@@ -132,10 +132,7 @@ class FaultProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        if tls is not None:
-            serve_tls(self._server, tls)
-        scheme = "https" if tls is not None else "http"
-        self.uri = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+        self.uri = loopback_uri(self._server, tls)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tls import Certificate, serve_tls
+from tls import Certificate, loopback_uri
 
 API = "/api/2.0/mlflow"
 NOW_MS = 1_760_000_000_000
@@ -113,10 +113,7 @@ class Hostile:
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        if tls is not None:
-            serve_tls(self._server, tls)
-        scheme = "https" if tls is not None else "http"
-        self.uri = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+        self.uri = loopback_uri(self._server, tls)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def paths(self) -> list[str]:

@@ -47,8 +47,12 @@ def self_signed(folder: Path) -> Certificate:
     return found
 
 
-def serve_tls(server: HTTPServer, certificate: Certificate) -> None:
-    """Make `server` (not yet serving) answer HTTPS with `certificate`."""
+def loopback_uri(server: HTTPServer, certificate: Certificate | None) -> str:
+    """The URI of `server` (bound to 127.0.0.1, not yet serving), made to answer HTTPS with
+    `certificate` when one is given."""
+    if certificate is None:
+        return f"http://127.0.0.1:{server.server_address[1]}"
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certificate.cert, certificate.key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
+    return f"https://127.0.0.1:{server.server_address[1]}"
